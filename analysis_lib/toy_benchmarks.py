@@ -1,0 +1,120 @@
+"""Export the toy world's evaluation sets in the benchmarks' upstream formats.
+
+* relation set: What'sUp Controlled-style JSON; each object pair in all four relations, file names
+  ``{obj1}_{rel}_{obj2}.png``, four caption options differing only in the relation, gold first;
+* attribute control: the same images, options that swap the first object's colour for an absent one;
+* pair set: MMVP-VLM-style ``Questions.csv`` + ``MMVP_VLM_Images/<Type>/<qid>.png``: ``Spatial``
+  pairs (the same objects in opposite relations) and ``Color`` pairs (the first object recoloured).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from analysis_lib.cache import cached_artifact
+from analysis_lib.toyworld import (
+    COLOURS,
+    OPPOSITE,
+    RELATIONS,
+    Obj,
+    Scene,
+    WorldConfig,
+    absent_colour,
+    all_objects,
+    caption_with,
+    random_cells,
+    relational_caption,
+    render,
+    with_relation,
+)
+
+RELATION_FILE = "controlled_toy_relations.json"
+ATTRIBUTE_FILE = "controlled_toy_attributes.json"
+MMVP_FOLDER = "mmvp_vlm_toy"
+
+
+def data_root() -> Path:
+    """Where generated toy data lives: ``$ANALYSIS_LIB_DATA`` or ``data/toy`` under the repository."""
+    default = Path(__file__).resolve().parent.parent / "data" / "toy"
+    return Path(os.environ.get("ANALYSIS_LIB_DATA", default))
+
+
+def distinct_object_pairs(n: int, rng: np.random.Generator) -> list[tuple[Obj, Obj]]:
+    """``n`` distinct ordered object pairs differing in colour and shape."""
+    objects = all_objects()
+    candidates = [(a, b) for a in objects for b in objects if a.colour != b.colour and a.shape != b.shape]
+    if n > len(candidates):
+        raise ValueError(f"asked for {n} object pairs; the toy world has {len(candidates)}")
+    return [candidates[i] for i in rng.choice(len(candidates), n, replace=False)]
+
+
+def _save(image: np.ndarray, path: Path) -> str:
+    """Write a PNG (lossless: colours matter at this size) and return its path relative to the set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return str(Path(path.parent.name) / path.name)
+
+
+def _write_controlled(folder: Path, world: WorldConfig, n_pairs: int, rng: np.random.Generator) -> None:
+    """The relation set and its attribute control, sharing images."""
+    relation_items, attribute_items = [], []
+    for first, second in distinct_object_pairs(n_pairs, rng):
+        base = Scene(first, second, (0, 0), (0, 1), "left_of")
+        for relation in RELATIONS:
+            scene = with_relation(base, relation, rng, world)
+            rel_path = _save(render(scene, world, rng), folder / "images" / f"{first.slug}_{relation}_{second.slug}.png")
+            others = [caption_with(scene, relation=r) for r in RELATIONS if r != relation]
+            relation_items.append({"image_path": rel_path, "caption_options": [relational_caption(scene), *others]})
+            swaps = [c for c in COLOURS if c not in (first.colour, second.colour)]
+            colours = [swaps[i] for i in rng.choice(len(swaps), 3, replace=False)]
+            recoloured = [caption_with(scene, first=Obj(c, first.shape)) for c in colours]
+            attribute_items.append({"image_path": rel_path, "caption_options": [relational_caption(scene), *recoloured]})
+    (folder / RELATION_FILE).write_text(json.dumps(relation_items, indent=1))
+    (folder / ATTRIBUTE_FILE).write_text(json.dumps(attribute_items, indent=1))
+
+
+def _mmvp_pair(kind: str, world: WorldConfig, rng: np.random.Generator) -> tuple[Scene, Scene]:
+    """Two scenes that differ only in the relation (``Spatial``) or the first object's colour (``Color``)."""
+    (first, second), = distinct_object_pairs(1, rng)
+    relation = RELATIONS[rng.integers(len(RELATIONS))]
+    cells = random_cells(rng, relation, world.grid)
+    scene = Scene(first, second, cells[0], cells[1], relation)
+    if kind == "Spatial":
+        return scene, Scene(first, second, cells[1], cells[0], OPPOSITE[relation])
+    return scene, dataclasses.replace(scene, first=Obj(absent_colour(scene, rng), first.shape))
+
+
+def _write_mmvp(folder: Path, world: WorldConfig, n_pairs: int, rng: np.random.Generator) -> None:
+    """MMVP-VLM-style pairs: ``n_pairs`` Spatial then ``n_pairs`` Color."""
+    root = folder / MMVP_FOLDER
+    rows, qid = [], 1
+    for kind in ("Spatial", "Color"):
+        for _ in range(n_pairs):
+            for scene in _mmvp_pair(kind, world, rng):
+                _save(render(scene, world, rng), root / "MMVP_VLM_Images" / kind / f"{qid}.png")
+                rows.append({"Question ID": qid, "Type": kind, "Statement": relational_caption(scene)})
+                qid += 1
+    with (root / "Questions.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["Question ID", "Type", "Statement"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def export_toy_benchmarks(world: WorldConfig, n_pairs: int, seed: int) -> Path:
+    """Write (or reuse) the toy evaluation sets; returns their folder."""
+
+    def build(folder: Path) -> None:
+        rng = np.random.default_rng(seed)
+        _write_controlled(folder, world, n_pairs, rng)
+        _write_mmvp(folder, world, n_pairs, rng)
+
+    spec = {"world": world.to_dict(), "n_pairs": n_pairs, "seed": seed}
+    folder, _ = cached_artifact("benchmarks", spec, build, root=data_root())
+    return folder

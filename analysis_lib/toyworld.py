@@ -1,0 +1,261 @@
+"""The toy world: rendered two-object scenes with one clear spatial relation, their captions and QA.
+
+Objects sit one per cell of a ``grid x grid`` lattice whose cells coincide with the ViT's patches,
+so one object ~ one patch token. Every scene holds two objects that differ in colour and shape,
+in the same row (left of / right of) or the same column (above / below).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+SHAPES = ("circle", "square", "triangle", "cross")
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 80, 230),
+    "yellow": (235, 215, 40),
+    "purple": (150, 60, 200),
+    "orange": (245, 140, 30),
+}
+RELATIONS = ("left_of", "right_of", "above", "below")
+RELATION_PHRASES = {"left_of": "left of", "right_of": "right of", "above": "above", "below": "below"}
+OPPOSITE = {"left_of": "right_of", "right_of": "left_of", "above": "below", "below": "above"}
+ROW_WORDS = ("top", "middle", "bottom")
+COL_WORDS = ("left", "center", "right")
+VQA_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Everything that determines the rendered scenes and their text."""
+
+    grid: int = 3
+    cell: int = 8
+    object_size: int = 6
+    noise_std: float = 8.0
+    brightness_jitter: float = 20.0
+    relational_caption_fraction: float = 0.1
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square image in pixels."""
+        return self.grid * self.cell
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, for cache keys and run records."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Obj:
+    """One object: a colour and a shape."""
+
+    colour: str
+    shape: str
+
+    @property
+    def phrase(self) -> str:
+        """Noun phrase without article, e.g. ``red circle``."""
+        return f"{self.colour} {self.shape}"
+
+    @property
+    def slug(self) -> str:
+        """File-name form, e.g. ``red-circle``."""
+        return f"{self.colour}-{self.shape}"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Two objects, their cells (row, col) and the relation of ``first`` to ``second``."""
+
+    first: Obj
+    second: Obj
+    first_cell: tuple[int, int]
+    second_cell: tuple[int, int]
+    relation: str
+
+
+def relation_of(first_cell: tuple[int, int], second_cell: tuple[int, int]) -> str:
+    """The relation of the first cell to the second (same row or column required)."""
+    (r1, c1), (r2, c2) = first_cell, second_cell
+    if r1 == r2 and c1 != c2:
+        return "left_of" if c1 < c2 else "right_of"
+    if c1 == c2 and r1 != r2:
+        return "above" if r1 < r2 else "below"
+    raise ValueError(f"cells {first_cell} and {second_cell} are not in one row or column")
+
+
+def all_objects() -> list[Obj]:
+    """Every colour x shape combination."""
+    return [Obj(c, s) for c in COLOURS for s in SHAPES]
+
+
+def random_object_pair(rng: np.random.Generator) -> tuple[Obj, Obj]:
+    """Two objects differing in both colour and shape."""
+    colours = rng.choice(len(COLOURS), size=2, replace=False)
+    shapes = rng.choice(len(SHAPES), size=2, replace=False)
+    names = list(COLOURS)
+    return Obj(names[colours[0]], SHAPES[shapes[0]]), Obj(names[colours[1]], SHAPES[shapes[1]])
+
+
+@functools.cache
+def placements(relation: str, grid: int) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+    """Every pair of cells on the grid whose first cell is in ``relation`` to the second."""
+    cells = list(itertools.product(range(grid), repeat=2))
+    return tuple(
+        (a, b)
+        for a in cells
+        for b in cells
+        if a != b and (a[0] == b[0] or a[1] == b[1]) and relation_of(a, b) == relation
+    )
+
+
+def random_cells(rng: np.random.Generator, relation: str, grid: int) -> tuple[tuple[int, int], ...]:
+    """Cells for two objects in the given relation, uniformly among valid placements."""
+    options = placements(relation, grid)
+    return options[rng.integers(len(options))]
+
+
+def random_scene(rng: np.random.Generator, config: WorldConfig, relation: str | None = None) -> Scene:
+    """A random scene; the relation is drawn uniformly unless given."""
+    relation = relation or RELATIONS[rng.integers(len(RELATIONS))]
+    first, second = random_object_pair(rng)
+    cell_a, cell_b = random_cells(rng, relation, config.grid)
+    return Scene(first, second, cell_a, cell_b, relation)
+
+
+def with_relation(scene: Scene, relation: str, rng: np.random.Generator, config: WorldConfig) -> Scene:
+    """The same two objects re-placed in another relation."""
+    cell_a, cell_b = random_cells(rng, relation, config.grid)
+    return dataclasses.replace(scene, first_cell=cell_a, second_cell=cell_b, relation=relation)
+
+
+def _shape_masks(size: int) -> dict[str, np.ndarray]:
+    """Boolean masks of each shape on a ``size x size`` canvas."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    centre = size / 2
+    half = size / 2
+    masks = {
+        "circle": (yy - centre) ** 2 + (xx - centre) ** 2 <= half**2,
+        "square": np.ones((size, size), dtype=bool),
+        "triangle": np.abs(xx - centre) <= yy / 2,
+        "cross": (np.abs(xx - centre) < size / 6 + 0.5) | (np.abs(yy - centre) < size / 6 + 0.5),
+    }
+    return {k: v.astype(bool) for k, v in masks.items()}
+
+
+def render(scene: Scene, config: WorldConfig, rng: np.random.Generator) -> np.ndarray:
+    """Render a scene to an ``H x W x 3`` uint8 image with pixel noise and brightness jitter."""
+    side = config.image_size
+    image = np.full((side, side, 3), 128.0) + rng.normal(0, config.noise_std, (side, side, 3))
+    masks = _shape_masks(config.object_size)
+    slack = config.cell - config.object_size
+    for obj, (row, col) in ((scene.first, scene.first_cell), (scene.second, scene.second_cell)):
+        dy, dx = rng.integers(0, slack + 1, size=2)
+        top, left = row * config.cell + dy, col * config.cell + dx
+        window = image[top : top + config.object_size, left : left + config.object_size]
+        colour = np.array(COLOURS[obj.colour], dtype=float) + rng.normal(0, 10, 3)
+        window[masks[obj.shape]] = colour
+    image += rng.uniform(-config.brightness_jitter, config.brightness_jitter)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def relational_caption(scene: Scene) -> str:
+    """The scene's relation in words, e.g. ``a red circle left of a blue square``."""
+    return f"a {scene.first.phrase} {RELATION_PHRASES[scene.relation]} a {scene.second.phrase}"
+
+
+def caption_with(scene: Scene, relation: str | None = None, first: Obj | None = None) -> str:
+    """The relational caption with the relation and/or the first object replaced."""
+    return relational_caption(
+        dataclasses.replace(scene, relation=relation or scene.relation, first=first or scene.first)
+    )
+
+
+def bag_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A bag-of-objects caption in random order, e.g. ``a blue square and a red circle``."""
+    objs = [scene.first, scene.second]
+    rng.shuffle(objs)
+    return f"a {objs[0].phrase} and a {objs[1].phrase}"
+
+
+def training_caption(scene: Scene, rng: np.random.Generator, config: WorldConfig) -> str:
+    """A web-alt-text-like caption: relational with the configured probability, else bag-of-objects."""
+    text = (
+        relational_caption(scene)
+        if rng.random() < config.relational_caption_fraction
+        else bag_caption(scene, rng)
+    )
+    return f"a photo of {text}" if rng.random() < 0.3 else text
+
+
+def cell_words(cell: tuple[int, int]) -> str:
+    """A cell in words, e.g. ``top left``."""
+    return f"{ROW_WORDS[cell[0]]} {COL_WORDS[cell[1]]}"
+
+
+def absent_colour(scene: Scene, rng: np.random.Generator) -> str:
+    """A colour that neither object has."""
+    options = [c for c in COLOURS if c not in (scene.first.colour, scene.second.colour)]
+    return options[rng.integers(len(options))]
+
+
+def false_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A caption that is false for the scene: mostly a relation swap, else a wrong colour or order."""
+    u = rng.random()
+    if u < 0.6:
+        others = [r for r in RELATIONS if r != scene.relation]
+        return caption_with(scene, relation=others[rng.integers(len(others))])
+    if u < 0.8:
+        swapped = Scene(scene.second, scene.first, scene.second_cell, scene.first_cell, scene.relation)
+        return relational_caption(swapped)
+    return caption_with(scene, first=Obj(absent_colour(scene, rng), scene.first.shape))
+
+
+def instruction_example(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """One instruction-style (question, answer) pair about the scene, LLaVA-data style."""
+    u = rng.random()
+    if u < 0.5:
+        positive = rng.random() < 0.5
+        caption = relational_caption(scene) if positive else false_caption(scene, rng)
+        if rng.random() < 0.3:
+            caption = f"a photo of {caption}"
+        return VQA_QUESTION.format(caption), "Yes" if positive else "No"
+    if u < 0.7:
+        obj, cell = (
+            (scene.first, scene.first_cell) if rng.random() < 0.5 else (scene.second, scene.second_cell)
+        )
+        return f"Where is the {obj.phrase}?", cell_words(cell)
+    if u < 0.85:
+        return (
+            f"Where is the {scene.first.phrase} relative to the {scene.second.phrase}?",
+            RELATION_PHRASES[scene.relation],
+        )
+    return "Describe the image.", relational_caption(scene)
+
+
+def sample_scenes(n: int, config: WorldConfig, seed: int) -> list[Scene]:
+    """``n`` random scenes with balanced relations, deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [random_scene(rng, config, RELATIONS[i % len(RELATIONS)]) for i in range(n)]
+
+
+def render_all(scenes: list[Scene], config: WorldConfig, seed: int) -> np.ndarray:
+    """Render scenes to an ``N x H x W x 3`` uint8 array, deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    return np.stack([render(s, config, rng) for s in scenes])
+
+
+def vocabulary() -> list[str]:
+    """Every word the toy world's text can contain."""
+    words = set("a an the of and photo is yes no please answer or describe image where relative to".split())
+    words |= set("does this figure show".split()) | {'"', "?", ".", ":", "user", "assistant"}
+    words |= set(SHAPES) | set(COLOURS) | set(ROW_WORDS) | set(COL_WORDS)
+    words |= {w for p in RELATION_PHRASES.values() for w in p.split()}
+    return sorted(words)

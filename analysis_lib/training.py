@@ -1,0 +1,212 @@
+"""Training the toy models: contrastive CLIP from scratch, then LLaVA on CLIP's frozen features."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    CLIPModel,
+    CLIPProcessor,
+    LlavaForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    get_cosine_schedule_with_warmup,
+)
+
+from analysis_lib.prompts import PromptFormat
+from analysis_lib.toyworld import Scene, WorldConfig, instruction_example, training_caption
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    """Contrastive training of the toy CLIP."""
+
+    steps: int = 800
+    batch_size: int = 256
+    lr: float = 2e-3
+    warmup: int = 80
+    weight_decay: float = 0.1
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, for cache keys and run records."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LlavaTrainConfig:
+    """The two LLaVA stages: projector only, then projector + language model."""
+
+    projector_steps: int = 150
+    full_steps: int = 1500
+    batch_size: int = 128
+    turns: int = 4
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.0
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, for cache keys and run records."""
+        return asdict(self)
+
+
+def _optimise(params, lr: float, weight_decay: float, warmup: int, steps: int):
+    """AdamW with linear warm-up and cosine decay."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return opt, get_cosine_schedule_with_warmup(opt, min(warmup, steps // 2), steps)
+
+
+def _step(loss: torch.Tensor, params, opt, sched) -> float:
+    """One clipped optimiser step; returns the loss value."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.detach().item()
+
+
+def train_clip(
+    model: CLIPModel,
+    processor: CLIPProcessor,
+    scenes: list[Scene],
+    pixels: torch.Tensor,
+    world: WorldConfig,
+    cfg: ClipTrainConfig,
+    seed: int,
+    progress: bool = True,
+) -> list[float]:
+    """Train CLIP with the symmetric InfoNCE loss on web-style captions; returns the loss curve."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
+    model.train()
+    losses = []
+    for _ in tqdm(range(cfg.steps), desc="CLIP (contrastive)", disable=not progress):
+        idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
+        text = processor.tokenizer(
+            [training_caption(scenes[i], rng, world) for i in idx], padding=True, return_tensors="pt"
+        ).to(device)
+        out = model(**text, pixel_values=pixels[idx].to(device), return_loss=True)
+        losses.append(_step(out.loss, params, opt, sched))
+    model.eval()
+    return losses
+
+
+def expand_image_tokens(prompt: str, n_tokens: int, image_token: str = "<image>") -> str:
+    """Repeat the image placeholder once per image feature, as ``LlavaProcessor`` does."""
+    return prompt.replace(image_token, image_token * n_tokens)
+
+
+def conversation_batch(
+    tokenizer: PreTrainedTokenizerFast, prompt_format: PromptFormat, conversations: list[list[tuple[str, str]]],
+    n_image_tokens: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for multi-turn conversations.
+
+    LLaVA-1.5's conversation layout: the image in the first user turn, every answer followed by the
+    end token; only answer tokens (and their end tokens) carry labels, the rest is -100.
+    """
+    pieces, owners = [], []
+    for row, turns in enumerate(conversations):
+        for turn, (question, answer) in enumerate(turns):
+            prompt = prompt_format.prompt(question) if turn == 0 else prompt_format.followup(question)
+            pieces += [expand_image_tokens(prompt, n_image_tokens), answer + tokenizer.eos_token]
+            owners += [(row, False), (row, True)]
+    encoded = tokenizer(pieces, add_special_tokens=False)["input_ids"]
+    rows: list[tuple[list[int], list[int]]] = [([tokenizer.bos_token_id], [-100]) for _ in conversations]
+    for ids, (row, is_answer) in zip(encoded, owners):
+        rows[row][0].extend(ids)
+        rows[row][1].extend(ids if is_answer else [-100] * len(ids))
+    length = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), length), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), length), -100)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for row, (ids, labs) in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(ids)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    return input_ids, mask, labels
+
+
+def embed_with_features(
+    model: LlavaForConditionalGeneration, input_ids: torch.Tensor, features: torch.Tensor
+) -> torch.Tensor:
+    """Token embeddings with the image placeholders replaced by projected vision features."""
+    embeds = model.get_input_embeddings()(input_ids)
+    projected = model.model.multi_modal_projector(features).to(embeds.dtype)
+    image_mask = (input_ids == model.config.image_token_index).unsqueeze(-1).expand_as(embeds)
+    return embeds.masked_scatter(image_mask, projected)
+
+
+def fold_standardisation(model: LlavaForConditionalGeneration, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Fold ``(x - mean) / std`` into the projector's first layer, so raw features give the same output."""
+    linear = model.model.multi_modal_projector.linear_1
+    with torch.no_grad():
+        weight = linear.weight / std.to(linear.weight)
+        linear.bias -= weight @ mean.to(weight)
+        linear.weight.copy_(weight)
+
+
+def train_llava(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    scenes: list[Scene],
+    features: torch.Tensor,
+    prompt_format: PromptFormat,
+    cfg: LlavaTrainConfig,
+    seed: int,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """LLaVA's two stages with next-token loss on answers, on standardised cached features."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    mean, std = features.mean(dim=(0, 1)), features.std(dim=(0, 1)) + 1e-6
+    standardised = ((features - mean) / std).to(device)
+    n_tokens = model.config.image_seq_length
+    projector = list(model.model.multi_modal_projector.parameters())
+    language = list(model.model.language_model.parameters())
+    curves: dict[str, list[float]] = {}
+    model.train()
+    for stage, params, steps in (
+        ("projector", projector, cfg.projector_steps),
+        ("projector+LM", projector + language, cfg.full_steps),
+    ):
+        opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, steps)
+        curves[stage] = []
+        for _ in tqdm(range(steps), desc=f"LLaVA ({stage})", disable=not progress):
+            idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
+            conversations = [[instruction_example(scenes[i], rng) for _ in range(cfg.turns)] for i in idx]
+            ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens)
+            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+            embeds = embed_with_features(model, ids, standardised[idx])
+            loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+            curves[stage].append(_step(loss, params, opt, sched))
+    model.eval()
+    fold_standardisation(model, mean, std)
+    return curves
+
+
+class Stopwatch:
+    """Wall time per named stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def time(self, stage: str):
+        """Context manager adding the block's wall time to ``stage``."""
+        watch = self
+
+        class _Block:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                watch.seconds[stage] = watch.seconds.get(stage, 0.0) + time.perf_counter() - self.start
+
+        return _Block()
