@@ -89,12 +89,6 @@ def set_units(obj_pairs: Sequence[tuple[str, str]], correct: np.ndarray) -> np.n
     return _grouped_all(list(obj_pairs), correct, 4, "set accuracy")
 
 
-def per_relation(relations: Sequence[str], correct: np.ndarray) -> dict[str, float]:
-    """Individual accuracy per relation."""
-    relations = np.asarray(relations)
-    return {rel: float(correct[relations == rel].mean()) for rel in sorted(set(relations))}
-
-
 def mmvp_statement_correct(scores: np.ndarray) -> np.ndarray:
     """MMVP-VLM, per pair and statement: ``scores[p, image, statement]``, statement j's gold is image j.
 

@@ -1,0 +1,38 @@
+# `make book` and `make test` do all the set-up on a fresh machine (Python 3.11 + pip).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BOOK_ARGS ?=
+
+.PHONY: setup book render test lint bench clean-cache
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Execute every chapter at toy scale (papermill) and render the offline HTML book into book/.
+book: $(STAMP)
+	$(PY) -m analysis_lib.book run $(BOOK_ARGS)
+
+render: $(STAMP)
+	$(PY) -m analysis_lib.book render
+
+## Unit tests plus a smoke run of every chapter.
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check analysis_lib tests benchmarks notebooks/*.py
+	$(VENV)/bin/ruff format --check analysis_lib tests benchmarks
+
+## Wall times of chapter 1, cold (training) and warm (cached models).
+bench: $(STAMP)
+	$(PY) benchmarks/chapter_times.py
+
+clean-cache:
+	rm -rf data/cache data/toy

@@ -1,0 +1,159 @@
+"""The book runner: jupytext sources -> papermill-executed notebooks -> an offline HTML book.
+
+    python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True]
+    python -m analysis_lib.book render
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import html
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+from papermill.translators import PythonTranslator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO_ROOT / "notebooks"
+BOOK_DIR = REPO_ROOT / "book"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+KERNEL = "python3"
+
+
+class BookError(ValueError):
+    """A chapter or parameter the book cannot run."""
+
+
+def chapters(folder: Path = NOTEBOOKS) -> list[Path]:
+    """The chapter sources, ``NN_name.py``, in order."""
+    return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.py"))
+
+
+def find_chapter(name: str, folder: Path = NOTEBOOKS) -> Path:
+    """A chapter by stem (``01_same_encoder``) or number (``01``)."""
+    matches = [p for p in chapters(folder) if p.stem == name or p.stem.split("_")[0] == name]
+    if len(matches) != 1:
+        known = ", ".join(p.stem for p in chapters(folder))
+        raise BookError(f"unknown chapter {name!r}; chapters are: {known}")
+    return matches[0]
+
+
+def read_chapter(path: Path) -> nbformat.NotebookNode:
+    """The chapter as a notebook with a Python kernel spec."""
+    nb = jupytext.read(path)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
+def declared_parameters(nb: nbformat.NotebookNode) -> dict[str, object]:
+    """The defaults of the cell tagged ``parameters``: name -> default value."""
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise BookError(f"a chapter needs exactly one cell tagged 'parameters', found {len(cells)}")
+    return {p.name: ast.literal_eval(p.default) for p in PythonTranslator.inspect(cells[0])}
+
+
+def _type_ok(value: object, default: object) -> bool:
+    """Whether ``value`` may replace ``default`` (ints are accepted for floats; bools are not ints)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if default is None:
+        return True
+    return isinstance(value, type(default))
+
+
+def validate_parameters(nb: nbformat.NotebookNode, parameters: dict[str, object], chapter: str = "") -> None:
+    """Raise one ``BookError`` listing every unknown name or wrongly typed value."""
+    declared = declared_parameters(nb)
+    problems = [f"unknown parameter {name!r}" for name in parameters if name not in declared]
+    problems += [
+        f"parameter {name!r} must be {type(declared[name]).__name__} like {declared[name]!r}, got {value!r}"
+        for name, value in parameters.items()
+        if name in declared and not _type_ok(value, declared[name])
+    ]
+    if problems:
+        raise BookError(
+            f"chapter {chapter}: " + "; ".join(problems) + f". Its parameters are: {', '.join(declared)}"
+        )
+
+
+def execute_chapter(path: Path, parameters: dict[str, object], output: Path | None = None) -> Path:
+    """Validate ``parameters``, execute the chapter with papermill and write the executed ``.ipynb``."""
+    nb = read_chapter(path)
+    validate_parameters(nb, parameters, path.stem)
+    output = Path(output or path.with_suffix(".ipynb"))
+    papermill.execute_notebook(
+        nb, str(output), parameters=parameters, kernel_name=KERNEL, language="python", cwd=str(REPO_ROOT)
+    )
+    return output
+
+
+def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR) -> Path:
+    """Render executed notebooks to self-contained HTML (images embedded, no CDN) plus an index."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)], embed_images=True)
+    entries = []
+    for nb_path in notebooks:
+        nb = nbformat.read(nb_path, as_version=4)
+        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": nb_path.stem}})
+        (out_dir / f"{nb_path.stem}.html").write_text(body, encoding="utf-8")
+        entries.append((nb_path.stem, _chapter_title(nb, nb_path.stem)))
+    links = "\n".join(f'<li><a href="{stem}.html">{html.escape(title)}</a></li>' for stem, title in entries)
+    index = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>The book</title></head><body>" \
+            f"<h1>Why generative MLLMs perceive more than CLIP</h1><ol>{links}</ol></body></html>"
+    (out_dir / "index.html").write_text(index, encoding="utf-8")
+    return out_dir / "index.html"
+
+
+def _chapter_title(nb: nbformat.NotebookNode, fallback: str) -> str:
+    """The first Markdown heading of a notebook."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("# ").strip()
+    return fallback
+
+
+def parse_parameter(text: str) -> object:
+    """A ``-p`` value as a Python literal, falling back to a plain string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m analysis_lib.book", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute chapters (all by default), then render the book")
+    run.add_argument("--chapter", action="append", help="chapter stem or number; repeatable")
+    run.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="parameter")
+    sub.add_parser("render", help="render the executed notebooks to book/")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        paths = [find_chapter(c) for c in args.chapter] if args.chapter else chapters()
+        parameters = {name: parse_parameter(value) for name, value in args.p}
+        for path in paths:  # validate all before running any
+            validate_parameters(read_chapter(path), parameters, path.stem)
+        for path in paths:
+            execute_chapter(path, parameters)
+    index = render_book([p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()])
+    print(f"book written to {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BookError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,86 @@
+"""Score a model on a benchmark and turn the scores into tidy metric records (one code path for
+toy exports and the real benchmarks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from analysis_lib.benchmarks import MMVPPair, WhatsUpItem, load_image
+from analysis_lib.metrics import (
+    bootstrap_ci,
+    mmvp_pair_units,
+    opposite_option,
+    option_correct,
+    pair_units,
+    set_units,
+)
+from analysis_lib.scoring import score_options
+
+MMVP_TEXT_TEMPLATE = "a photo of {}"
+
+
+def _record(benchmark: str, metric: str, units: np.ndarray, seed: int) -> dict:
+    """One metric row: the mean of per-unit outcomes and its bootstrap CI."""
+    low, high = bootstrap_ci(units, seed=seed)
+    return {
+        "benchmark": benchmark,
+        "metric": metric,
+        "value": float(np.mean(units)),
+        "ci_low": low,
+        "ci_high": high,
+        "n_units": len(units),
+    }
+
+
+def whatsup_option_scores(scorer, items: Sequence[WhatsUpItem]) -> np.ndarray:
+    """``N x K`` scores of every image against all its caption options."""
+    images = [load_image(item.image_path) for item in items]
+    return score_options(scorer, images, [item.caption_options for item in items])
+
+
+def whatsup_records(
+    items: Sequence[WhatsUpItem], scores: np.ndarray, benchmark: str, seed: int = 0, grouped: bool = True
+) -> list[dict]:
+    """4-way (all options) and 2-way (gold vs opposite relation) individual accuracy; with
+    ``grouped``, also pair, set and per-relation accuracy."""
+    obj_pairs = [item.obj_pair for item in items]
+    relations = [item.relation for item in items]
+    opposite = [opposite_option(item.caption_options, item.relation) for item in items] if grouped else None
+    variants = {f"{scores.shape[1]}-way": scores}
+    if grouped:
+        variants["2-way"] = np.stack([scores[:, 0], scores[np.arange(len(items)), opposite]], axis=1)
+    records = []
+    for way, way_scores in variants.items():
+        correct = option_correct(way_scores)
+        records.append(_record(benchmark, f"{way} individual", correct.astype(float), seed))
+        if not grouped:
+            continue
+        records.append(_record(benchmark, f"{way} pair", pair_units(obj_pairs, relations, correct), seed))
+        records.append(_record(benchmark, f"{way} set", set_units(obj_pairs, correct), seed))
+        for relation in dict.fromkeys(relations):
+            mask = np.asarray(relations) == relation
+            records.append(_record(benchmark, f"{way} {relation}", correct[mask].astype(float), seed))
+    return records
+
+
+def mmvp_scores(scorer, pairs: Sequence[MMVPPair], template: str = MMVP_TEXT_TEMPLATE) -> np.ndarray:
+    """``n_pairs x 2 images x 2 statements`` scores."""
+    images = [load_image(path) for pair in pairs for path in pair.image_paths]
+    scored = [
+        (2 * p + image, template.format(statement))
+        for p, pair in enumerate(pairs)
+        for image in range(2)
+        for statement in pair.statements
+    ]
+    return scorer.score_pairs(images, scored).reshape(len(pairs), 2, 2)
+
+
+def mmvp_records(pairs: Sequence[MMVPPair], scores: np.ndarray, benchmark: str, seed: int = 0) -> list[dict]:
+    """MMVP-VLM pair accuracy per pattern and averaged over patterns."""
+    units = mmvp_pair_units(scores)
+    patterns = np.array([pair.pattern for pair in pairs])
+    records = [_record(benchmark, f"pair {p}", units[patterns == p], seed) for p in dict.fromkeys(patterns)]
+    records.append(_record(benchmark, "pair all", units, seed))
+    return records

@@ -1,0 +1,127 @@
+"""Chapter-level experiments: each returns tidy metrics and timings that the notebook shows."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
+from analysis_lib.metrics import seed_interval
+from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.scoring import ClipScorer, VQAScorer
+from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
+from analysis_lib.training import ClipTrainConfig, LlavaTrainConfig
+
+EVAL_SEED = 12345
+EVAL_PAIRS = 100
+HEADLINE = {
+    ("relations", "4-way individual"): "relation 4-way",
+    ("relations", "2-way individual"): "relation 2-way",
+    ("relations", "2-way pair"): "relation 2-way pair",
+    ("attributes", "4-way individual"): "attribute 4-way",
+    ("pairs", "pair Spatial"): "MMVP-style spatial pairs",
+    ("pairs", "pair Color"): "MMVP-style colour pairs",
+}
+CHANCE = {
+    "relation 4-way": 0.25,
+    "relation 2-way": 0.5,
+    "relation 2-way pair": 0.25,
+    "attribute 4-way": 0.25,
+    "MMVP-style spatial pairs": 0.25,
+    "MMVP-style colour pairs": 0.25,
+}
+
+
+def toy_setup(clip_steps: int, llava_steps: int, smoke: bool) -> ToySetup:
+    """The chapter's toy setup; ``smoke`` shrinks everything to check the plumbing in seconds."""
+    setup = ToySetup(
+        clip_train=ClipTrainConfig(steps=clip_steps),
+        llava_train=LlavaTrainConfig(full_steps=llava_steps),
+    )
+    if not smoke:
+        return setup
+    return dataclasses.replace(
+        setup,
+        n_train_scenes=256,
+        clip_train=ClipTrainConfig(steps=3, batch_size=32, warmup=1),
+        llava_train=LlavaTrainConfig(projector_steps=2, full_steps=2, batch_size=16, warmup=1, turns=2),
+    )
+
+
+@dataclass
+class SameEncoderRun:
+    """Everything chapter 1 shows: per-seed metrics, timings and the last seed's models."""
+
+    metrics: pd.DataFrame
+    seconds: dict[int, dict[str, float]]
+    reused: dict[int, dict[str, bool]]
+    benchmark_dir: Path
+    models: ToyModels
+    setup: ToySetup
+    config: dict = field(default_factory=dict)
+
+
+def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[dict]:
+    """Metric records of every scorer on the relation, attribute and pair sets."""
+    relations = load_whatsup_controlled(bench_dir / RELATION_FILE)
+    attributes = load_whatsup_controlled(bench_dir / ATTRIBUTE_FILE)
+    pairs = load_mmvp_vlm(bench_dir / MMVP_FOLDER)
+    records = []
+    for model, scorer in scorers.items():
+        rows = whatsup_records(relations, whatsup_option_scores(scorer, relations), "relations", seed)
+        rows += whatsup_records(attributes, whatsup_option_scores(scorer, attributes), "attributes", seed, False)
+        rows += mmvp_records(pairs, mmvp_scores(scorer, pairs), "pairs", seed)
+        records += [{"model": model, "seed": seed, **row} for row in rows]
+    return records
+
+
+def same_encoder_experiment(
+    seeds: list[int], device: str, clip_steps: int, llava_steps: int, smoke: bool, progress: bool = True
+) -> SameEncoderRun:
+    """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks."""
+    setup = toy_setup(clip_steps, llava_steps, smoke)
+    bench_dir = export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)
+    records, seconds, reused = [], {}, {}
+    for seed in seeds:
+        models = toy_models(setup, seed, device, progress)
+        scorers = {
+            "CLIP (cosine)": ClipScorer(models.clip, models.clip_processor),
+            "LLaVA (VQAScore)": VQAScorer(models.llava, models.llava_processor, models.prompt_format),
+        }
+        start = time.perf_counter()
+        records += [{"condition": "patch tokens, frozen encoder", **r} for r in score_all(scorers, bench_dir, seed)]
+        seconds[seed] = {**models.seconds, "evaluation": time.perf_counter() - start}
+        reused[seed] = models.reused
+    config = {
+        "seeds": seeds,
+        "device": device,
+        "smoke": smoke,
+        "eval_seed": EVAL_SEED,
+        "setup": dataclasses.asdict(setup),
+    }
+    return SameEncoderRun(pd.DataFrame(records), seconds, reused, bench_dir, models, setup, config)
+
+
+def headline(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's headline metrics, one row per seed, with readable test names."""
+    keys = list(zip(metrics["benchmark"], metrics["metric"]))
+    rows = metrics[[k in HEADLINE for k in keys]].copy()
+    rows["test"] = [HEADLINE[k] for k in zip(rows["benchmark"], rows["metric"])]
+    order = {name: i for i, name in enumerate(HEADLINE.values())}
+    return rows.sort_values(by="test", key=lambda s: s.map(order), kind="stable")
+
+
+def seed_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean across seeds with its 95% t-interval and the per-seed values, per test and model."""
+    out = []
+    for (test, model), group in rows.groupby(["test", "model"], sort=False):
+        mean, low, high = seed_interval(group["value"])
+        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
+        out.append({"test": test, "model": model, "mean": mean, "ci95 low": low, "ci95 high": high,
+                    "per seed": per_seed, "chance": CHANCE.get(test)})
+    return pd.DataFrame(out)

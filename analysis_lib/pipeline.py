@@ -1,0 +1,150 @@
+"""Train-or-load the toy models through the artifact cache: CLIP first, then LLaVA on its frozen tower."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
+
+from analysis_lib.cache import cached_artifact
+from analysis_lib.features import cached_features, llava_selected_features, pixel_tensor
+from analysis_lib.models import ClipSize, LlavaSize, toy_clip, toy_llava_from_clip
+from analysis_lib.prompts import TOY_FORMAT, PromptFormat
+from analysis_lib.toyworld import WorldConfig, render_all, sample_scenes
+from analysis_lib.training import ClipTrainConfig, LlavaTrainConfig, Stopwatch, train_clip, train_llava
+
+
+@dataclass(frozen=True)
+class ToySetup:
+    """Everything that determines the toy models, apart from the seed."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    n_train_scenes: int = 20000
+    clip_size: ClipSize = field(default_factory=ClipSize)
+    clip_train: ClipTrainConfig = field(default_factory=ClipTrainConfig)
+    llava_size: LlavaSize = field(default_factory=LlavaSize)
+    llava_train: LlavaTrainConfig = field(default_factory=LlavaTrainConfig)
+    prompt_format: PromptFormat = TOY_FORMAT
+
+    def clip_spec(self, seed: int) -> dict:
+        """What determines the toy CLIP."""
+        return {
+            "world": self.world.to_dict(),
+            "n_train_scenes": self.n_train_scenes,
+            "clip_size": asdict(self.clip_size),
+            "clip_train": self.clip_train.to_dict(),
+            "seed": seed,
+        }
+
+    def llava_spec(self, seed: int) -> dict:
+        """What determines the toy LLaVA (its CLIP's spec included)."""
+        return {
+            "clip": self.clip_spec(seed),
+            "llava_size": asdict(self.llava_size),
+            "llava_train": self.llava_train.to_dict(),
+            "prompt_format": asdict(self.prompt_format),
+            "seed": seed,
+        }
+
+
+@dataclass
+class ToyModels:
+    """A trained toy CLIP and the toy LLaVA built on its frozen vision tower."""
+
+    clip: CLIPModel
+    clip_processor: CLIPProcessor
+    llava: LlavaForConditionalGeneration
+    llava_processor: LlavaProcessor
+    prompt_format: PromptFormat
+    folders: dict[str, Path]
+    reused: dict[str, bool]
+    seconds: dict[str, float]
+
+
+class _TrainingData:
+    """Training scenes and their pixels, made only if something has to be trained."""
+
+    def __init__(self, setup: ToySetup, seed: int) -> None:
+        self.setup, self.seed, self._data = setup, seed, None
+
+    def get(self, image_processor) -> tuple[list, torch.Tensor]:
+        """Scenes and preprocessed pixels (rendered on first use)."""
+        if self._data is None:
+            scenes = sample_scenes(self.setup.n_train_scenes, self.setup.world, self.seed)
+            images = render_all(scenes, self.setup.world, self.seed + 10_000)
+            self._data = scenes, pixel_tensor(images, image_processor)
+        return self._data
+
+
+def _write_curve(folder: Path, curves: dict) -> None:
+    """Save training losses beside the weights."""
+    (folder / "training_curve.json").write_text(json.dumps(curves))
+
+
+def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> ToyModels:
+    """Train (or load from the cache) the toy CLIP and LLaVA for one seed."""
+    watch = Stopwatch()
+    data = _TrainingData(setup, seed)
+
+    def build_clip(folder: Path) -> None:
+        model, processor = toy_clip(setup.world, setup.clip_size, seed)
+        scenes, pixels = data.get(processor.image_processor)
+        curve = train_clip(model.to(device), processor, scenes, pixels, setup.world, setup.clip_train, seed, progress)
+        model.cpu().save_pretrained(folder)
+        processor.save_pretrained(folder)
+        _write_curve(folder, {"contrastive": curve})
+
+    with watch.time("clip"):
+        clip_dir, clip_reused = cached_artifact("clip", setup.clip_spec(seed), build_clip)
+        clip = CLIPModel.from_pretrained(clip_dir).eval()
+        clip_processor = CLIPProcessor.from_pretrained(clip_dir)
+
+    def build_llava(folder: Path) -> None:
+        model, processor = toy_llava_from_clip(clip, clip_processor, setup.llava_size, seed)
+        with watch.time("features"):
+            features = cached_features(
+                {"clip": setup.clip_spec(seed), "layer": model.config.vision_feature_layer},
+                lambda: llava_selected_features(model, data.get(clip_processor.image_processor)[1]),
+            )
+        scenes, _ = data.get(clip_processor.image_processor)
+        curves = train_llava(
+            model.to(device), processor.tokenizer, scenes, features, setup.prompt_format, setup.llava_train, seed,
+            progress,
+        )
+        model.cpu().save_pretrained(folder)
+        processor.save_pretrained(folder)
+        setup.prompt_format.save(folder)
+        _write_curve(folder, curves)
+
+    with watch.time("llava"):
+        llava_dir, llava_reused = cached_artifact("llava", setup.llava_spec(seed), build_llava)
+        llava = LlavaForConditionalGeneration.from_pretrained(llava_dir).eval()
+        llava_processor = LlavaProcessor.from_pretrained(llava_dir)
+    if "features" in watch.seconds:
+        watch.seconds["llava"] -= watch.seconds["features"]
+    return ToyModels(
+        clip.to(device),
+        clip_processor,
+        llava.to(device),
+        llava_processor,
+        PromptFormat.load(llava_dir),
+        {"clip": clip_dir, "llava": llava_dir},
+        {"clip": clip_reused, "llava": llava_reused},
+        watch.seconds,
+    )
+
+
+def training_curves(folder: Path) -> dict[str, list[float]]:
+    """The loss curves saved with a toy model."""
+    return json.loads((Path(folder) / "training_curve.json").read_text())
+
+
+def moving_average(values: list[float], window: int = 25) -> np.ndarray:
+    """Smoothed loss curve for plotting."""
+    values = np.asarray(values, dtype=float)
+    window = max(1, min(window, len(values)))
+    return np.convolve(values, np.ones(window) / window, mode="valid")

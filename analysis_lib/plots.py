@@ -1,0 +1,74 @@
+"""Figures of the book (seaborn / matplotlib), saved to ``figures/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+
+
+def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
+    """Save a figure as PNG under ``figures/`` and return its path."""
+    folder = Path(folder or FIGURES_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    return path
+
+
+def accuracy_bars(metrics: pd.DataFrame, chance: dict[str, float] | None = None) -> plt.Figure:
+    """Bar per (test, model): mean over seeds, error bar = 95% CI across seeds, dots = seeds."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    order = list(dict.fromkeys(metrics["test"]))
+    sns.barplot(data=metrics, x="test", y="value", hue="model", order=order, errorbar=("ci", 95), ax=ax,
+                alpha=0.85, capsize=0.1)
+    sns.stripplot(data=metrics, x="test", y="value", hue="model", order=order, dodge=True, ax=ax,
+                  color="black", size=3, legend=False)
+    for i, test in enumerate(order):
+        if chance and test in chance:
+            ax.hlines(chance[test], i - 0.4, i + 0.4, colors="grey", linestyles="dashed", linewidth=1)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("accuracy")
+    ax.set_xlabel("")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Same frozen encoder, two ways of reading it (dashed: chance)")
+    fig.tight_layout()
+    return fig
+
+
+def attribution_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: str) -> plt.Figure:
+    """The image beside one patch-attribution heat map per scorer (shared colour scale per map)."""
+    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(3 * (1 + len(maps)), 3.2))
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    for ax, (name, values) in zip(axes[1:], maps.items()):
+        limit = float(np.abs(values).max()) or 1.0
+        shown = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(name, fontsize=9)
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(curves: dict[str, np.ndarray]) -> plt.Figure:
+    """Smoothed training losses, one line per stage."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name, values in curves.items():
+        ax.plot(values, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from analysis_lib import metrics as m
+
+
+def test_option_correct_uses_argmax_of_gold_column():
+    scores = np.array([[0.9, 0.1, 0.2, 0.3], [0.2, 0.5, 0.1, 0.0], [0.4, 0.4, 0.1, 0.1]])
+    assert m.option_correct(scores).tolist() == [True, False, True]  # tie -> argmax picks option 0
+
+
+def test_pair_and_set_accuracy_by_hand():
+    # two object pairs x four relations; pair (dog, table) gets left/right right but misses "under".
+    obj_pairs = [("dog", "table")] * 4 + [("cup", "box")] * 4
+    relations = ["left_of", "right_of", "on", "under"] * 2
+    correct = np.array([1, 1, 1, 0, 1, 0, 1, 1], dtype=bool)
+    pair = m.pair_units(obj_pairs, relations, correct)
+    # units: dog-h 1, dog-v 0, cup-h 0, cup-v 1 -> 2 of N/2 = 4
+    assert sorted(pair.tolist()) == [0, 0, 1, 1]
+    assert pair.mean() == pytest.approx(0.5)
+    assert m.set_units(obj_pairs, correct).tolist() == [0.0, 0.0]
+    assert m.set_units(obj_pairs, np.ones(8, dtype=bool)).mean() == 1.0
+
+
+def test_incomplete_groups_are_an_error():
+    with pytest.raises(ValueError, match="pair accuracy"):
+        m.pair_units([("a", "b")], ["left_of"], np.array([True]))
+
+
+@pytest.mark.parametrize(
+    "caption, relation",
+    [
+        ("A dog to the left of a table", "left_of"),
+        ("A dog on a table", "on"),
+        ("A mug in front of a plate", "in-front_of"),
+        ("a red circle below a blue square", "below"),
+    ],
+)
+def test_caption_relation(caption, relation):
+    assert m.caption_relation(caption) == relation
+
+
+def test_two_way_picks_the_opposite_relation():
+    options = ["A dog on a table", "A dog under a table", "A dog to the left of a table", "A dog to the right of a table"]
+    assert m.opposite_option(options, "on") == 1
+    shuffled = ["A dog to the right of a table", "A dog on a table", "A dog to the left of a table", "A dog under a table"]
+    assert m.opposite_option(shuffled, "right_of") == 2
+
+
+def test_mmvp_pair_accuracy_by_hand():
+    # scores[pair, image, statement]; statement 0 belongs to image 0, statement 1 to image 1.
+    scores = np.array(
+        [
+            [[0.9, 0.1], [0.2, 0.8]],  # both right
+            [[0.9, 0.7], [0.2, 0.3]],  # statement 1 prefers image 0 -> wrong
+            [[0.5, 0.5], [0.5, 0.5]],  # ties: statement 0 needs p(first) > 0.5 -> wrong
+        ]
+    )
+    assert m.mmvp_statement_correct(scores).tolist() == [[True, True], [True, False], [False, True]]
+    assert m.mmvp_pair_units(scores).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small = rng.random(40) < 0.7
+    large = rng.random(4000) < 0.7
+    lo_s, hi_s = m.bootstrap_ci(small)
+    lo_l, hi_l = m.bootstrap_ci(large)
+    assert lo_s <= small.mean() <= hi_s and lo_l <= large.mean() <= hi_l
+    assert hi_l - lo_l < hi_s - lo_s
+    assert m.bootstrap_ci(np.ones(10)) == (1.0, 1.0)
+
+
+def test_seed_interval():
+    mean, low, high = m.seed_interval([0.8, 0.9, 1.0])
+    assert mean == pytest.approx(0.9)
+    assert low == pytest.approx(0.9 - 4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
+    assert high > mean

@@ -1,0 +1,72 @@
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from analysis_lib.prompts import TOY_FORMAT, PromptFormat
+from analysis_lib.scoring import ClipScorer, VQAScorer, pad_to_square, score_options
+from analysis_lib.toyworld import render_all, sample_scenes
+
+
+def _images(world, n=3):
+    return list(render_all(sample_scenes(n, world, seed=0), world, seed=1))
+
+
+def test_vqascore_equals_hand_computation(tiny_models, world):
+    """exp(-mean CE) over the answer tokens 'Yes' + '</s>' = sqrt(P(Yes) * P(</s> | ..., Yes))."""
+    _, _, llava, processor = tiny_models
+    image = _images(world, 1)[0]
+    caption = "a red circle left of a blue square"
+    scorer = VQAScorer(llava, processor, TOY_FORMAT)
+    got = scorer.score_pairs([image], [(0, caption)])[0]
+
+    prompt = f'USER: <image>\nDoes this figure show "{caption}"? Please answer yes or no. ASSISTANT: '
+    enc = processor(images=[image], text=[prompt + "Yes</s>"], return_tensors="pt")
+    tok = processor.tokenizer
+    assert enc["input_ids"][0, -2:].tolist() == [tok.convert_tokens_to_ids("yes"), tok.eos_token_id]
+    with torch.no_grad():
+        logits = llava(**enc).logits[0]
+    probs = F.softmax(logits, dim=-1)
+    p_yes = probs[-3, tok.convert_tokens_to_ids("yes")]
+    p_end = probs[-2, tok.eos_token_id]
+    assert np.isclose(got, float(torch.sqrt(p_yes * p_end)), atol=1e-6)
+
+
+def test_vqascore_batching_and_padding_do_not_change_scores(tiny_models, world):
+    _, _, llava, processor = tiny_models
+    images = _images(world)
+    pairs = [(0, "a red circle left of a blue square"), (1, "a photo of a green cross above a yellow triangle"),
+             (2, "a blue square"), (0, "a photo of a red circle and a blue square")]
+    batched = VQAScorer(llava, processor, TOY_FORMAT, batch_size=4).score_pairs(images, pairs)
+    single = np.concatenate([VQAScorer(llava, processor, TOY_FORMAT).score_pairs(images, [p]) for p in pairs])
+    assert np.allclose(batched, single, atol=1e-5)
+    assert np.all((batched > 0) & (batched < 1))
+
+
+def test_vqascore_prompt_is_t2v_metrics_template():
+    fmt = PromptFormat()
+    prompt = fmt.vqa_prompt("a dog on a table")
+    assert prompt.startswith("A chat between a curious user and an artificial intelligence assistant.")
+    assert prompt.endswith(
+        'USER: <image>\nDoes this figure show "a dog on a table"? Please answer yes or no. ASSISTANT: '
+    )
+
+
+def test_clip_score_is_cosine_of_projected_embeddings(tiny_models, world):
+    clip, processor, _, _ = tiny_models
+    images = _images(world, 2)
+    texts = ["a red circle and a blue square", "a green cross"]
+    scores = score_options(ClipScorer(clip, processor), images, [texts, texts])
+    with torch.no_grad():
+        img = clip.get_image_features(**processor.image_processor(images, return_tensors="pt"))
+        txt = clip.get_text_features(**processor.tokenizer(texts, padding=True, return_tensors="pt"))
+    expected = (F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T).numpy()
+    assert np.allclose(scores, expected, atol=1e-5)
+
+
+def test_pad_to_square_centres_on_mean_colour():
+    from PIL import Image
+
+    image = Image.new("RGB", (4, 2), (255, 0, 0))
+    padded = pad_to_square(image, (1, 2, 3))
+    assert padded.size == (4, 4)
+    assert padded.getpixel((0, 0)) == (1, 2, 3) and padded.getpixel((0, 1)) == (255, 0, 0)

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from analysis_lib import toyworld as tw
+
+
+def object_centre(image: np.ndarray, colour: str) -> tuple[float, float]:
+    """Centroid (row, col) of the pixels closest to a palette colour."""
+    target = np.array(tw.COLOURS[colour], dtype=float)
+    distance = np.linalg.norm(image.astype(float) - target, axis=-1)
+    rows, cols = np.nonzero(distance < 45)
+    assert len(rows) > 3, f"no {colour} object found"
+    return rows.mean(), cols.mean()
+
+
+def test_same_seed_same_scenes_and_pixels(world):
+    a = tw.sample_scenes(50, world, seed=3)
+    b = tw.sample_scenes(50, world, seed=3)
+    assert a == b
+    assert np.array_equal(tw.render_all(a, world, 7), tw.render_all(b, world, 7))
+    assert a != tw.sample_scenes(50, world, seed=4)
+    assert not np.array_equal(tw.render_all(a, world, 7), tw.render_all(a, world, 8))
+
+
+def test_relations_are_balanced_and_objects_distinct(world):
+    scenes = tw.sample_scenes(400, world, seed=0)
+    counts = {r: sum(s.relation == r for s in scenes) for r in tw.RELATIONS}
+    assert set(counts.values()) == {100}
+    assert all(s.first.colour != s.second.colour and s.first.shape != s.second.shape for s in scenes)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_caption_relation_matches_rendered_coordinates(world, seed):
+    scenes = tw.sample_scenes(60, world, seed=seed)
+    images = tw.render_all(scenes, world, seed + 100)
+    for scene, image in zip(scenes, images):
+        (r1, c1), (r2, c2) = object_centre(image, scene.first.colour), object_centre(image, scene.second.colour)
+        caption = tw.relational_caption(scene)
+        expected = {"left_of": c1 < c2 - 4, "right_of": c1 > c2 + 4, "above": r1 < r2 - 4, "below": r1 > r2 + 4}
+        assert expected[scene.relation], (caption, (r1, c1), (r2, c2))
+        assert tw.RELATION_PHRASES[scene.relation] in caption
+
+
+def test_objects_stay_inside_their_patch(world):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scene = tw.random_scene(rng, world)
+        image = tw.render(scene, world, rng)
+        row, col = object_centre(image, scene.first.colour)
+        assert (int(row // world.cell), int(col // world.cell)) == scene.first_cell
+
+
+def test_false_captions_are_false_and_mostly_relation_swaps(world):
+    rng = np.random.default_rng(0)
+    scenes = tw.sample_scenes(300, world, seed=1)
+    false = [tw.false_caption(s, rng) for s in scenes]
+    assert all(f != tw.relational_caption(s) for f, s in zip(false, scenes))
+    same_objects = sum(s.first.phrase in f and s.second.phrase in f for f, s in zip(false, scenes))
+    assert same_objects > 0.7 * len(scenes)
+
+
+def test_caption_mix_follows_the_relational_fraction():
+    rng = np.random.default_rng(0)
+    scene = tw.sample_scenes(1, tw.WorldConfig(), seed=0)[0]
+    for fraction in (0.0, 0.5, 1.0):
+        cfg = tw.WorldConfig(relational_caption_fraction=fraction)
+        captions = [tw.training_caption(scene, rng, cfg) for _ in range(400)]
+        share = np.mean([" and " not in c for c in captions])
+        assert abs(share - fraction) < 0.08
+
+
+def test_every_word_is_in_the_vocabulary(world):
+    rng = np.random.default_rng(0)
+    vocab = set(tw.vocabulary())
+    for scene in tw.sample_scenes(100, world, seed=2):
+        for text in [*tw.instruction_example(scene, rng), tw.training_caption(scene, rng, world)]:
+            words = text.lower().replace('"', ' " ').replace("?", " ? ").replace(".", " . ").split()
+            assert set(words) <= vocab, text
