@@ -1,7 +1,7 @@
 """The book runner: jupytext sources -> papermill-executed notebooks -> an offline HTML book.
 
-    python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True]
-    python -m analysis_lib.book render
+python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True]
+python -m analysis_lib.book render
 """
 
 from __future__ import annotations
@@ -80,9 +80,7 @@ def validate_parameters(nb: nbformat.NotebookNode, parameters: dict[str, object]
         if name in declared and not _type_ok(value, declared[name])
     ]
     if problems:
-        raise BookError(
-            f"chapter {chapter}: " + "; ".join(problems) + f". Its parameters are: {', '.join(declared)}"
-        )
+        raise BookError(f"chapter {chapter}: " + "; ".join(problems) + f". Its parameters are: {', '.join(declared)}")
 
 
 def execute_chapter(path: Path, parameters: dict[str, object], output: Path | None = None) -> Path:
@@ -107,8 +105,10 @@ def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR) -> Path:
         (out_dir / f"{nb_path.stem}.html").write_text(body, encoding="utf-8")
         entries.append((nb_path.stem, _chapter_title(nb, nb_path.stem)))
     links = "\n".join(f'<li><a href="{stem}.html">{html.escape(title)}</a></li>' for stem, title in entries)
-    index = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>The book</title></head><body>" \
-            f"<h1>Why generative MLLMs perceive more than CLIP</h1><ol>{links}</ol></body></html>"
+    index = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>The book</title></head><body>"
+        f"<h1>Why generative MLLMs perceive more than CLIP</h1><ol>{links}</ol></body></html>"
+    )
     (out_dir / "index.html").write_text(index, encoding="utf-8")
     return out_dir / "index.html"
 

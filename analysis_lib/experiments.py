@@ -122,6 +122,15 @@ def seed_summary(rows: pd.DataFrame) -> pd.DataFrame:
     for (test, model), group in rows.groupby(["test", "model"], sort=False):
         mean, low, high = seed_interval(group["value"])
         per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
-        out.append({"test": test, "model": model, "mean": mean, "ci95 low": low, "ci95 high": high,
-                    "per seed": per_seed, "chance": CHANCE.get(test)})
+        out.append(
+            {
+                "test": test,
+                "model": model,
+                "mean": mean,
+                "ci95 low": low,
+                "ci95 high": high,
+                "per seed": per_seed,
+                "chance": CHANCE.get(test),
+            }
+        )
     return pd.DataFrame(out)

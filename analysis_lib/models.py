@@ -90,7 +90,21 @@ def toy_clip(world: WorldConfig, size: ClipSize, seed: int) -> tuple[CLIPModel, 
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=size.projection_dim)
     torch.manual_seed(seed)
     model = CLIPModel(config)
+    openai_clip_embedding_init(model)
     return model, CLIPProcessor(image_processor=toy_image_processor(world), tokenizer=tokenizer)
+
+
+def openai_clip_embedding_init(model: CLIPModel) -> None:
+    """Initialise the vision class and position embeddings as OpenAI's CLIP does (std = width^-0.5).
+
+    transformers uses std 0.02, which leaves the position signal ~1% of the patch signal in a
+    from-scratch model; OpenAI's ViT (whose weights LLaVA reuses) starts them at the patch scale.
+    """
+    embeddings = model.vision_model.embeddings
+    scale = embeddings.embed_dim**-0.5
+    with torch.no_grad():
+        embeddings.class_embedding.normal_(0, scale)
+        embeddings.position_embedding.weight.normal_(0, scale)
 
 
 def llava_tokenizer() -> PreTrainedTokenizerFast:

@@ -112,7 +112,13 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
             )
         scenes, _ = data.get(clip_processor.image_processor)
         curves = train_llava(
-            model.to(device), processor.tokenizer, scenes, features, setup.prompt_format, setup.llava_train, seed,
+            model.to(device),
+            processor.tokenizer,
+            scenes,
+            features,
+            setup.prompt_format,
+            setup.llava_train,
+            seed,
             progress,
         )
         model.cpu().save_pretrained(folder)

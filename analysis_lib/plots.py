@@ -28,10 +28,21 @@ def accuracy_bars(metrics: pd.DataFrame, chance: dict[str, float] | None = None)
     """Bar per (test, model): mean over seeds, error bar = 95% CI across seeds, dots = seeds."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
     order = list(dict.fromkeys(metrics["test"]))
-    sns.barplot(data=metrics, x="test", y="value", hue="model", order=order, errorbar=("ci", 95), ax=ax,
-                alpha=0.85, capsize=0.1)
-    sns.stripplot(data=metrics, x="test", y="value", hue="model", order=order, dodge=True, ax=ax,
-                  color="black", size=3, legend=False)
+    sns.barplot(
+        data=metrics, x="test", y="value", hue="model", order=order, errorbar=("ci", 95), ax=ax, alpha=0.85, capsize=0.1
+    )
+    sns.stripplot(
+        data=metrics,
+        x="test",
+        y="value",
+        hue="model",
+        order=order,
+        dodge=True,
+        ax=ax,
+        color="black",
+        size=3,
+        legend=False,
+    )
     for i, test in enumerate(order):
         if chance and test in chance:
             ax.hlines(chance[test], i - 0.4, i + 0.4, colors="grey", linestyles="dashed", linewidth=1)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-import json
 
 LLAVA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
@@ -41,7 +41,7 @@ class PromptFormat:
         (Path(folder) / PROMPT_FILE).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, folder: Path) -> "PromptFormat":
+    def load(cls, folder: Path) -> PromptFormat:
         """The format saved with a model, or LLaVA-1.5's when the folder has none."""
         path = Path(folder) / PROMPT_FILE
         return cls(**json.loads(path.read_text())) if path.is_file() else cls()

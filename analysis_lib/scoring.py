@@ -98,9 +98,7 @@ class VQAScorer:
         self.model, self.processor, self.format = model.eval(), processor, prompt_format
         self.batch_size, self.progress = batch_size, progress
         tokenizer = processor.tokenizer
-        self.answer_ids = tokenizer(prompt_format.answer + tokenizer.eos_token, add_special_tokens=False)[
-            "input_ids"
-        ]
+        self.answer_ids = tokenizer(prompt_format.answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
 
     def pixel_values(self, images: Sequence[ImageLike]) -> torch.Tensor:
         """Preprocessed images (padded to square with the processor's mean colour if the format says so)."""
@@ -113,9 +111,7 @@ class VQAScorer:
     def input_batch(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """Left-padded prompt ids followed by the answer ids, with matching mask and positions."""
         tokenizer = self.processor.tokenizer
-        prompts = [
-            expand_image_tokens(self.format.vqa_prompt(c), self.model.config.image_seq_length) for c in captions
-        ]
+        prompts = [expand_image_tokens(self.format.vqa_prompt(c), self.model.config.image_seq_length) for c in captions]
         enc = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
         answer = torch.tensor(self.answer_ids).expand(len(captions), -1)
         ids = torch.cat([enc["input_ids"], answer], dim=1)

@@ -17,9 +17,7 @@ def word_tokenizer(append_eos: bool) -> PreTrainedTokenizerFast:
         vocab.setdefault(word, len(vocab))
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
+    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     template = "<s> $A </s>" if append_eos else "<s> $A"
     core.post_processor = processors.TemplateProcessing(
         single=template, special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])]

@@ -69,20 +69,24 @@ def _write_controlled(folder: Path, world: WorldConfig, n_pairs: int, rng: np.ra
         base = Scene(first, second, (0, 0), (0, 1), "left_of")
         for relation in RELATIONS:
             scene = with_relation(base, relation, rng, world)
-            rel_path = _save(render(scene, world, rng), folder / "images" / f"{first.slug}_{relation}_{second.slug}.png")
+            rel_path = _save(
+                render(scene, world, rng), folder / "images" / f"{first.slug}_{relation}_{second.slug}.png"
+            )
             others = [caption_with(scene, relation=r) for r in RELATIONS if r != relation]
             relation_items.append({"image_path": rel_path, "caption_options": [relational_caption(scene), *others]})
             swaps = [c for c in COLOURS if c not in (first.colour, second.colour)]
             colours = [swaps[i] for i in rng.choice(len(swaps), 3, replace=False)]
             recoloured = [caption_with(scene, first=Obj(c, first.shape)) for c in colours]
-            attribute_items.append({"image_path": rel_path, "caption_options": [relational_caption(scene), *recoloured]})
+            attribute_items.append(
+                {"image_path": rel_path, "caption_options": [relational_caption(scene), *recoloured]}
+            )
     (folder / RELATION_FILE).write_text(json.dumps(relation_items, indent=1))
     (folder / ATTRIBUTE_FILE).write_text(json.dumps(attribute_items, indent=1))
 
 
 def _mmvp_pair(kind: str, world: WorldConfig, rng: np.random.Generator) -> tuple[Scene, Scene]:
     """Two scenes that differ only in the relation (``Spatial``) or the first object's colour (``Color``)."""
-    (first, second), = distinct_object_pairs(1, rng)
+    ((first, second),) = distinct_object_pairs(1, rng)
     relation = RELATIONS[rng.integers(len(RELATIONS))]
     cells = random_cells(rng, relation, world.grid)
     scene = Scene(first, second, cells[0], cells[1], relation)

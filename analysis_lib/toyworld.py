@@ -21,7 +21,7 @@ COLOURS = {
     "blue": (40, 80, 230),
     "yellow": (235, 215, 40),
     "purple": (150, 60, 200),
-    "orange": (245, 140, 30),
+    "white": (245, 245, 245),
 }
 RELATIONS = ("left_of", "right_of", "above", "below")
 RELATION_PHRASES = {"left_of": "left of", "right_of": "right of", "above": "above", "below": "below"}
@@ -187,11 +187,7 @@ def bag_caption(scene: Scene, rng: np.random.Generator) -> str:
 
 def training_caption(scene: Scene, rng: np.random.Generator, config: WorldConfig) -> str:
     """A web-alt-text-like caption: relational with the configured probability, else bag-of-objects."""
-    text = (
-        relational_caption(scene)
-        if rng.random() < config.relational_caption_fraction
-        else bag_caption(scene, rng)
-    )
+    text = relational_caption(scene) if rng.random() < config.relational_caption_fraction else bag_caption(scene, rng)
     return f"a photo of {text}" if rng.random() < 0.3 else text
 
 
@@ -218,26 +214,34 @@ def false_caption(scene: Scene, rng: np.random.Generator) -> str:
     return caption_with(scene, first=Obj(absent_colour(scene, rng), scene.first.shape))
 
 
-def instruction_example(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
-    """One instruction-style (question, answer) pair about the scene, LLaVA-data style."""
-    u = rng.random()
-    if u < 0.5:
+TASK_WEIGHTS = {"yes/no": 0.4, "describe": 0.4, "relative": 0.1, "where": 0.1}
+
+
+def instruction_example(
+    scene: Scene, rng: np.random.Generator, weights: dict[str, float] | None = None
+) -> tuple[str, str]:
+    """One instruction-style (question, answer) pair about the scene, LLaVA-data style.
+
+    Tasks: ``yes/no`` (the VQAScore question, half of them false), ``describe`` (the relational
+    caption), ``relative`` (which relation holds), ``where`` (an object's cell in words).
+    """
+    weights = weights or TASK_WEIGHTS
+    task = rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values()))
+    if task == "yes/no":
         positive = rng.random() < 0.5
         caption = relational_caption(scene) if positive else false_caption(scene, rng)
         if rng.random() < 0.3:
             caption = f"a photo of {caption}"
         return VQA_QUESTION.format(caption), "Yes" if positive else "No"
-    if u < 0.7:
-        obj, cell = (
-            (scene.first, scene.first_cell) if rng.random() < 0.5 else (scene.second, scene.second_cell)
-        )
-        return f"Where is the {obj.phrase}?", cell_words(cell)
-    if u < 0.85:
+    if task == "describe":
+        return "Describe the image.", relational_caption(scene)
+    if task == "relative":
         return (
             f"Where is the {scene.first.phrase} relative to the {scene.second.phrase}?",
             RELATION_PHRASES[scene.relation],
         )
-    return "Describe the image.", relational_caption(scene)
+    obj, cell = (scene.first, scene.first_cell) if rng.random() < 0.5 else (scene.second, scene.second_cell)
+    return f"Where is the {obj.phrase}?", cell_words(cell)
 
 
 def sample_scenes(n: int, config: WorldConfig, seed: int) -> list[Scene]:

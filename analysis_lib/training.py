@@ -103,7 +103,9 @@ def expand_image_tokens(prompt: str, n_tokens: int, image_token: str = "<image>"
 
 
 def conversation_batch(
-    tokenizer: PreTrainedTokenizerFast, prompt_format: PromptFormat, conversations: list[list[tuple[str, str]]],
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    conversations: list[list[tuple[str, str]]],
     n_image_tokens: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for multi-turn conversations.

@@ -75,7 +75,7 @@ summary
 
 # %%
 fig = plots.accuracy_bars(rows, experiments.CHANCE)
-plots.save(fig, "01_same_encoder_accuracy", figures_root or None);
+plots.save(fig, "01_same_encoder_accuracy", figures_root or None)
 
 # %% [markdown]
 # Within a seed, the uncertainty from the finite test set is a bootstrap over test units (images,
@@ -84,8 +84,7 @@ plots.save(fig, "01_same_encoder_accuracy", figures_root or None);
 
 # %%
 per_relation = run.metrics[
-    (run.metrics.benchmark == "relations")
-    & run.metrics.metric.str.match(r"4-way (left_of|right_of|above|below)")
+    (run.metrics.benchmark == "relations") & run.metrics.metric.str.match(r"4-way (left_of|right_of|above|below)")
 ]
 per_relation.pivot_table(index="metric", columns="model", values="value", aggfunc="mean")
 
@@ -109,11 +108,11 @@ image = load_image(item.image_path)
 pixels = vqa_scorer.pixel_values([image])
 patch = run.models.clip.config.vision_config.patch_size
 maps = {
-    f"CLIP: cos(true) - cos(foil)": patch_attribution(clip_margin_fn(clip_scorer, gold, foil), pixels, patch),
-    f"LLaVA: VQAScore(true) - VQAScore(foil)": patch_attribution(vqa_margin_fn(vqa_scorer, gold, foil), pixels, patch),
+    "CLIP: cos(true) - cos(foil)": patch_attribution(clip_margin_fn(clip_scorer, gold, foil), pixels, patch),
+    "LLaVA: VQAScore(true) - VQAScore(foil)": patch_attribution(vqa_margin_fn(vqa_scorer, gold, foil), pixels, patch),
 }
 fig = plots.attribution_figure(image, maps, f'true: "{gold}"   foil: "{foil}"   (seed {seeds[-1]})')
-plots.save(fig, "01_same_encoder_attribution", figures_root or None);
+plots.save(fig, "01_same_encoder_attribution", figures_root or None)
 
 # %% [markdown]
 # ## What the numbers say
@@ -147,8 +146,13 @@ results.write_results(
     {
         "chapter": "01_same_encoder",
         "scale": scale,
-        "parameters": {"seeds": seeds, "device": device, "clip_steps": clip_steps, "llava_steps": llava_steps,
-                       "smoke": smoke},
+        "parameters": {
+            "seeds": seeds,
+            "device": device,
+            "clip_steps": clip_steps,
+            "llava_steps": llava_steps,
+            "smoke": smoke,
+        },
         "config": run.config,
         "wall_seconds": {str(k): v for k, v in run.seconds.items()},
         "cache_reused": {str(k): v for k, v in run.reused.items()},

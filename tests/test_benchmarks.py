@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from analysis_lib.benchmarks import BenchmarkError, load_image, load_mmvp_vlm, load_whatsup_controlled
-from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 from analysis_lib.metrics import caption_relation
+from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 
 
 @pytest.fixture

@@ -10,8 +10,12 @@ from analysis_lib import book
 
 @pytest.mark.parametrize("chapter", book.chapters(), ids=lambda p: p.stem)
 def test_chapter_smoke(chapter, tmp_path):
-    params = {"smoke": True, "seeds": [0], "results_root": str(tmp_path / "results"),
-              "figures_root": str(tmp_path / "figures")}
+    params = {
+        "smoke": True,
+        "seeds": [0],
+        "results_root": str(tmp_path / "results"),
+        "figures_root": str(tmp_path / "figures"),
+    }
     out = book.execute_chapter(chapter, params, tmp_path / f"{chapter.stem}.ipynb")
     assert out.is_file()
     folder = tmp_path / "results" / chapter.stem / "toy-smoke"

@@ -41,9 +41,19 @@ def test_caption_relation(caption, relation):
 
 
 def test_two_way_picks_the_opposite_relation():
-    options = ["A dog on a table", "A dog under a table", "A dog to the left of a table", "A dog to the right of a table"]
+    options = [
+        "A dog on a table",
+        "A dog under a table",
+        "A dog to the left of a table",
+        "A dog to the right of a table",
+    ]
     assert m.opposite_option(options, "on") == 1
-    shuffled = ["A dog to the right of a table", "A dog on a table", "A dog to the left of a table", "A dog under a table"]
+    shuffled = [
+        "A dog to the right of a table",
+        "A dog on a table",
+        "A dog to the left of a table",
+        "A dog under a table",
+    ]
     assert m.opposite_option(shuffled, "right_of") == 2
 
 

@@ -1,10 +1,10 @@
 import torch
+from transformers import CLIPModel, LlavaForConditionalGeneration, LlavaProcessor
 
 from analysis_lib.features import llava_selected_features, pixel_tensor, select_features
 from analysis_lib.pipeline import ToySetup, toy_models
 from analysis_lib.toyworld import render_all, sample_scenes
 from analysis_lib.training import fold_standardisation
-from transformers import CLIPModel, LlavaForConditionalGeneration, LlavaProcessor
 
 
 def test_llava_vision_tower_is_clips_frozen_vision_model(tiny_models):
@@ -23,7 +23,7 @@ def test_cached_features_through_projector_match_llava(tiny_models, world):
     features = llava_selected_features(llava, pixels)
     assert features.shape == (4, world.grid**2, llava.config.vision_config.hidden_size)
     with torch.no_grad():
-        expected = llava.model.get_image_features(pixels)
+        expected = torch.stack(list(llava.model.get_image_features(pixels)))
         got = llava.model.multi_modal_projector(features)
     assert torch.allclose(got, expected.view_as(got), atol=1e-5)
     hidden = (torch.zeros(1, 10, 3), torch.ones(1, 10, 3))

@@ -34,8 +34,12 @@ def test_vqascore_equals_hand_computation(tiny_models, world):
 def test_vqascore_batching_and_padding_do_not_change_scores(tiny_models, world):
     _, _, llava, processor = tiny_models
     images = _images(world)
-    pairs = [(0, "a red circle left of a blue square"), (1, "a photo of a green cross above a yellow triangle"),
-             (2, "a blue square"), (0, "a photo of a red circle and a blue square")]
+    pairs = [
+        (0, "a red circle left of a blue square"),
+        (1, "a photo of a green cross above a yellow triangle"),
+        (2, "a blue square"),
+        (0, "a photo of a red circle and a blue square"),
+    ]
     batched = VQAScorer(llava, processor, TOY_FORMAT, batch_size=4).score_pairs(images, pairs)
     single = np.concatenate([VQAScorer(llava, processor, TOY_FORMAT).score_pairs(images, [p]) for p in pairs])
     assert np.allclose(batched, single, atol=1e-5)

@@ -5,10 +5,13 @@ from analysis_lib import toyworld as tw
 
 
 def object_centre(image: np.ndarray, colour: str) -> tuple[float, float]:
-    """Centroid (row, col) of the pixels closest to a palette colour."""
-    target = np.array(tw.COLOURS[colour], dtype=float)
-    distance = np.linalg.norm(image.astype(float) - target, axis=-1)
-    rows, cols = np.nonzero(distance < 45)
+    """Centroid (row, col) of the pixels nearest to a palette colour, after removing the brightness shift."""
+    pixels = image.astype(float) - (np.median(image) - 128)
+    palette = np.array(list(tw.COLOURS.values()), dtype=float)
+    distance = np.linalg.norm(pixels[:, :, None, :] - palette, axis=-1)
+    nearest = distance.argmin(-1)
+    index = list(tw.COLOURS).index(colour)
+    rows, cols = np.nonzero((nearest == index) & (distance.min(-1) < 50))
     assert len(rows) > 3, f"no {colour} object found"
     return rows.mean(), cols.mean()
 
