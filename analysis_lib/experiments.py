@@ -37,11 +37,11 @@ CHANCE = {
 }
 
 
-def toy_setup(clip_steps: int, llava_steps: int, smoke: bool) -> ToySetup:
+def toy_setup(clip_steps: int, caption_steps: int, instruction_steps: int, smoke: bool) -> ToySetup:
     """The chapter's toy setup; ``smoke`` shrinks everything to check the plumbing in seconds."""
     setup = ToySetup(
         clip_train=ClipTrainConfig(steps=clip_steps),
-        llava_train=LlavaTrainConfig(full_steps=llava_steps),
+        llava_train=LlavaTrainConfig(caption_steps=caption_steps, instruction_steps=instruction_steps),
     )
     if not smoke:
         return setup
@@ -49,7 +49,9 @@ def toy_setup(clip_steps: int, llava_steps: int, smoke: bool) -> ToySetup:
         setup,
         n_train_scenes=256,
         clip_train=ClipTrainConfig(steps=3, batch_size=32, warmup=1),
-        llava_train=LlavaTrainConfig(projector_steps=2, full_steps=2, batch_size=16, warmup=1, turns=2),
+        llava_train=LlavaTrainConfig(
+            projector_steps=2, caption_steps=2, instruction_steps=2, batch_size=16, warmup=1
+        ),
     )
 
 
@@ -81,10 +83,16 @@ def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[di
 
 
 def same_encoder_experiment(
-    seeds: list[int], device: str, clip_steps: int, llava_steps: int, smoke: bool, progress: bool = True
+    seeds: list[int],
+    device: str,
+    clip_steps: int,
+    caption_steps: int,
+    instruction_steps: int,
+    smoke: bool,
+    progress: bool = True,
 ) -> SameEncoderRun:
     """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks."""
-    setup = toy_setup(clip_steps, llava_steps, smoke)
+    setup = toy_setup(clip_steps, caption_steps, instruction_steps, smoke)
     bench_dir = export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)
     records, seconds, reused = [], {}, {}
     for seed in seeds:
@@ -134,3 +142,18 @@ def seed_summary(rows: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def target_checks(summary: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's pre-registered targets, each marked met or not from the seed means."""
+    mean = {(row.test, row.model): row.mean for row in summary.itertuples()}
+    clip, llava = "CLIP (cosine)", "LLaVA (VQAScore)"
+    checks = [
+        ("CLIP relation 4-way <= 35%", mean[("relation 4-way", clip)], mean[("relation 4-way", clip)] <= 0.35),
+        ("CLIP attribute 4-way >= 90%", mean[("attribute 4-way", clip)], mean[("attribute 4-way", clip)] >= 0.90),
+        ("LLaVA relation 4-way >= 80%", mean[("relation 4-way", llava)], mean[("relation 4-way", llava)] >= 0.80),
+    ]
+    for test in ("relation 2-way pair", "MMVP-style spatial pairs"):
+        gap = mean[(test, llava)] - mean[(test, clip)]
+        checks.append((f"LLaVA {test} above CLIP's (gap shown)", gap, gap > 0))
+    return pd.DataFrame(checks, columns=["target", "value", "met"])

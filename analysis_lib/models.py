@@ -41,10 +41,10 @@ class ClipSize:
 class LlavaSize:
     """Architecture of the toy LLaVA's projector and language model."""
 
-    width: int = 128
-    layers: int = 4
+    width: int = 64
+    layers: int = 3
     heads: int = 4
-    max_positions: int = 64
+    max_positions: int = 256
 
 
 def asdict(size: ClipSize | LlavaSize) -> dict:

@@ -214,18 +214,12 @@ def false_caption(scene: Scene, rng: np.random.Generator) -> str:
     return caption_with(scene, first=Obj(absent_colour(scene, rng), scene.first.shape))
 
 
-TASK_WEIGHTS = {"yes/no": 0.4, "describe": 0.4, "relative": 0.1, "where": 0.1}
-
-
-def instruction_example(
-    scene: Scene, rng: np.random.Generator, weights: dict[str, float] | None = None
-) -> tuple[str, str]:
+def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[str, float]) -> tuple[str, str]:
     """One instruction-style (question, answer) pair about the scene, LLaVA-data style.
 
-    Tasks: ``yes/no`` (the VQAScore question, half of them false), ``describe`` (the relational
+    ``weights`` maps task names to sampling weights. Tasks: ``yes/no`` (the VQAScore question, half of them false), ``describe`` (the relational
     caption), ``relative`` (which relation holds), ``where`` (an object's cell in words).
     """
-    weights = weights or TASK_WEIGHTS
     task = rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values()))
     if task == "yes/no":
         positive = rng.random() < 0.5

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from transformers import (
     CLIPModel,
     CLIPProcessor,
@@ -24,7 +24,7 @@ from analysis_lib.toyworld import Scene, WorldConfig, instruction_example, train
 class ClipTrainConfig:
     """Contrastive training of the toy CLIP."""
 
-    steps: int = 800
+    steps: int = 300
     batch_size: int = 256
     lr: float = 2e-3
     warmup: int = 80
@@ -35,17 +35,27 @@ class ClipTrainConfig:
         return asdict(self)
 
 
+CAPTIONING = (("describe", 1.0),)
+INSTRUCTION_MIX = (("yes/no", 0.5), ("describe", 0.2), ("relative", 0.15), ("where", 0.15))
+
+
 @dataclass(frozen=True)
 class LlavaTrainConfig:
-    """The two LLaVA stages: projector only, then projector + language model."""
+    """LLaVA's stages on the toy: (1) projector only, on captions; (2) projector + LM, first on
+    captions, then on the instruction mix.
 
-    projector_steps: int = 150
-    full_steps: int = 1500
-    batch_size: int = 128
-    turns: int = 4
-    lr: float = 1e-3
+    The toy LM is not pre-trained, so stage 2 opens with ``caption_steps`` of captioning: it learns
+    to read the image tokens (which object is where) before it learns to answer questions.
+    """
+
+    projector_steps: int = 100
+    caption_steps: int = 1800
+    instruction_steps: int = 1700
+    batch_size: int = 64
+    lr: float = 3e-3
     warmup: int = 100
     weight_decay: float = 0.0
+    instruction_mix: tuple[tuple[str, float], ...] = INSTRUCTION_MIX
 
     def to_dict(self) -> dict:
         """Plain-dict form, for cache keys and run records."""
@@ -86,7 +96,7 @@ def train_clip(
     opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
     model.train()
     losses = []
-    for _ in tqdm(range(cfg.steps), desc="CLIP (contrastive)", disable=not progress):
+    for _ in tqdm(range(cfg.steps), desc="CLIP (contrastive)", disable=not progress, mininterval=5):
         idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
         text = processor.tokenizer(
             [training_caption(scenes[i], rng, world) for i in idx], padding=True, return_tensors="pt"
@@ -164,7 +174,7 @@ def train_llava(
     seed: int,
     progress: bool = True,
 ) -> dict[str, list[float]]:
-    """LLaVA's two stages with next-token loss on answers, on standardised cached features."""
+    """LLaVA's stages with next-token loss on answers, on standardised cached features."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     device = next(model.parameters()).device
@@ -175,15 +185,17 @@ def train_llava(
     language = list(model.model.language_model.parameters())
     curves: dict[str, list[float]] = {}
     model.train()
+    captions, mix = dict(CAPTIONING), dict(cfg.instruction_mix)
     for stage, params, steps in (
         ("projector", projector, cfg.projector_steps),
-        ("projector+LM", projector + language, cfg.full_steps),
+        ("projector+LM", projector + language, cfg.caption_steps + cfg.instruction_steps),
     ):
         opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, steps)
         curves[stage] = []
-        for _ in tqdm(range(steps), desc=f"LLaVA ({stage})", disable=not progress):
+        for step in tqdm(range(steps), desc=f"LLaVA ({stage})", disable=not progress, mininterval=5):
+            tasks = mix if stage != "projector" and step >= cfg.caption_steps else captions
             idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
-            conversations = [[instruction_example(scenes[i], rng) for _ in range(cfg.turns)] for i in idx]
+            conversations = [[instruction_example(scenes[i], rng, tasks)] for i in idx]
             ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens)
             ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
             embeds = embed_with_features(model, ids, standardised[idx])

@@ -1,0 +1,32 @@
+import torch
+
+from analysis_lib.models import llava_tokenizer
+from analysis_lib.prompts import TOY_FORMAT
+from analysis_lib.training import conversation_batch, embed_with_features
+
+
+def test_only_answers_and_their_end_tokens_carry_labels():
+    tok = llava_tokenizer()
+    conversations = [
+        [("Where is the red circle?", "top left"), ("Describe the image.", "a red circle above a blue square")],
+        [("Describe the image.", "a blue square")],
+    ]
+    ids, mask, labels = conversation_batch(tok, TOY_FORMAT, conversations, n_image_tokens=2)
+    first = tok.convert_ids_to_tokens(ids[0][labels[0] != -100])
+    assert first == ["top", "left", "</s>", "a", "red", "circle", "above", "a", "blue", "square", "</s>"]
+    assert tok.convert_ids_to_tokens(ids[0][:5]) == ["<s>", "user", ":", "<image>", "<image>"]
+    assert (ids[0] == tok.convert_tokens_to_ids("<image>")).sum() == 2  # the image only in the first turn
+    assert mask[1].sum() < mask[0].sum() and (labels[1][mask[1] == 0] == -100).all()
+
+
+def test_image_placeholders_receive_projected_features(tiny_models):
+    _, _, llava, processor = tiny_models
+    tok = processor.tokenizer
+    ids, _, _ = conversation_batch(tok, TOY_FORMAT, [[("Describe the image.", "a")]], llava.config.image_seq_length)
+    features = torch.randn(1, llava.config.image_seq_length, llava.config.vision_config.hidden_size)
+    with torch.no_grad():
+        embeds = embed_with_features(llava, ids, features)
+        projected = llava.model.multi_modal_projector(features)[0]
+    image_rows = ids[0] == llava.config.image_token_index
+    assert torch.equal(embeds[0, image_rows], projected)
+    assert torch.equal(embeds[0, ~image_rows], llava.get_input_embeddings()(ids)[0, ~image_rows])
