@@ -16,7 +16,6 @@ import jupytext
 import nbformat
 import papermill
 from nbconvert import HTMLExporter
-from papermill.translators import PythonTranslator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -56,7 +55,13 @@ def declared_parameters(nb: nbformat.NotebookNode) -> dict[str, object]:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise BookError(f"a chapter needs exactly one cell tagged 'parameters', found {len(cells)}")
-    return {p.name: ast.literal_eval(p.default) for p in PythonTranslator.inspect(cells[0])}
+    declared = {}
+    for node in ast.parse(cells[0].source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if not isinstance(target, ast.Name) or getattr(node, "value", None) is None:
+            raise BookError(f"parameters cell: line {node.lineno} is not 'name = literal'")
+        declared[target.id] = ast.literal_eval(node.value)
+    return declared
 
 
 def _type_ok(value: object, default: object) -> bool:

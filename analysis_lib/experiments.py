@@ -12,7 +12,7 @@ import pandas as pd
 from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
 from analysis_lib.metrics import seed_interval
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 from analysis_lib.training import ClipTrainConfig, LlavaTrainConfig
@@ -37,11 +37,11 @@ CHANCE = {
 }
 
 
-def toy_setup(clip_steps: int, caption_steps: int, instruction_steps: int, smoke: bool) -> ToySetup:
+def toy_setup(clip_steps: int, caption_max_steps: int, instruction_steps: int, smoke: bool) -> ToySetup:
     """The chapter's toy setup; ``smoke`` shrinks everything to check the plumbing in seconds."""
     setup = ToySetup(
         clip_train=ClipTrainConfig(steps=clip_steps),
-        llava_train=LlavaTrainConfig(caption_steps=caption_steps, instruction_steps=instruction_steps),
+        llava_train=LlavaTrainConfig(caption_max_steps=caption_max_steps, instruction_steps=instruction_steps),
     )
     if not smoke:
         return setup
@@ -50,7 +50,7 @@ def toy_setup(clip_steps: int, caption_steps: int, instruction_steps: int, smoke
         n_train_scenes=256,
         clip_train=ClipTrainConfig(steps=3, batch_size=32, warmup=1),
         llava_train=LlavaTrainConfig(
-            projector_steps=2, caption_steps=2, instruction_steps=2, batch_size=16, warmup=1
+            projector_steps=2, caption_max_steps=2, instruction_steps=2, batch_size=16, warmup=1, validation_scenes=16
         ),
     )
 
@@ -62,6 +62,7 @@ class SameEncoderRun:
     metrics: pd.DataFrame
     seconds: dict[int, dict[str, float]]
     reused: dict[int, dict[str, bool]]
+    caption_steps: dict[int, int]
     benchmark_dir: Path
     models: ToyModels
     setup: ToySetup
@@ -86,15 +87,15 @@ def same_encoder_experiment(
     seeds: list[int],
     device: str,
     clip_steps: int,
-    caption_steps: int,
+    caption_max_steps: int,
     instruction_steps: int,
     smoke: bool,
     progress: bool = True,
 ) -> SameEncoderRun:
     """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks."""
-    setup = toy_setup(clip_steps, caption_steps, instruction_steps, smoke)
+    setup = toy_setup(clip_steps, caption_max_steps, instruction_steps, smoke)
     bench_dir = export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)
-    records, seconds, reused = [], {}, {}
+    records, seconds, reused, caption_steps = [], {}, {}, {}
     for seed in seeds:
         models = toy_models(setup, seed, device, progress)
         scorers = {
@@ -105,6 +106,7 @@ def same_encoder_experiment(
         records += [{"condition": "patch tokens, frozen encoder", **r} for r in score_all(scorers, bench_dir, seed)]
         seconds[seed] = {**models.seconds, "evaluation": time.perf_counter() - start}
         reused[seed] = models.reused
+        caption_steps[seed] = training_log(models.folders["llava"])["caption_steps"]
     config = {
         "seeds": seeds,
         "device": device,
@@ -112,7 +114,7 @@ def same_encoder_experiment(
         "eval_seed": EVAL_SEED,
         "setup": dataclasses.asdict(setup),
     }
-    return SameEncoderRun(pd.DataFrame(records), seconds, reused, bench_dir, models, setup, config)
+    return SameEncoderRun(pd.DataFrame(records), seconds, reused, caption_steps, bench_dir, models, setup, config)
 
 
 def headline(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -90,21 +90,39 @@ def toy_clip(world: WorldConfig, size: ClipSize, seed: int) -> tuple[CLIPModel, 
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=size.projection_dim)
     torch.manual_seed(seed)
     model = CLIPModel(config)
-    openai_clip_embedding_init(model)
+    clip_embedding_init(model)
     return model, CLIPProcessor(image_processor=toy_image_processor(world), tokenizer=tokenizer)
 
 
-def openai_clip_embedding_init(model: CLIPModel) -> None:
-    """Initialise the vision class and position embeddings as OpenAI's CLIP does (std = width^-0.5).
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """``grid^2 x dim`` 2-D sine-cosine position codes (half the channels for rows, half for columns)."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
 
-    transformers uses std 0.02, which leaves the position signal ~1% of the patch signal in a
-    from-scratch model; OpenAI's ViT (whose weights LLaVA reuses) starts them at the patch scale.
+    def encode(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.reshape(-1, 1).float() * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1)
+
+
+def clip_embedding_init(model: CLIPModel) -> None:
+    """Start the vision class and position embeddings at OpenAI CLIP's scale (std = width^-0.5),
+    the position embeddings with 2-D sine-cosine structure; both are then learned.
+
+    transformers' default (std 0.02, unstructured) leaves position ~1% of the patch signal in a
+    from-scratch model; the ViT whose weights LLaVA reuses has large, smoothly 2-D-structured
+    position embeddings, which a toy trained for minutes on bag-of-objects captions never develops.
     """
     embeddings = model.vision_model.embeddings
-    scale = embeddings.embed_dim**-0.5
+    width = embeddings.embed_dim
+    grid = int(round((embeddings.num_positions - 1) ** 0.5))
+    codes = sincos_2d(grid, width)
     with torch.no_grad():
-        embeddings.class_embedding.normal_(0, scale)
-        embeddings.position_embedding.weight.normal_(0, scale)
+        embeddings.class_embedding.normal_(0, width**-0.5)
+        embeddings.position_embedding.weight[0].zero_()
+        embeddings.position_embedding.weight[1:] = codes / codes.std() * width**-0.5
 
 
 def llava_tokenizer() -> PreTrainedTokenizerFast:

@@ -80,9 +80,9 @@ class _TrainingData:
         return self._data
 
 
-def _write_curve(folder: Path, curves: dict) -> None:
-    """Save training losses beside the weights."""
-    (folder / "training_curve.json").write_text(json.dumps(curves))
+def _write_log(folder: Path, log: dict) -> None:
+    """Save the training log (loss curves, ...) beside the weights."""
+    (folder / "training_log.json").write_text(json.dumps(log))
 
 
 def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> ToyModels:
@@ -96,7 +96,7 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
         curve = train_clip(model.to(device), processor, scenes, pixels, setup.world, setup.clip_train, seed, progress)
         model.cpu().save_pretrained(folder)
         processor.save_pretrained(folder)
-        _write_curve(folder, {"contrastive": curve})
+        _write_log(folder, {"curves": {"contrastive": curve}})
 
     with watch.time("clip"):
         clip_dir, clip_reused = cached_artifact("clip", setup.clip_spec(seed), build_clip)
@@ -111,7 +111,7 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
                 lambda: llava_selected_features(model, data.get(clip_processor.image_processor)[1]),
             )
         scenes, _ = data.get(clip_processor.image_processor)
-        curves = train_llava(
+        log = train_llava(
             model.to(device),
             processor.tokenizer,
             scenes,
@@ -124,7 +124,7 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
         model.cpu().save_pretrained(folder)
         processor.save_pretrained(folder)
         setup.prompt_format.save(folder)
-        _write_curve(folder, curves)
+        _write_log(folder, log)
 
     with watch.time("llava"):
         llava_dir, llava_reused = cached_artifact("llava", setup.llava_spec(seed), build_llava)
@@ -144,9 +144,9 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
     )
 
 
-def training_curves(folder: Path) -> dict[str, list[float]]:
-    """The loss curves saved with a toy model."""
-    return json.loads((Path(folder) / "training_curve.json").read_text())
+def training_log(folder: Path) -> dict:
+    """The training log saved with a toy model (``curves``; for LLaVA also ``caption_steps``)."""
+    return json.loads((Path(folder) / "training_log.json").read_text())
 
 
 def moving_average(values: list[float], window: int = 25) -> np.ndarray:

@@ -217,8 +217,9 @@ def false_caption(scene: Scene, rng: np.random.Generator) -> str:
 def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[str, float]) -> tuple[str, str]:
     """One instruction-style (question, answer) pair about the scene, LLaVA-data style.
 
-    ``weights`` maps task names to sampling weights. Tasks: ``yes/no`` (the VQAScore question, half of them false), ``describe`` (the relational
-    caption), ``relative`` (which relation holds), ``where`` (an object's cell in words).
+    ``weights`` maps task names to sampling weights. Tasks: ``yes/no`` (the VQAScore question,
+    half of them false), ``describe`` (the relational caption), ``relative`` (which relation
+    holds), ``where`` (an object's cell in words).
     """
     task = rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values()))
     if task == "yes/no":

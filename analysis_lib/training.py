@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -17,7 +18,7 @@ from transformers import (
 )
 
 from analysis_lib.prompts import PromptFormat
-from analysis_lib.toyworld import Scene, WorldConfig, instruction_example, training_caption
+from analysis_lib.toyworld import Scene, WorldConfig, instruction_example, relational_caption, training_caption
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,19 @@ class LlavaTrainConfig:
     """LLaVA's stages on the toy: (1) projector only, on captions; (2) projector + LM, first on
     captions, then on the instruction mix.
 
-    The toy LM is not pre-trained, so stage 2 opens with ``caption_steps`` of captioning: it learns
-    to read the image tokens (which object is where) before it learns to answer questions.
+    The toy LM is not pre-trained, so stage 2 opens with captioning until the model names the
+    relation in held-out captions (``caption_target`` accuracy, checked every ``check_every`` steps,
+    at most ``caption_max_steps``): it learns which object is where before it learns to answer
+    questions. The learning rate is constant while captioning and decays (cosine) over the
+    ``instruction_steps`` that follow.
     """
 
     projector_steps: int = 100
-    caption_steps: int = 1800
-    instruction_steps: int = 1700
+    caption_max_steps: int = 4000
+    caption_target: float = 0.95
+    check_every: int = 100
+    instruction_steps: int = 1500
+    validation_scenes: int = 512
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 100
@@ -164,6 +171,44 @@ def fold_standardisation(model: LlavaForConditionalGeneration, mean: torch.Tenso
         linear.weight.copy_(weight)
 
 
+@torch.no_grad()
+def caption_relation_accuracy(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    scenes: list[Scene],
+    features: torch.Tensor,
+) -> float:
+    """Teacher-forced captions: how often the relation word ("a red circle [left] of ...") is predicted."""
+    was_training = model.training
+    model.eval()
+    conversations = [[("Describe the image.", relational_caption(s))] for s in scenes]
+    ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, model.config.image_seq_length)
+    device = next(model.parameters()).device
+    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+    logits = model(inputs_embeds=embed_with_features(model, ids, features.to(device)), attention_mask=mask).logits
+    relation_pos = (labels != -100).float().argmax(dim=1) + 3  # after "a", colour, shape
+    rows = torch.arange(len(scenes), device=device)
+    correct = logits[rows, relation_pos - 1].argmax(-1) == ids[rows, relation_pos]
+    model.train(was_training)
+    return correct.float().mean().item()
+
+
+def _stage_two_schedule(opt, cfg: LlavaTrainConfig) -> tuple[torch.optim.lr_scheduler.LambdaLR, dict]:
+    """Warm-up, constant while captioning, cosine decay over the instruction steps after the switch."""
+    switch: dict[str, int | None] = {"at": None}
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        if switch["at"] is None:
+            return 1.0
+        progress = min(1.0, (step - switch["at"]) / max(1, cfg.instruction_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor), switch
+
+
 def train_llava(
     model: LlavaForConditionalGeneration,
     tokenizer: PreTrainedTokenizerFast,
@@ -173,37 +218,57 @@ def train_llava(
     cfg: LlavaTrainConfig,
     seed: int,
     progress: bool = True,
-) -> dict[str, list[float]]:
-    """LLaVA's stages with next-token loss on answers, on standardised cached features."""
+) -> dict:
+    """LLaVA's stages with next-token loss on answers, on standardised cached features.
+
+    The last ``cfg.validation_scenes`` scenes are held out to decide when captioning ends.
+    Returns the loss curves, the step at which stage 2 switched to instructions and the
+    validation accuracies seen.
+    """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     device = next(model.parameters()).device
-    mean, std = features.mean(dim=(0, 1)), features.std(dim=(0, 1)) + 1e-6
+    n_train = len(scenes) - cfg.validation_scenes
+    mean, std = features[:n_train].mean(dim=(0, 1)), features[:n_train].std(dim=(0, 1)) + 1e-6
     standardised = ((features - mean) / std).to(device)
+    val_scenes, val_features = scenes[n_train:], standardised[n_train:]
     n_tokens = model.config.image_seq_length
     projector = list(model.model.multi_modal_projector.parameters())
-    language = list(model.model.language_model.parameters())
-    curves: dict[str, list[float]] = {}
+    params = projector + list(model.model.language_model.parameters())
+    log: dict = {"curves": {"projector": [], "projector+LM": []}, "validation": []}
+
+    def train_step(stage: str, trainable: list, opt, sched, tasks: dict[str, float]) -> None:
+        idx = rng.choice(n_train, cfg.batch_size, replace=False)
+        conversations = [[instruction_example(scenes[i], rng, tasks)] for i in idx]
+        ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens)
+        embeds = embed_with_features(model, ids.to(device), standardised[idx])
+        loss = model(inputs_embeds=embeds, attention_mask=mask.to(device), labels=labels.to(device)).loss
+        log["curves"][stage].append(_step(loss, trainable, opt, sched))
+
     model.train()
     captions, mix = dict(CAPTIONING), dict(cfg.instruction_mix)
-    for stage, params, steps in (
-        ("projector", projector, cfg.projector_steps),
-        ("projector+LM", projector + language, cfg.caption_steps + cfg.instruction_steps),
-    ):
-        opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, steps)
-        curves[stage] = []
-        for step in tqdm(range(steps), desc=f"LLaVA ({stage})", disable=not progress, mininterval=5):
-            tasks = mix if stage != "projector" and step >= cfg.caption_steps else captions
-            idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
-            conversations = [[instruction_example(scenes[i], rng, tasks)] for i in idx]
-            ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens)
-            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-            embeds = embed_with_features(model, ids, standardised[idx])
-            loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
-            curves[stage].append(_step(loss, params, opt, sched))
+    opt, sched = _optimise(projector, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.projector_steps)
+    for _ in tqdm(range(cfg.projector_steps), desc="LLaVA stage 1 (projector)", disable=not progress):
+        train_step("projector", projector, opt, sched, captions)
+
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched, switch = _stage_two_schedule(opt, cfg)
+    bar = tqdm(desc="LLaVA stage 2 (projector+LM)", disable=not progress, mininterval=5)
+    step = 0
+    while switch["at"] is None or step < switch["at"] + cfg.instruction_steps:
+        train_step("projector+LM", params, opt, sched, captions if switch["at"] is None else mix)
+        step += 1
+        bar.update()
+        if switch["at"] is None and (step % cfg.check_every == 0 or step >= cfg.caption_max_steps):
+            accuracy = caption_relation_accuracy(model, tokenizer, prompt_format, val_scenes, val_features)
+            log["validation"].append({"step": step, "caption_relation_accuracy": accuracy})
+            if accuracy >= cfg.caption_target or step >= cfg.caption_max_steps:
+                switch["at"] = step
+    bar.close()
+    log["caption_steps"] = switch["at"]
     model.eval()
     fold_standardisation(model, mean, std)
-    return curves
+    return log
 
 
 class Stopwatch:

@@ -35,11 +35,11 @@ scale = "toy"  # "toy" (synthetic world, CPU) or "full" (real models and benchma
 seeds = [0, 1, 2]  # one toy CLIP + LLaVA is trained per seed
 device = "cpu"  # "cpu" or "cuda"
 clip_steps = 300  # contrastive training steps of the toy CLIP
-caption_steps = 1800  # LLaVA stage 2, first part: projector + LM on captions (stage 1: 100 projector-only steps)
-instruction_steps = 1700  # LLaVA stage 2, second part: projector + LM on the instruction mix
+caption_max_steps = 4000  # LLaVA stage 2 captions until held-out relation words are 95% right (at most this)
+instruction_steps = 1500  # LLaVA stage 2, second part: projector + LM on the instruction mix
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
-results_root = ""  # where results/<chapter>/<scale>/ goes; "" = the repository's results/
-figures_root = ""  # where figures go; "" = the repository's figures/
+results_root = ""  # folder for results/<chapter>/<scale>; empty means the repository results folder
+figures_root = ""  # folder for figures; empty means the repository figures folder
 
 # %%
 import time
@@ -58,7 +58,7 @@ if scale != "toy":
         "this chapter yet; run with scale='toy'."
     )
 started = time.perf_counter()
-run = experiments.same_encoder_experiment(seeds, device, clip_steps, caption_steps, instruction_steps, smoke)
+run = experiments.same_encoder_experiment(seeds, device, clip_steps, caption_max_steps, instruction_steps, smoke)
 print("wall seconds per seed and stage:", pd.DataFrame(run.seconds).T.round(1).to_dict("index"))
 
 # %% [markdown]
@@ -157,7 +157,7 @@ results.write_results(
             "seeds": seeds,
             "device": device,
             "clip_steps": clip_steps,
-            "caption_steps": caption_steps,
+            "caption_max_steps": caption_max_steps,
             "instruction_steps": instruction_steps,
             "smoke": smoke,
         },

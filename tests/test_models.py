@@ -47,7 +47,7 @@ def test_folding_standardisation_is_exact(tiny_models):
 def test_toy_models_train_save_and_reload_from_cache(world):
     from analysis_lib.experiments import toy_setup
 
-    setup: ToySetup = toy_setup(clip_steps=3, caption_steps=2, instruction_steps=2, smoke=True)
+    setup: ToySetup = toy_setup(clip_steps=3, caption_max_steps=2, instruction_steps=2, smoke=True)
     first = toy_models(setup, seed=0, progress=False)
     assert first.reused == {"clip": False, "llava": False}
     assert (first.folders["llava"] / "model.safetensors").is_file()
