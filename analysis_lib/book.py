@@ -88,13 +88,21 @@ def validate_parameters(nb: nbformat.NotebookNode, parameters: dict[str, object]
         raise BookError(f"chapter {chapter}: " + "; ".join(problems) + f". Its parameters are: {', '.join(declared)}")
 
 
-def execute_chapter(path: Path, parameters: dict[str, object], output: Path | None = None) -> Path:
+def execute_chapter(
+    path: Path, parameters: dict[str, object], output: Path | None = None, log_output: bool = False
+) -> Path:
     """Validate ``parameters``, execute the chapter with papermill and write the executed ``.ipynb``."""
     nb = read_chapter(path)
     validate_parameters(nb, parameters, path.stem)
     output = Path(output or path.with_suffix(".ipynb"))
     papermill.execute_notebook(
-        nb, str(output), parameters=parameters, kernel_name=KERNEL, language="python", cwd=str(REPO_ROOT)
+        nb,
+        str(output),
+        parameters=parameters,
+        kernel_name=KERNEL,
+        language="python",
+        cwd=str(REPO_ROOT),
+        log_output=log_output,
     )
     return output
 
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:  # validate all before running any
             validate_parameters(read_chapter(path), parameters, path.stem)
         for path in paths:
-            execute_chapter(path, parameters)
+            execute_chapter(path, parameters, log_output=True)
     index = render_book([p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()])
     print(f"book written to {index}")
     return 0

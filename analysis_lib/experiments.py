@@ -137,8 +137,8 @@ def seed_summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "test": test,
                 "model": model,
                 "mean": mean,
-                "ci95 low": low,
-                "ci95 high": high,
+                "ci95_low": low,
+                "ci95_high": high,
                 "per seed": per_seed,
                 "chance": CHANCE.get(test),
             }
@@ -159,3 +159,26 @@ def target_checks(summary: pd.DataFrame) -> pd.DataFrame:
         gap = mean[(test, llava)] - mean[(test, clip)]
         checks.append((f"LLaVA {test} above CLIP's (gap shown)", gap, gap > 0))
     return pd.DataFrame(checks, columns=["target", "value", "met"])
+
+
+def findings(summary: pd.DataFrame, caption_steps: dict[int, int]) -> str:
+    """The chapter's reading of its own numbers, as Markdown written from the summary table."""
+    row = {(r.test, r.model): r for r in summary.itertuples()}
+    clip, llava = "CLIP (cosine)", "LLaVA (VQAScore)"
+
+    def show(test: str, model: str) -> str:
+        r = row[(test, model)]
+        return f"{r.mean:.1%} (95% CI {r.ci95_low:.1%}-{r.ci95_high:.1%})"
+
+    lines = [
+        f"* CLIP: attributes {show('attribute 4-way', clip)}, relations 4-way {show('relation 4-way', clip)} "
+        f"(chance 25%), 2-way {show('relation 2-way', clip)} (chance 50%).",
+        f"* LLaVA on the same frozen encoder: relations 4-way {show('relation 4-way', llava)}, "
+        f"2-way {show('relation 2-way', llava)}; attributes {show('attribute 4-way', llava)}.",
+        f"* Pairs (chance 25%): What'sUp-style 2-way pairs CLIP {show('relation 2-way pair', clip)} vs LLaVA "
+        f"{show('relation 2-way pair', llava)}; MMVP-style spatial pairs CLIP "
+        f"{show('MMVP-style spatial pairs', clip)} vs LLaVA {show('MMVP-style spatial pairs', llava)}.",
+        f"* LLaVA's captioning phase ran {', '.join(f'{s} steps (seed {k})' for k, s in caption_steps.items())} "
+        "before the instruction mix.",
+    ]
+    return "\n".join(lines)

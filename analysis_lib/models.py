@@ -35,6 +35,7 @@ class ClipSize:
     text_layers: int = 2
     heads: int = 4
     projection_dim: int = 64
+    position_init: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def toy_clip(world: WorldConfig, size: ClipSize, seed: int) -> tuple[CLIPModel, 
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=size.projection_dim)
     torch.manual_seed(seed)
     model = CLIPModel(config)
-    clip_embedding_init(model)
+    clip_embedding_init(model, size.position_init)
     return model, CLIPProcessor(image_processor=toy_image_processor(world), tokenizer=tokenizer)
 
 
@@ -107,22 +108,25 @@ def sincos_2d(grid: int, dim: int) -> torch.Tensor:
     return torch.cat([encode(rows), encode(cols)], dim=1)
 
 
-def clip_embedding_init(model: CLIPModel) -> None:
-    """Start the vision class and position embeddings at OpenAI CLIP's scale (std = width^-0.5),
-    the position embeddings with 2-D sine-cosine structure; both are then learned.
+def clip_embedding_init(model: CLIPModel, position_init: str) -> None:
+    """Start the vision class and position embeddings at OpenAI CLIP's scale (std = width^-0.5).
 
-    transformers' default (std 0.02, unstructured) leaves position ~1% of the patch signal in a
-    from-scratch model; the ViT whose weights LLaVA reuses has large, smoothly 2-D-structured
-    position embeddings, which a toy trained for minutes on bag-of-objects captions never develops.
+    ``position_init``: ``normal`` (OpenAI's init) or ``sincos`` (2-D sine-cosine codes at that scale).
+    transformers' default (std 0.02) leaves position ~1% of the patch signal in a from-scratch
+    model; the ViT whose weights LLaVA reuses starts its embeddings at the patch scale.
     """
     embeddings = model.vision_model.embeddings
     width = embeddings.embed_dim
-    grid = int(round((embeddings.num_positions - 1) ** 0.5))
-    codes = sincos_2d(grid, width)
     with torch.no_grad():
         embeddings.class_embedding.normal_(0, width**-0.5)
-        embeddings.position_embedding.weight[0].zero_()
-        embeddings.position_embedding.weight[1:] = codes / codes.std() * width**-0.5
+        if position_init == "normal":
+            embeddings.position_embedding.weight.normal_(0, width**-0.5)
+        elif position_init == "sincos":
+            codes = sincos_2d(int(round((embeddings.num_positions - 1) ** 0.5)), width)
+            embeddings.position_embedding.weight[0].zero_()
+            embeddings.position_embedding.weight[1:] = codes / codes.std() * width**-0.5
+        else:
+            raise ValueError(f"unknown position_init {position_init!r}; use 'normal' or 'sincos'")
 
 
 def llava_tokenizer() -> PreTrainedTokenizerFast:

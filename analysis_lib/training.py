@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -48,18 +47,18 @@ class LlavaTrainConfig:
     The toy LM is not pre-trained, so stage 2 opens with captioning until the model names the
     relation in held-out captions (``caption_target`` accuracy, checked every ``check_every`` steps,
     at most ``caption_max_steps``): it learns which object is where before it learns to answer
-    questions. The learning rate is constant while captioning and decays (cosine) over the
-    ``instruction_steps`` that follow.
+    questions; then ``instruction_steps`` on the mix. The learning rate warms up, then follows one
+    cosine decay over ``caption_max_steps + instruction_steps``.
     """
 
     projector_steps: int = 100
-    caption_max_steps: int = 4000
+    caption_max_steps: int = 3000
     caption_target: float = 0.95
     check_every: int = 100
     instruction_steps: int = 1500
     validation_scenes: int = 512
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.0
     instruction_mix: tuple[tuple[str, float], ...] = INSTRUCTION_MIX
@@ -194,21 +193,6 @@ def caption_relation_accuracy(
     return correct.float().mean().item()
 
 
-def _stage_two_schedule(opt, cfg: LlavaTrainConfig) -> tuple[torch.optim.lr_scheduler.LambdaLR, dict]:
-    """Warm-up, constant while captioning, cosine decay over the instruction steps after the switch."""
-    switch: dict[str, int | None] = {"at": None}
-
-    def factor(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        if switch["at"] is None:
-            return 1.0
-        progress = min(1.0, (step - switch["at"]) / max(1, cfg.instruction_steps))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor), switch
-
-
 def train_llava(
     model: LlavaForConditionalGeneration,
     tokenizer: PreTrainedTokenizerFast,
@@ -251,8 +235,8 @@ def train_llava(
     for _ in tqdm(range(cfg.projector_steps), desc="LLaVA stage 1 (projector)", disable=not progress):
         train_step("projector", projector, opt, sched, captions)
 
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched, switch = _stage_two_schedule(opt, cfg)
+    opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.caption_max_steps + cfg.instruction_steps)
+    switch: dict[str, int | None] = {"at": None}
     bar = tqdm(desc="LLaVA stage 2 (projector+LM)", disable=not progress, mininterval=5)
     step = 0
     while switch["at"] is None or step < switch["at"] + cfg.instruction_steps:

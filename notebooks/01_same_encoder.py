@@ -35,7 +35,7 @@ scale = "toy"  # "toy" (synthetic world, CPU) or "full" (real models and benchma
 seeds = [0, 1, 2]  # one toy CLIP + LLaVA is trained per seed
 device = "cpu"  # "cpu" or "cuda"
 clip_steps = 300  # contrastive training steps of the toy CLIP
-caption_max_steps = 4000  # LLaVA stage 2 captions until held-out relation words are 95% right (at most this)
+caption_max_steps = 3000  # LLaVA stage 2 captions until held-out relation words are 95% right (at most this)
 instruction_steps = 1500  # LLaVA stage 2, second part: projector + LM on the instruction mix
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
 results_root = ""  # folder for results/<chapter>/<scale>; empty means the repository results folder
@@ -124,7 +124,15 @@ plots.save(fig, "01_same_encoder_attribution", figures_root or None)
 # %% [markdown]
 # ## What the numbers say
 #
-# The table above is the evidence; read it against the paper's claim.
+# First the numbers of this run, written out from the table above:
+
+# %%
+from IPython.display import Markdown
+
+Markdown(experiments.findings(summary, run.caption_steps))
+
+# %% [markdown]
+# How to read them against the paper's claim:
 #
 # * **Attributes vs relations (CLIP).** If CLIP's attribute accuracy is near 100% while its
 #   relation accuracy sits near chance (25% 4-way, 50% 2-way), CLIP's pooled embedding behaves like a
