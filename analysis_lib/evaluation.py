@@ -9,7 +9,9 @@ import numpy as np
 
 from analysis_lib.benchmarks import MMVPPair, WhatsUpItem, load_image
 from analysis_lib.metrics import (
+    RELATION_AXIS,
     bootstrap_ci,
+    caption_relation,
     mmvp_pair_units,
     opposite_option,
     option_correct,
@@ -58,6 +60,10 @@ def whatsup_records(
         if not grouped:
             continue
         records.append(_record(benchmark, f"{way} pair", pair_units(obj_pairs, relations, correct), seed))
+        if way != "2-way":
+            chosen = [item.caption_options[i] for item, i in zip(items, way_scores.argmax(axis=1))]
+            axis = [RELATION_AXIS[caption_relation(c)] == RELATION_AXIS[r] for c, r in zip(chosen, relations)]
+            records.append(_record(benchmark, f"{way} axis", np.array(axis, dtype=float), seed))
         records.append(_record(benchmark, f"{way} set", set_units(obj_pairs, correct), seed))
         for relation in dict.fromkeys(relations):
             mask = np.asarray(relations) == relation

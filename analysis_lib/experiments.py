@@ -21,14 +21,17 @@ EVAL_SEED = 12345
 EVAL_PAIRS = 100
 HEADLINE = {
     ("relations", "4-way individual"): "relation 4-way",
+    ("relations", "4-way axis"): "relation axis (4-way choice on the right axis)",
     ("relations", "2-way individual"): "relation 2-way",
     ("relations", "2-way pair"): "relation 2-way pair",
     ("attributes", "4-way individual"): "attribute 4-way",
     ("pairs", "pair Spatial"): "MMVP-style spatial pairs",
     ("pairs", "pair Color"): "MMVP-style colour pairs",
 }
+AXIS = "relation axis (4-way choice on the right axis)"
 CHANCE = {
     "relation 4-way": 0.25,
+    "relation axis (4-way choice on the right axis)": 0.5,
     "relation 2-way": 0.5,
     "relation 2-way pair": 0.25,
     "attribute 4-way": 0.25,
@@ -175,6 +178,9 @@ def findings(summary: pd.DataFrame, caption_steps: dict[int, int]) -> str:
         f"(chance 25%), 2-way {show('relation 2-way', clip)} (chance 50%).",
         f"* LLaVA on the same frozen encoder: relations 4-way {show('relation 4-way', llava)}, "
         f"2-way {show('relation 2-way', llava)}; attributes {show('attribute 4-way', llava)}.",
+        f"* Axis vs direction: the 4-way choice is on the right axis (horizontal vs vertical) for CLIP "
+        f"{show(AXIS, clip)} and LLaVA {show(AXIS, llava)} (chance 50%); 2-way accuracy (left vs right, "
+        "above vs below, same axis) isolates the direction.",
         f"* Pairs (chance 25%): What'sUp-style 2-way pairs CLIP {show('relation 2-way pair', clip)} vs LLaVA "
         f"{show('relation 2-way pair', llava)}; MMVP-style spatial pairs CLIP "
         f"{show('MMVP-style spatial pairs', clip)} vs LLaVA {show('MMVP-style spatial pairs', llava)}.",
