@@ -11,10 +11,13 @@ import pandas as pd
 
 from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
+from analysis_lib.features import pixel_tensor
 from analysis_lib.metrics import seed_interval
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
+from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
+from analysis_lib.toyworld import render_all, sample_scenes
 from analysis_lib.training import ClipTrainConfig, LlavaTrainConfig
 
 EVAL_SEED = 12345
@@ -188,3 +191,16 @@ def findings(summary: pd.DataFrame, caption_steps: dict[int, int]) -> str:
         "before the instruction mix.",
     ]
     return "\n".join(lines)
+
+
+def encoder_probe_table(run: SameEncoderRun, n_scenes: int) -> pd.DataFrame:
+    """Linear-probe accuracies on the last seed's frozen CLIP, beside each probe's majority-class rate."""
+    world = run.setup.world
+    scenes = sample_scenes(n_scenes, world, seed=EVAL_SEED + 1)
+    pixels = pixel_tensor(render_all(scenes, world, EVAL_SEED + 2), run.models.clip_processor.image_processor)
+    return pd.DataFrame(
+        {
+            "probe accuracy": encoder_probes(run.models.clip, pixels, scenes),
+            "majority class": chance_levels(scenes, world.grid),
+        }
+    )

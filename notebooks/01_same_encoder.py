@@ -11,9 +11,12 @@
 # `CLIPModel` contrastively on web-style captions (mostly "a red circle and a blue square",
 # sometimes relational), then build a tiny `LlavaForConditionalGeneration` whose vision tower *is*
 # that CLIP's vision model, frozen. LLaVA reads the penultimate layer's patch tokens through a
-# 2-layer MLP projector into a small Llama, trained with next-token loss on instruction-style
-# answers (projector first, then projector + LM), just as LLaVA-1.5 is. Then both models score the
-# same images and captions:
+# 2-layer MLP projector into a small Llama, trained with next-token loss on answers, in LLaVA-1.5's
+# two stages: the projector alone on captions, then projector + LM — here first on captions (the
+# toy LM is not pre-trained, so it must first learn to read the image tokens; this phase ends when
+# held-out captions name the relation correctly, or at a step cap) and then on an instruction mix
+# (the VQAScore yes/no question, descriptions, "where is X relative to Y", "where is X"). Then both
+# models score the same images and captions:
 #
 # * **CLIP score** — cosine similarity of the projected, normalised image and text embeddings;
 # * **VQAScore** — the t2v_metrics protocol: ask `Does this figure show "{caption}"? Please answer yes
@@ -96,6 +99,19 @@ per_relation = run.metrics[
 per_relation.pivot_table(index="metric", columns="model", values="value", aggfunc="mean")
 
 # %% [markdown]
+# ## Is the information in the encoder at all?
+#
+# Linear probes on the frozen toy CLIP of the last seed, on fresh scenes. From each patch token's
+# own feature at the layer LLaVA reads (the penultimate): the colour of the object in that patch
+# (or "empty"), and — for object tokens — which cell the token sits in, read from its content rather
+# than from its index in the sequence. From CLIP's pooled, projected image embedding (what the
+# cosine score uses): the scene's relation. "majority class" is what always guessing the most
+# frequent label scores.
+
+# %%
+experiments.encoder_probe_table(run, n_scenes=64 if smoke else 2000)
+
+# %% [markdown]
 # ## Which patches move each score?
 #
 # For one test image we ask each scorer how much its decision — the score of the true caption minus
@@ -144,12 +160,21 @@ Markdown(experiments.findings(summary, run.caption_steps))
 # * **Pairs.** Pair accuracy asks for consistency on two images that differ only in the relation,
 #   which chance alone passes 25% of the time; it is the harder test that the paper emphasises.
 #
+# **Axis and direction.** A relation has an axis (horizontal or vertical) and a direction (which
+# object is on which side). The axis can be read without knowing which object is which — two
+# objects in one row are side by side — but the direction needs *binding*: the caption's words must
+# find the patch token of the object they name. The axis metric above separates the two. When the
+# toy LLaVA's captioning phase runs to its cap, it has not learned the binding: its
+# language model, trained from scratch for minutes, sits on a plateau where it knows where the
+# objects are but not which is which, and its 4-way accuracy stops near 50% (right axis, coin-flip
+# direction). The probes show the missing piece is not in the encoder.
+#
 # **Where the toy world differs from the paper.** The toy CLIP is trained from scratch on ~20k
 # synthetic images, and its captions are 10% relational by construction (the paper's CLIP was
 # trained on web alt-text whose relational content is unknown). The toy LLaVA's language model is
-# not pre-trained, so it learns the relation words only from its instruction data, which name
-# relations explicitly — the paper's LLaVA-1.5 also sees relational instruction data, but its LLM
-# brings far more. Objects are aligned to the patch grid (one object ≈ one patch), which makes the
+# not pre-trained, so it learns the relation words and the word-to-patch binding only from its
+# captions and instruction data in a few thousand steps on a CPU — the paper's LLaVA-1.5 starts from
+# Vicuna, whose attention already binds words to what they refer to. Objects are aligned to the patch grid (one object ≈ one patch), which makes the
 # relation readable from token positions; real scenes are not that clean. The toy shows the
 # *mechanism* — same encoder, different extraction — under control, not the paper's magnitudes.
 
