@@ -174,9 +174,10 @@ Markdown(experiments.findings(summary, run.caption_steps))
 # trained on web alt-text whose relational content is unknown). The toy LLaVA's language model is
 # not pre-trained, so it learns the relation words and the word-to-patch binding only from its
 # captions and instruction data in a few thousand steps on a CPU — the paper's LLaVA-1.5 starts from
-# Vicuna, whose attention already binds words to what they refer to. Objects are aligned to the patch grid (one object ≈ one patch), which makes the
-# relation readable from token positions; real scenes are not that clean. The toy shows the
-# *mechanism* — same encoder, different extraction — under control, not the paper's magnitudes.
+# Vicuna, whose attention already binds words to what they refer to. Objects are aligned to the
+# patch grid (one object ≈ one patch), which makes the relation readable from token positions; real
+# scenes are not that clean. The toy tests the *mechanism* — same encoder, different extraction —
+# under control, not the paper's magnitudes.
 
 # %%
 folder = results.results_dir("01_same_encoder", scale + ("-smoke" if smoke else ""), results_root or None)
