@@ -69,6 +69,7 @@ class SameEncoderRun:
     seconds: dict[int, dict[str, float]]
     reused: dict[int, dict[str, bool]]
     caption_steps: dict[int, int]
+    training_seconds: dict[int, dict[str, float | None]]
     benchmark_dir: Path
     models: ToyModels
     setup: ToySetup
@@ -101,7 +102,7 @@ def same_encoder_experiment(
     """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks."""
     setup = toy_setup(clip_steps, caption_max_steps, instruction_steps, smoke)
     bench_dir = export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)
-    records, seconds, reused, caption_steps = [], {}, {}, {}
+    records, seconds, reused, caption_steps, trained = [], {}, {}, {}, {}
     for seed in seeds:
         models = toy_models(setup, seed, device, progress)
         scorers = {
@@ -112,7 +113,12 @@ def same_encoder_experiment(
         records += [{"condition": "patch tokens, frozen encoder", **r} for r in score_all(scorers, bench_dir, seed)]
         seconds[seed] = {**models.seconds, "evaluation": time.perf_counter() - start}
         reused[seed] = models.reused
-        caption_steps[seed] = training_log(models.folders["llava"])["caption_steps"]
+        llava_log = training_log(models.folders["llava"])
+        caption_steps[seed] = llava_log["caption_steps"]
+        trained[seed] = {
+            "clip": training_log(models.folders["clip"]).get("train_seconds"),
+            "llava": llava_log.get("train_seconds"),
+        }
     config = {
         "seeds": seeds,
         "device": device,
@@ -120,7 +126,9 @@ def same_encoder_experiment(
         "eval_seed": EVAL_SEED,
         "setup": dataclasses.asdict(setup),
     }
-    return SameEncoderRun(pd.DataFrame(records), seconds, reused, caption_steps, bench_dir, models, setup, config)
+    return SameEncoderRun(
+        pd.DataFrame(records), seconds, reused, caption_steps, trained, bench_dir, models, setup, config
+    )
 
 
 def headline(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -137,6 +145,7 @@ def seed_summary(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (test, model), group in rows.groupby(["test", "model"], sort=False):
         mean, low, high = seed_interval(group["value"])
+        low, high = max(0.0, low), min(1.0, high)  # accuracies: clip the t-interval to [0, 1]
         per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
         out.append(
             {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -93,15 +94,17 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
     def build_clip(folder: Path) -> None:
         model, processor = toy_clip(setup.world, setup.clip_size, seed)
         scenes, pixels = data.get(processor.image_processor)
+        start = time.perf_counter()
         curve = train_clip(model.to(device), processor, scenes, pixels, setup.world, setup.clip_train, seed, progress)
+        seconds = time.perf_counter() - start
         model.cpu().save_pretrained(folder)
         processor.save_pretrained(folder)
-        _write_log(folder, {"curves": {"contrastive": curve}})
+        _write_log(folder, {"curves": {"contrastive": curve}, "train_seconds": seconds})
 
     with watch.time("clip"):
         clip_dir, clip_reused = cached_artifact("clip", setup.clip_spec(seed), build_clip)
         clip = CLIPModel.from_pretrained(clip_dir).eval()
-        clip_processor = CLIPProcessor.from_pretrained(clip_dir)
+        clip_processor = CLIPProcessor.from_pretrained(clip_dir, use_fast=False)
 
     def build_llava(folder: Path) -> None:
         model, processor = toy_llava_from_clip(clip, clip_processor, setup.llava_size, seed)
@@ -111,6 +114,7 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
                 lambda: llava_selected_features(model, data.get(clip_processor.image_processor)[1]),
             )
         scenes, _ = data.get(clip_processor.image_processor)
+        start = time.perf_counter()
         log = train_llava(
             model.to(device),
             processor.tokenizer,
@@ -124,12 +128,12 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
         model.cpu().save_pretrained(folder)
         processor.save_pretrained(folder)
         setup.prompt_format.save(folder)
-        _write_log(folder, log)
+        _write_log(folder, {**log, "train_seconds": time.perf_counter() - start})
 
     with watch.time("llava"):
         llava_dir, llava_reused = cached_artifact("llava", setup.llava_spec(seed), build_llava)
         llava = LlavaForConditionalGeneration.from_pretrained(llava_dir).eval()
-        llava_processor = LlavaProcessor.from_pretrained(llava_dir)
+        llava_processor = LlavaProcessor.from_pretrained(llava_dir, use_fast=False)
     if "features" in watch.seconds:
         watch.seconds["llava"] -= watch.seconds["features"]
     return ToyModels(

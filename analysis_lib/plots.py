@@ -39,7 +39,7 @@ def accuracy_bars(metrics: pd.DataFrame, chance: dict[str, float] | None = None)
         order=order,
         dodge=True,
         ax=ax,
-        color="black",
+        palette="dark:black",
         size=3,
         legend=False,
     )

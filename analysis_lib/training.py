@@ -52,13 +52,13 @@ class LlavaTrainConfig:
     """
 
     projector_steps: int = 100
-    caption_max_steps: int = 3000
+    caption_max_steps: int = 2000
     caption_target: float = 0.95
     check_every: int = 100
-    instruction_steps: int = 1500
+    instruction_steps: int = 1000
     validation_scenes: int = 512
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup: int = 100
     weight_decay: float = 0.0
     instruction_mix: tuple[tuple[str, float], ...] = INSTRUCTION_MIX
