@@ -86,7 +86,7 @@ experiments.target_checks(summary)
 
 # %%
 fig = plots.accuracy_bars(rows, experiments.CHANCE)
-plots.save(fig, "01_same_encoder_accuracy", figures_root or None)
+saved = plots.save(fig, "01_same_encoder_accuracy", figures_root or None)
 
 # %% [markdown]
 # Within a seed, the uncertainty from the finite test set is a bootstrap over test units (images,
@@ -136,7 +136,7 @@ maps = {
     "LLaVA: VQAScore(true) - VQAScore(foil)": patch_attribution(vqa_margin_fn(vqa_scorer, gold, foil), pixels, patch),
 }
 fig = plots.attribution_figure(image, maps, f'true: "{gold}"   foil: "{foil}"   (seed {seeds[-1]})')
-plots.save(fig, "01_same_encoder_attribution", figures_root or None)
+saved = plots.save(fig, "01_same_encoder_attribution", figures_root or None)
 
 # %% [markdown]
 # ## What the numbers say
@@ -165,10 +165,12 @@ Markdown(experiments.findings(summary, run.caption_steps))
 # object is on which side). The axis can be read without knowing which object is which — two
 # objects in one row are side by side — but the direction needs *binding*: the caption's words must
 # find the patch token of the object they name. The axis metric above separates the two. When the
-# toy LLaVA's captioning phase runs to its cap, it has not learned the binding: its
-# language model, trained from scratch for minutes, sits on a plateau where it knows where the
-# objects are but not which is which, and its 4-way accuracy stops near 50% (right axis, coin-flip
-# direction). The probes show the missing piece is not in the encoder.
+# toy LLaVA's captioning phase runs to its cap (the last line of the findings), its language model,
+# trained from scratch for minutes, has not learned that binding: at best it knows where the objects
+# are but not which is which, so its 4-way accuracy can reach about 50% (right axis, coin-flip
+# direction), and less where it has not settled even the axis. The probes show the missing piece is
+# not in the encoder. Pair accuracies below chance have a simple cause: a scorer that prefers one
+# of the two images whatever the statement says gets exactly one statement of each pair right.
 #
 # **Where the toy world differs from the paper.** The toy CLIP is trained from scratch on ~20k
 # synthetic images, and its captions are 10% relational by construction (the paper's CLIP was
