@@ -7,14 +7,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
-from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
+from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
 from analysis_lib.features import pixel_tensor
-from analysis_lib.metrics import seed_interval
+from analysis_lib.metrics import opposite_option, seed_interval
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
+from analysis_lib.results import results_dir, write_results
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 from analysis_lib.toyworld import render_all, sample_scenes
@@ -120,9 +124,14 @@ def same_encoder_experiment(
             "llava": llava_log.get("train_seconds"),
         }
     config = {
-        "seeds": seeds,
-        "device": device,
-        "smoke": smoke,
+        "parameters": {
+            "seeds": seeds,
+            "device": device,
+            "clip_steps": clip_steps,
+            "caption_max_steps": caption_max_steps,
+            "instruction_steps": instruction_steps,
+            "smoke": smoke,
+        },
         "eval_seed": EVAL_SEED,
         "setup": dataclasses.asdict(setup),
     }
@@ -213,3 +222,47 @@ def encoder_probe_table(run: SameEncoderRun, n_scenes: int) -> pd.DataFrame:
             "majority class": chance_levels(scenes, world.grid),
         }
     )
+
+
+def per_relation_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """4-way relation accuracy per relation and model, averaged over seeds."""
+    rows = metrics[
+        (metrics.benchmark == "relations") & metrics.metric.str.match(r"4-way (left_of|right_of|above|below)")
+    ]
+    return rows.pivot_table(index="metric", columns="model", values="value", aggfunc="mean")
+
+
+def attribution_example(run: SameEncoderRun) -> tuple[Image.Image, dict[str, np.ndarray], str]:
+    """Patch attributions of both scorers' margins (true caption minus opposite-relation caption)
+    on the first relation-set image, with the last seed's models."""
+    item = load_whatsup_controlled(run.benchmark_dir / RELATION_FILE)[0]
+    gold = item.caption_options[0]
+    foil = item.caption_options[opposite_option(item.caption_options, item.relation)]
+    clip_scorer = ClipScorer(run.models.clip, run.models.clip_processor)
+    vqa_scorer = VQAScorer(run.models.llava, run.models.llava_processor, run.models.prompt_format)
+    image = load_image(item.image_path)
+    pixels = vqa_scorer.pixel_values([image])
+    patch = run.models.clip.config.vision_config.patch_size
+    maps = {
+        "CLIP: cos(true) - cos(foil)": patch_attribution(clip_margin_fn(clip_scorer, gold, foil), pixels, patch),
+        "LLaVA: VQAScore(true) - VQAScore(foil)": patch_attribution(
+            vqa_margin_fn(vqa_scorer, gold, foil), pixels, patch
+        ),
+    }
+    return image, maps, f'true: "{gold}"   foil: "{foil}"   (seed {run.config["parameters"]["seeds"][-1]})'
+
+
+def save_results(run: SameEncoderRun, scale: str, root: Path | None, total_seconds: float) -> Path:
+    """Write the run's ``metrics.csv`` and ``run.json`` under ``<root>/01_same_encoder/<scale>[-smoke]``."""
+    smoke = run.config["parameters"]["smoke"]
+    folder = results_dir("01_same_encoder", scale + ("-smoke" if smoke else ""), root)
+    by_seed = {
+        "wall_seconds": run.seconds,
+        "training_wall_seconds": run.training_seconds,
+        "cache_reused": run.reused,
+        "caption_steps": run.caption_steps,
+    }
+    record = {"chapter": "01_same_encoder", "scale": scale, **run.config, "total_wall_seconds": total_seconds}
+    record |= {name: {str(seed): v for seed, v in values.items()} for name, values in by_seed.items()}
+    write_results(folder, run.metrics, record)
+    return folder

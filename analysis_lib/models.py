@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -46,11 +45,6 @@ class LlavaSize:
     layers: int = 3
     heads: int = 4
     max_positions: int = 256
-
-
-def asdict(size: ClipSize | LlavaSize) -> dict:
-    """Plain-dict form of a size, for cache keys."""
-    return dataclasses.asdict(size)
 
 
 def toy_image_processor(world: WorldConfig) -> CLIPImageProcessor:

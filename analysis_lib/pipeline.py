@@ -7,7 +7,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -34,10 +33,10 @@ class ToySetup:
     def clip_spec(self, seed: int) -> dict:
         """What determines the toy CLIP."""
         return {
-            "world": self.world.to_dict(),
+            "world": asdict(self.world),
             "n_train_scenes": self.n_train_scenes,
             "clip_size": asdict(self.clip_size),
-            "clip_train": self.clip_train.to_dict(),
+            "clip_train": asdict(self.clip_train),
             "seed": seed,
         }
 
@@ -46,7 +45,7 @@ class ToySetup:
         return {
             "clip": self.clip_spec(seed),
             "llava_size": asdict(self.llava_size),
-            "llava_train": self.llava_train.to_dict(),
+            "llava_train": asdict(self.llava_train),
             "prompt_format": asdict(self.prompt_format),
             "seed": seed,
         }
@@ -151,10 +150,3 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
 def training_log(folder: Path) -> dict:
     """The training log saved with a toy model (``curves``; for LLaVA also ``caption_steps``)."""
     return json.loads((Path(folder) / "training_log.json").read_text())
-
-
-def moving_average(values: list[float], window: int = 25) -> np.ndarray:
-    """Smoothed loss curve for plotting."""
-    values = np.asarray(values, dtype=float)
-    window = max(1, min(window, len(values)))
-    return np.convolve(values, np.ones(window) / window, mode="valid")

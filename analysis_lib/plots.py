@@ -68,15 +68,3 @@ def attribution_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: st
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def loss_curves(curves: dict[str, np.ndarray]) -> plt.Figure:
-    """Smoothed training losses, one line per stage."""
-    fig, ax = plt.subplots(figsize=(6, 3))
-    for name, values in curves.items():
-        ax.plot(values, label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig

@@ -119,6 +119,6 @@ def export_toy_benchmarks(world: WorldConfig, n_pairs: int, seed: int) -> Path:
         _write_controlled(folder, world, n_pairs, rng)
         _write_mmvp(folder, world, n_pairs, rng)
 
-    spec = {"world": world.to_dict(), "n_pairs": n_pairs, "seed": seed}
+    spec = {"world": dataclasses.asdict(world), "n_pairs": n_pairs, "seed": seed}
     folder, _ = cached_artifact("benchmarks", spec, build, root=data_root())
     return folder

@@ -47,10 +47,6 @@ class WorldConfig:
         """Side of the square image in pixels."""
         return self.grid * self.cell
 
-    def to_dict(self) -> dict:
-        """Plain-dict form, for cache keys and run records."""
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
 class Obj:

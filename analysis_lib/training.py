@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,10 +30,6 @@ class ClipTrainConfig:
     lr: float = 2e-3
     warmup: int = 80
     weight_decay: float = 0.1
-
-    def to_dict(self) -> dict:
-        """Plain-dict form, for cache keys and run records."""
-        return asdict(self)
 
 
 CAPTIONING = (("describe", 1.0),)
@@ -62,10 +59,6 @@ class LlavaTrainConfig:
     warmup: int = 100
     weight_decay: float = 0.0
     instruction_mix: tuple[tuple[str, float], ...] = INSTRUCTION_MIX
-
-    def to_dict(self) -> dict:
-        """Plain-dict form, for cache keys and run records."""
-        return asdict(self)
 
 
 def _optimise(params, lr: float, weight_decay: float, warmup: int, steps: int):
@@ -261,15 +254,11 @@ class Stopwatch:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
+    @contextmanager
     def time(self, stage: str):
-        """Context manager adding the block's wall time to ``stage``."""
-        watch = self
-
-        class _Block:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                watch.seconds[stage] = watch.seconds.get(stage, 0.0) + time.perf_counter() - self.start
-
-        return _Block()
+        """Add the wall time of the ``with`` block to ``stage``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start

@@ -49,11 +49,7 @@ import time
 
 import pandas as pd
 
-from analysis_lib import experiments, plots, results
-from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
-from analysis_lib.benchmarks import load_image, load_whatsup_controlled
-from analysis_lib.scoring import ClipScorer, VQAScorer
-from analysis_lib.toy_benchmarks import RELATION_FILE
+from analysis_lib import experiments, plots
 
 if scale != "toy":
     raise NotImplementedError(
@@ -94,10 +90,7 @@ saved = plots.save(fig, "01_same_encoder_accuracy", figures_root or None)
 # `results/01_same_encoder/<scale>/metrics.csv`. Here are the per-relation 4-way accuracies:
 
 # %%
-per_relation = run.metrics[
-    (run.metrics.benchmark == "relations") & run.metrics.metric.str.match(r"4-way (left_of|right_of|above|below)")
-]
-per_relation.pivot_table(index="metric", columns="model", values="value", aggfunc="mean")
+experiments.per_relation_table(run.metrics)
 
 # %% [markdown]
 # ## Is the information in the encoder at all?
@@ -122,20 +115,8 @@ experiments.encoder_probe_table(run, n_scenes=64 if smoke else 2000)
 # because its pooled embedding barely separates the two captions.
 
 # %%
-items = load_whatsup_controlled(run.benchmark_dir / RELATION_FILE)
-item = items[0]
-gold = item.caption_options[0]
-foil = [c for c in item.caption_options if c != gold][0]
-clip_scorer = ClipScorer(run.models.clip, run.models.clip_processor)
-vqa_scorer = VQAScorer(run.models.llava, run.models.llava_processor, run.models.prompt_format)
-image = load_image(item.image_path)
-pixels = vqa_scorer.pixel_values([image])
-patch = run.models.clip.config.vision_config.patch_size
-maps = {
-    "CLIP: cos(true) - cos(foil)": patch_attribution(clip_margin_fn(clip_scorer, gold, foil), pixels, patch),
-    "LLaVA: VQAScore(true) - VQAScore(foil)": patch_attribution(vqa_margin_fn(vqa_scorer, gold, foil), pixels, patch),
-}
-fig = plots.attribution_figure(image, maps, f'true: "{gold}"   foil: "{foil}"   (seed {seeds[-1]})')
+image, maps, title = experiments.attribution_example(run)
+fig = plots.attribution_figure(image, maps, title)
 saved = plots.save(fig, "01_same_encoder_attribution", figures_root or None)
 
 # %% [markdown]
@@ -183,26 +164,5 @@ Markdown(experiments.findings(summary, run.caption_steps))
 # under control, not the paper's magnitudes.
 
 # %%
-folder = results.results_dir("01_same_encoder", scale + ("-smoke" if smoke else ""), results_root or None)
-results.write_results(
-    folder,
-    run.metrics,
-    {
-        "chapter": "01_same_encoder",
-        "scale": scale,
-        "parameters": {
-            "seeds": seeds,
-            "device": device,
-            "clip_steps": clip_steps,
-            "caption_max_steps": caption_max_steps,
-            "instruction_steps": instruction_steps,
-            "smoke": smoke,
-        },
-        "config": run.config,
-        "wall_seconds": {str(k): v for k, v in run.seconds.items()},
-        "training_wall_seconds": {str(k): v for k, v in run.training_seconds.items()},
-        "cache_reused": {str(k): v for k, v in run.reused.items()},
-        "total_wall_seconds": time.perf_counter() - started,
-    },
-)
+folder = experiments.save_results(run, scale, results_root or None, time.perf_counter() - started)
 print(f"results written to {folder}")
