@@ -171,3 +171,79 @@ def toy_llava_from_clip(
         num_additional_image_tokens=1,
     )
     return model, processor
+
+
+@dataclass(frozen=True)
+class LlavaShape:
+    """The architecture numbers of a LLaVA-1.5 (CLIP ViT vision tower + Llama), for random models."""
+
+    image_size: int = 336
+    patch_size: int = 14
+    vision_width: int = 1024
+    vision_layers: int = 24
+    vision_heads: int = 16
+    text_width: int = 4096
+    text_layers: int = 32
+    text_heads: int = 32
+    text_intermediate: int = 11008
+    vocab_size: int = 32064
+
+
+LLAVA_15_7B = LlavaShape()
+TINY_LLAVA_336 = LlavaShape(
+    vision_width=32, vision_layers=2, vision_heads=2, text_width=64, text_layers=2, text_heads=4, text_intermediate=128
+)
+SMALL_LLAVA_336 = LlavaShape(
+    vision_width=64, vision_layers=2, vision_heads=4, text_width=256, text_layers=4, text_heads=4, text_intermediate=688
+)
+
+
+def random_llava(
+    shape: LlavaShape, seed: int, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A randomly initialised ``LlavaForConditionalGeneration`` of ``shape`` with LLaVA-1.5's image
+    processing (336 px, OpenAI CLIP mean/std) and the toy word tokenizer (ids fit any vocabulary)."""
+    tokenizer = llava_tokenizer()
+    vision = dict(
+        image_size=shape.image_size,
+        patch_size=shape.patch_size,
+        hidden_size=shape.vision_width,
+        intermediate_size=4 * shape.vision_width,
+        num_hidden_layers=shape.vision_layers,
+        num_attention_heads=shape.vision_heads,
+        projection_dim=768,
+    )
+    text = LlamaConfig(
+        vocab_size=max(shape.vocab_size, len(tokenizer)),
+        hidden_size=shape.text_width,
+        intermediate_size=shape.text_intermediate,
+        num_hidden_layers=shape.text_layers,
+        num_attention_heads=shape.text_heads,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    grid = shape.image_size // shape.patch_size
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text.to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=grid * grid,
+    )
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": shape.image_size}, crop_size={"height": shape.image_size, "width": shape.image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=shape.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return model.eval(), processor

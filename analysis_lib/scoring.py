@@ -83,7 +83,12 @@ class ClipScorer:
 
 
 class VQAScorer:
-    """VQAScore: exp(-mean cross-entropy) of the answer tokens (``Yes`` + end token) after the question."""
+    """VQAScore: exp(-mean cross-entropy) of the answer tokens (``Yes`` + end token) after the question.
+
+    With ``prefix_cache`` (the default) the image and the prompt text shared by all captions run
+    through the model once per image; every caption's continuation is then scored from that KV cache
+    in one batch. ``prefix_cache=False`` is the reference: one full forward pass per (image, caption).
+    """
 
     name = "LLaVA VQAScore"
 
@@ -94,11 +99,13 @@ class VQAScorer:
         prompt_format: PromptFormat,
         batch_size: int = 128,
         progress: bool = False,
+        prefix_cache: bool = True,
     ) -> None:
         self.model, self.processor, self.format = model.eval(), processor, prompt_format
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size, self.progress, self.prefix_cache = batch_size, progress, prefix_cache
         tokenizer = processor.tokenizer
-        self.answer_ids = tokenizer(prompt_format.answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        self.answer = prompt_format.answer + tokenizer.eos_token
+        self.answer_ids = tokenizer(self.answer, add_special_tokens=False)["input_ids"]
 
     def pixel_values(self, images: Sequence[ImageLike]) -> torch.Tensor:
         """Preprocessed images (padded to square with the processor's mean colour if the format says so)."""
@@ -108,31 +115,78 @@ class VQAScorer:
             pil = [pad_to_square(im, fill) for im in pil]
         return self.processor.image_processor(pil, return_tensors="pt")["pixel_values"]
 
+    def sequences(self, captions: Sequence[str]) -> list[list[int]]:
+        """Token ids of prompt + ``Yes</s>`` per caption, tokenized as one string (as t2v_metrics does)."""
+        n_image = self.model.config.image_seq_length
+        texts = [expand_image_tokens(self.format.vqa_prompt(c), n_image) + self.answer for c in captions]
+        ids = self.processor.tokenizer(texts)["input_ids"]
+        n = len(self.answer_ids)
+        for text, row in zip(texts, ids):
+            if row[-n:] != self.answer_ids:
+                raise ValueError(f"the answer {self.answer!r} does not tokenize to the same ids at the end of {text!r}")
+        return ids
+
     def input_batch(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Left-padded prompt ids followed by the answer ids, with matching mask and positions."""
-        tokenizer = self.processor.tokenizer
-        prompts = [expand_image_tokens(self.format.vqa_prompt(c), self.model.config.image_seq_length) for c in captions]
-        enc = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
-        answer = torch.tensor(self.answer_ids).expand(len(captions), -1)
-        ids = torch.cat([enc["input_ids"], answer], dim=1)
-        mask = torch.cat([enc["attention_mask"], torch.ones_like(answer)], dim=1)
-        return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        """Left-padded prompt + answer ids, with matching mask and positions (the reference path)."""
+        enc = self.processor.tokenizer.pad(
+            {"input_ids": self.sequences(captions)}, padding=True, padding_side="left", return_tensors="pt"
+        )
+        mask = enc["attention_mask"]
+        return {
+            "input_ids": enc["input_ids"],
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+        }
+
+    def _answer_scores(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """exp(-mean CE) from ``R x n x V`` logits predicting the ``R x n`` answer ids."""
+        ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+        return torch.exp(-ce.view(targets.shape).mean(-1)).cpu()
 
     @torch.no_grad()
     def score_batch(self, pixel_values: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
-        """VQAScore of row i of ``pixel_values`` with caption i."""
+        """VQAScore of row i of ``pixel_values`` with caption i, one full forward pass per row."""
         device = _device(self.model)
         batch = {k: v.to(device) for k, v in self.input_batch(captions).items()}
-        dtype = self.model.get_input_embeddings().weight.dtype
-        logits = self.model(**batch, pixel_values=pixel_values.to(device, dtype)).logits
         n = len(self.answer_ids)
-        predicted = logits[:, -n - 1 : -1].float()
-        target = batch["input_ids"][:, -n:]
-        ce = F.cross_entropy(predicted.reshape(-1, predicted.shape[-1]), target.reshape(-1), reduction="none")
-        return torch.exp(-ce.view(len(captions), n).mean(-1)).cpu()
+        logits = self.model(**batch, pixel_values=pixel_values.to(device, self._dtype), logits_to_keep=n + 1).logits
+        return self._answer_scores(logits[:, :-1], batch["input_ids"][:, -n:])
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        """The model's floating dtype (pixels are cast to it)."""
+        return self.model.get_input_embeddings().weight.dtype
+
+    @torch.no_grad()
+    def score_shared_prefix(
+        self, pixel_values: torch.Tensor, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], rows: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores of ``prefix + suffixes[r]`` with image ``rows[r]``: the prefix runs once per image.
+
+        ``pixel_values`` holds one row per image; each suffix ends with the answer ids.
+        """
+        device, n = _device(self.model), len(self.answer_ids)
+        prefix_ids = torch.tensor([list(prefix)] * len(pixel_values), device=device)
+        pixels = pixel_values.to(device, self._dtype)
+        cache = self.model.model(input_ids=prefix_ids, pixel_values=pixels, use_cache=True).past_key_values
+        cache.batch_select_indices(rows.to(device))
+        enc = self.processor.tokenizer.pad(
+            {"input_ids": list(suffixes)}, padding=True, padding_side="right", return_tensors="pt"
+        )
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        full_mask = torch.cat([torch.ones(len(ids), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
+        positions = (len(prefix) + torch.arange(ids.shape[1], device=device)).expand_as(ids)
+        hidden = self.model.model(
+            input_ids=ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache, use_cache=False
+        ).last_hidden_state
+        where = mask.sum(-1, keepdim=True) + torch.arange(-n - 1, -1, device=device)  # these predict the answer
+        predicted = self.model.lm_head(hidden.gather(1, where[..., None].expand(-1, -1, hidden.shape[-1])))
+        return self._answer_scores(predicted, ids.gather(1, where + 1))
 
     def score_pairs(self, images: Sequence[ImageLike], pairs: Pairs) -> np.ndarray:
         """VQAScore for each ``(image_index, text)`` pair."""
+        if self.prefix_cache:
+            return self._score_pairs_cached(images, pairs)
         pixels = self.pixel_values(images)
         scores = []
         starts = range(0, len(pairs), self.batch_size)
@@ -141,6 +195,51 @@ class VQAScorer:
             index = torch.tensor([i for i, _ in chunk])
             scores.append(self.score_batch(pixels[index], [t for _, t in chunk]))
         return torch.cat(scores).numpy()
+
+    def _score_pairs_cached(self, images: Sequence[ImageLike], pairs: Pairs) -> np.ndarray:
+        """``score_pairs`` through the shared-prefix cache, about ``batch_size`` captions per forward pass."""
+        sequences = self.sequences([t for _, t in pairs])
+        shared = shared_prefix_length(sequences, keep=len(self.answer_ids) + 1)
+        if shared == 0:  # nothing in common to cache
+            return VQAScorer(
+                self.model, self.processor, self.format, self.batch_size, self.progress, False
+            ).score_pairs(images, pairs)
+        by_image: dict[int, list[int]] = {}
+        for position, (image, _) in enumerate(pairs):
+            by_image.setdefault(image, []).append(position)
+        scores = np.empty(len(pairs), dtype=np.float64)
+        progress = tqdm(total=len(pairs), desc="VQAScore (prefix cache)", disable=not self.progress)
+        for chunk in chunk_images(by_image, self.batch_size):
+            positions = [p for image in chunk for p in by_image[image]]
+            rows = torch.tensor([k for k, image in enumerate(chunk) for _ in by_image[image]])
+            pixels = self.pixel_values([images[i] for i in chunk])
+            suffixes = [sequences[p][shared:] for p in positions]
+            scores[positions] = self.score_shared_prefix(pixels, sequences[0][:shared], suffixes, rows).numpy()
+            progress.update(len(positions))
+        progress.close()
+        return scores
+
+
+def shared_prefix_length(sequences: Sequence[Sequence[int]], keep: int) -> int:
+    """Length of the token prefix common to all sequences, leaving at least ``keep`` tokens in each."""
+    shortest = min(len(s) for s in sequences)
+    length = 0
+    while length < shortest - keep and all(s[length] == sequences[0][length] for s in sequences):
+        length += 1
+    return length
+
+
+def chunk_images(by_image: dict[int, list[int]], max_rows: int) -> list[list[int]]:
+    """Group images so that each group has at most ``max_rows`` captions (at least one image each)."""
+    chunks: list[list[int]] = [[]]
+    rows = 0
+    for image, positions in by_image.items():
+        if chunks[-1] and rows + len(positions) > max_rows:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(image)
+        rows += len(positions)
+    return chunks
 
 
 def score_options(scorer, images: Sequence[ImageLike], options: Sequence[Sequence[str]]) -> np.ndarray:

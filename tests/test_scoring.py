@@ -74,3 +74,30 @@ def test_pad_to_square_centres_on_mean_colour():
     padded = pad_to_square(image, (1, 2, 3))
     assert padded.size == (4, 4)
     assert padded.getpixel((0, 0)) == (1, 2, 3) and padded.getpixel((0, 1)) == (255, 0, 0)
+
+
+def test_prefix_cached_vqascore_equals_one_forward_per_pair(tiny_models, world):
+    """The shared-prefix KV cache changes the cost, not the scores (fp32, 1e-5)."""
+    _, _, llava, processor = tiny_models
+    images = _images(world, 3)
+    captions = [
+        "a red circle left of a blue square",
+        "a red circle right of a blue square",
+        "a blue square",
+        "a photo of a green cross above a yellow triangle and a white circle",
+    ]
+    pairs = [(i, c) for i in (2, 0, 1) for c in captions] + [(0, "a green cross")]
+    reference = VQAScorer(llava, processor, PromptFormat(), prefix_cache=False).score_pairs(images, pairs)
+    for batch_size in (1, 5, 64):
+        cached = VQAScorer(llava, processor, PromptFormat(), batch_size=batch_size).score_pairs(images, pairs)
+        assert np.allclose(cached, reference, atol=1e-5, rtol=0), batch_size
+    assert len(set(np.round(reference, 6))) > 3  # the scores differ between captions and images
+
+
+def test_shared_prefix_length_leaves_the_answer_to_the_suffix():
+    from analysis_lib.scoring import chunk_images, shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3, 4, 5], [1, 2, 3, 9, 5]], keep=1) == 3
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], keep=3) == 1
+    assert chunk_images({7: [0, 1], 3: [2, 3, 4], 5: [5]}, max_rows=4) == [[7], [3, 5]]
+    assert chunk_images({7: [0, 1, 2, 3, 4]}, max_rows=2) == [[7]]
