@@ -1,0 +1,88 @@
+"""Resumable score files: per-item scores appended as they are computed, so an interrupted
+evaluation restarts where it stopped.
+
+A log is a JSON-lines file. Its first line records the spec (model, benchmark, protocol, ...) the
+scores belong to; each later line is ``{"key": item key, "scores": [...]}``. A log written for another
+spec is never reused: opening it raises. A half-written last line (the process was killed mid-write)
+is dropped on open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+
+class StaleScoresError(RuntimeError):
+    """A score log on disk was written for a different spec."""
+
+
+def read_log(path: Path, spec: dict) -> dict[str, list]:
+    """Scores already in the log at ``path`` (empty if none); raises if it holds another spec's scores."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text().split("\n")
+    header = json.loads(lines[0]) if lines[0] else None
+    if header is None or header.get("spec") != json.loads(json.dumps(spec)):
+        raise StaleScoresError(
+            f"{path} holds scores for another configuration ({header and header.get('spec')}); "
+            f"this run is {spec}. Delete the file or choose another results folder."
+        )
+    done, good = {}, len(lines[0]) + 1
+    for line in lines[1:-1]:  # the text after the last newline is never a complete row
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        done[row["key"]] = row["scores"]
+        good += len(line) + 1
+    if good < path.stat().st_size:  # drop a half-written tail so appends start on a clean line
+        with path.open("r+") as handle:
+            handle.truncate(good)
+    return done
+
+
+def _append(path: Path, spec: dict, rows: list[dict]) -> None:
+    """Append rows (header first if the file is new) and flush them to disk."""
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        if new:
+            handle.write(json.dumps({"spec": spec}) + "\n")
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def score_with_log(
+    score_fn: Callable[[list], np.ndarray],
+    items: Sequence,
+    keys: Sequence[str],
+    path: Path,
+    spec: dict,
+    chunk_size: int = 64,
+    done: dict[str, list] | None = None,
+    desc: str = "scoring",
+) -> np.ndarray:
+    """``score_fn`` over ``items`` in chunks, skipping keys already logged, appending each chunk's scores.
+
+    ``score_fn`` maps a list of items to an array with one leading row per item. ``done`` adds
+    scores known from elsewhere (e.g. other processes' logs). Returns the scores in ``items`` order.
+    """
+    if len(set(keys)) != len(keys):
+        raise ValueError("item keys must be unique")
+    path = Path(path)
+    known = {**(done or {}), **read_log(path, spec)}
+    todo = [i for i, key in enumerate(keys) if key not in known]
+    for start in tqdm(range(0, len(todo), chunk_size), desc=desc, disable=not todo):
+        positions = todo[start : start + chunk_size]
+        scores = np.asarray(score_fn([items[i] for i in positions]))
+        rows = [{"key": keys[i], "scores": s.tolist()} for i, s in zip(positions, scores)]
+        _append(path, spec, rows)
+        known.update({row["key"]: row["scores"] for row in rows})
+    return np.array([known[key] for key in keys], dtype=float)
