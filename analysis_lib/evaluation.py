@@ -42,32 +42,39 @@ def whatsup_option_scores(scorer, items: Sequence[WhatsUpItem]) -> np.ndarray:
     return score_options(scorer, images, [item.caption_options for item in items])
 
 
+def _grouped_records(
+    items: Sequence[WhatsUpItem], way: str, scores: np.ndarray, correct: np.ndarray, benchmark: str, seed: int
+) -> list[dict]:
+    """Controlled-A/B: pair and set accuracy over object pairs and (beyond 2-way) the axis of the chosen option."""
+    obj_pairs = [item.obj_pair for item in items]
+    relations = [item.relation for item in items]
+    records = [_record(benchmark, f"{way} pair", pair_units(obj_pairs, relations, correct), seed)]
+    if way != "2-way":
+        chosen = [item.caption_options[i] for item, i in zip(items, scores.argmax(axis=1))]
+        axis = [RELATION_AXIS[caption_relation(c)] == RELATION_AXIS[r] for c, r in zip(chosen, relations)]
+        records.append(_record(benchmark, f"{way} axis", np.array(axis, dtype=float), seed))
+    records.append(_record(benchmark, f"{way} set", set_units(obj_pairs, correct), seed))
+    return records
+
+
 def whatsup_records(
     items: Sequence[WhatsUpItem], scores: np.ndarray, benchmark: str, seed: int = 0, grouped: bool = True
 ) -> list[dict]:
-    """4-way (all options) and 2-way (gold vs opposite relation) individual accuracy; with
-    ``grouped``, also pair, set and per-relation accuracy."""
-    obj_pairs = [item.obj_pair for item in items]
-    relations = [item.relation for item in items]
-    opposite = [opposite_option(item.caption_options, item.relation) for item in items] if grouped else None
+    """Individual and per-relation accuracy over all K options; with ``grouped`` (Controlled-A/B) also 2-way (gold vs
+    opposite relation) and pair, set and axis accuracy. COCO/GQA (K = 2, no object pairs): ``grouped=False``."""
+    relations = np.array([item.relation for item in items])
     variants = {f"{scores.shape[1]}-way": scores}
     if grouped:
+        opposite = [opposite_option(item.caption_options, item.relation) for item in items]
         variants["2-way"] = np.stack([scores[:, 0], scores[np.arange(len(items)), opposite]], axis=1)
     records = []
     for way, way_scores in variants.items():
         correct = option_correct(way_scores)
         records.append(_record(benchmark, f"{way} individual", correct.astype(float), seed))
-        if not grouped:
-            continue
-        records.append(_record(benchmark, f"{way} pair", pair_units(obj_pairs, relations, correct), seed))
-        if way != "2-way":
-            chosen = [item.caption_options[i] for item, i in zip(items, way_scores.argmax(axis=1))]
-            axis = [RELATION_AXIS[caption_relation(c)] == RELATION_AXIS[r] for c, r in zip(chosen, relations)]
-            records.append(_record(benchmark, f"{way} axis", np.array(axis, dtype=float), seed))
-        records.append(_record(benchmark, f"{way} set", set_units(obj_pairs, correct), seed))
+        if grouped:
+            records += _grouped_records(items, way, way_scores, correct, benchmark, seed)
         for relation in dict.fromkeys(relations):
-            mask = np.asarray(relations) == relation
-            records.append(_record(benchmark, f"{way} {relation}", correct[mask].astype(float), seed))
+            records.append(_record(benchmark, f"{way} {relation}", correct[relations == relation].astype(float), seed))
     return records
 
 

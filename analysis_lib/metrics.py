@@ -22,6 +22,10 @@ OPPOSITE_RELATION = {
     "below": "above",
     "in-front_of": "behind",
     "behind": "in-front_of",
+    "left": "right",
+    "right": "left",
+    "top": "bottom",
+    "bottom": "top",
 }
 RELATION_AXIS = {
     "left_of": "horizontal",
@@ -32,21 +36,31 @@ RELATION_AXIS = {
     "below": "vertical",
     "in-front_of": "depth",
     "behind": "depth",
+    "left": "horizontal",
+    "right": "horizontal",
+    "top": "vertical",
+    "bottom": "vertical",
 }
+# Two-object relations ("a dog to the left of a table", "a cup to the behind of a box" in GQA-two) and the one-object
+# positions of COCO/GQA-one ("a photo of a dog on the left"): "left"/"right"/"top"/"bottom" not followed by "of".
 _RELATION_PHRASES = {
-    "in-front_of": r"in front of",
+    "in-front_of": r"front of",
     "behind": r"behind",
     "left_of": r"left of",
     "right_of": r"right of",
     "under": r"under",
     "below": r"below",
     "above": r"above",
-    "on": r"on",
+    "on": r"on(?! the (?:left|right|top|bottom)\b)",
+    "left": r"left(?! of\b)",
+    "right": r"right(?! of\b)",
+    "top": r"top(?! of\b)",
+    "bottom": r"bottom(?! of\b)",
 }
 
 
 def caption_relation(caption: str) -> str:
-    """The one spatial relation a caption states (``left_of``, ``on``, ...)."""
+    """The one spatial relation a caption states (``left_of``, ``on``, ..., or a one-object position ``left``...)."""
     found = {rel for rel, phrase in _RELATION_PHRASES.items() if re.search(rf"\b{phrase}\b", caption.lower())}
     if len(found) != 1:
         raise ValueError(f"caption {caption!r} states {len(found)} known relations ({sorted(found)}); expected one")
@@ -63,8 +77,12 @@ def opposite_option(options: Sequence[str], relation: str) -> int:
 
 
 def option_correct(scores: np.ndarray) -> np.ndarray:
-    """Per image: the gold option (column 0) scores highest (``argmax == 0``, as upstream; ties go to 0)."""
-    return np.asarray(scores).argmax(axis=1) == 0
+    """Per image: the gold option (column 0) wins. Two options: strictly higher (``s0 > s1``, the paper's
+    2-way rule, so a tie is wrong); more: ``argmax == 0`` as What'sUp's 4-way (a tie goes to option 0)."""
+    scores = np.asarray(scores)
+    if scores.shape[1] == 2:
+        return scores[:, 0] > scores[:, 1]
+    return scores.argmax(axis=1) == 0
 
 
 def _grouped_all(keys: Sequence[tuple], correct: np.ndarray, size: int, what: str) -> np.ndarray:

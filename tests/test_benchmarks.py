@@ -1,12 +1,25 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from analysis_lib.benchmarks import BenchmarkError, load_image, load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.benchmarks import (
+    PUBLISHED_SIZES,
+    BenchmarkError,
+    load_image,
+    load_mmvp,
+    load_mmvp_statements,
+    load_mmvp_vlm,
+    load_whatsup,
+    load_whatsup_controlled,
+    load_whatsup_spatial,
+    size_report,
+    verify_images,
+)
 from analysis_lib.metrics import caption_relation
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 
@@ -94,3 +107,225 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path):
     (item,) = load_whatsup_controlled(path, image_root=tmp_path)
     with pytest.raises(BenchmarkError, match="cannot be read"):
         load_image(item.image_path)
+
+
+def _image(path: Path) -> None:
+    """A tiny JPEG/PNG at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(path)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """A CSV file as upstream writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+
+
+PHRASES = {
+    "left_of": "to the left of",
+    "right_of": "to the right of",
+    "on": "on",
+    "under": "under",
+    "in-front_of": "in front of",
+    "behind": "behind",
+}
+CONTROLLED = {
+    "controlled_images_dataset.json": ("controlled_images", ("left_of", "right_of", "on", "under")),
+    "controlled_clevr_dataset.json": ("controlled_clevr", ("left_of", "right_of", "in-front_of", "behind")),
+}
+# [image_id, correct, wrong] rows in the captions' upstream phrasing; the second COCO-one caption states no relation.
+SPATIAL = {
+    "coco_qa_one_obj.json": [
+        [139, "A photo of a dog on the left", "A photo of a dog on the right"],
+        [632, "A dog", "x"],
+    ],
+    "coco_qa_two_obj.json": [[724, "A photo of a cup above a bowl", "A photo of a cup below a bowl"]],
+    "vg_qa_one_obj.json": [[2354786, "A photo of a car at the bottom", "A photo of a car at the top"]],
+    "vg_qa_two_obj.json": [
+        ["2368312", "A photo of a car to the behind of a tree", "A photo of a car in front of a tree"]
+    ],
+}
+
+
+def _write_whatsup(root: Path) -> None:
+    """A tiny What'sUp checkout laid out as upstream: ``data/*.json`` and the image folders under ``data/``."""
+    data = root / "data"
+    for file, (folder, relations) in CONTROLLED.items():
+        entries = []
+        for rel in relations:
+            _image(root / "data" / folder / f"mug_{rel}_plate.jpeg")
+            captions = [f"A mug {PHRASES[r]} a plate" for r in (rel, *(r for r in relations if r != rel))]
+            entries.append({"image_path": f"data/{folder}/mug_{rel}_plate.jpeg", "caption_options": captions})
+        (data / file).write_text(json.dumps(entries))
+    for file, rows in SPATIAL.items():
+        (data / file).write_text(json.dumps(rows))
+        template = "val2017/{:0>12}.jpg" if file.startswith("coco") else "vg_images/{}.jpg"
+        for image_id, *_ in rows:
+            _image(data / template.format(image_id))
+
+
+def test_whatsup_folder_reads_every_subset_lazily(tmp_path):
+    _write_whatsup(tmp_path)
+    subsets = load_whatsup(tmp_path)
+    assert list(subsets) == ["Controlled-A", "Controlled-B", "COCO-one", "COCO-two", "GQA-one", "GQA-two"]
+    assert [item.relation for item in subsets["Controlled-B"]] == ["left_of", "right_of", "in-front_of", "behind"]
+    first, no_relation = subsets["COCO-one"]
+    assert first.image_path == tmp_path / "data" / "val2017" / "000000000139.jpg"
+    assert first.caption_options == ("A photo of a dog on the left", "A photo of a dog on the right")
+    assert (first.relation, first.obj_pair, no_relation.relation) == ("left", ("", ""), "unknown")
+    assert [subsets[name][0].relation for name in ("COCO-two", "GQA-one", "GQA-two")] == ["above", "bottom", "behind"]
+    assert subsets["GQA-two"][0].image_path == tmp_path / "data" / "vg_images" / "2368312.jpg"
+    assert load_whatsup(tmp_path / "data") == subsets  # the data folder itself works too
+    report = {row["subset"]: row for row in size_report(subsets)}
+    assert report["Controlled-A"] == {"subset": "Controlled-A", "found": 4, "published": 412, "matches": False}
+    assert report["COCO-one"]["found"] == 2 and report["GQA-two"]["published"] == 291
+
+
+def test_published_sizes_are_one_table():
+    assert PUBLISHED_SIZES == {
+        "Controlled-A": 412,
+        "Controlled-B": 408,
+        "COCO-one": 2247,
+        "COCO-two": 440,
+        "GQA-one": 1160,
+        "GQA-two": 291,
+        "MMVP-VLM": 270,
+        "MMVP": 300,
+    }
+
+
+def test_whatsup_folder_strict_and_missing_subsets(tmp_path):
+    _write_whatsup(tmp_path)
+    with pytest.raises(BenchmarkError, match="controlled_images_dataset.json: found 4 items, the published .* 412"):
+        load_whatsup(tmp_path, strict=True)
+    for file in ("coco_qa_two_obj.json", "vg_qa_one_obj.json"):
+        (tmp_path / "data" / file).unlink()
+    with pytest.raises(BenchmarkError, match="missing: coco_qa_two_obj.json, vg_qa_one_obj.json.*only_present=True"):
+        load_whatsup(tmp_path)
+    assert list(load_whatsup(tmp_path, only_present=True)) == ["Controlled-A", "Controlled-B", "COCO-one", "GQA-two"]
+    with pytest.raises(BenchmarkError, match="What'sUp annotation files missing"):
+        load_whatsup(tmp_path / "empty", only_present=True)
+
+
+def test_spatial_loader_errors_name_the_file(tmp_path):
+    path = tmp_path / "coco_qa_one_obj.json"
+    path.write_text(json.dumps([[1, "A photo of a dog on the left"]]))
+    with pytest.raises(BenchmarkError, match=r"coco_qa_one_obj.json item 0: expected \[image_id, correct_caption"):
+        load_whatsup_spatial(path, tmp_path, "COCO")
+    path.write_text(json.dumps({"1": "a"}))
+    with pytest.raises(BenchmarkError, match="expected a JSON list"):
+        load_whatsup_spatial(path, tmp_path, "COCO")
+    path.write_text(json.dumps([[1, "A dog on the left", "A dog on the right"], [2, "A dog above", "A dog below"]]))
+    _image(tmp_path / "val2017" / "000000000001.jpg")
+    with pytest.raises(BenchmarkError, match="1 of 2 images not found, first '000000000002.jpg'.*holds val2017/"):
+        load_whatsup_spatial(path, tmp_path, "COCO")
+    (tmp_path / "val2017" / "000000000002.jpg").write_bytes(b"not an image")
+    items = load_whatsup_spatial(path, tmp_path, "COCO", expected_size=2)  # lazy: paths only
+    with pytest.raises(BenchmarkError, match="1 of 2 images cannot be used, first: image .*000000000002.jpg"):
+        verify_images(item.image_path for item in items)
+    with pytest.raises(BenchmarkError, match="published benchmark has 2247"):
+        load_whatsup_spatial(path, tmp_path, "COCO", expected_size=PUBLISHED_SIZES["COCO-one"])
+
+
+MMVP_HEADER = ["Index", "Question", "Options", "Correct Answer"]
+MMVP_ROWS = [
+    [1, "Are the butterfly's wings closer to being open or closed?", "(a) Open (b) Closed", "(a)"],
+    [2, "Are the butterfly's wings closer to being open or closed?", "(a) Open (b) Closed", "(b)"],
+    [99, "How many tusks?", " (a) Long (b) Short", "(a)"],
+    [100, "How many tusks?", " (a) Long (b) Short", "(b)"],
+]
+
+
+@pytest.mark.parametrize("index_column, folder", [("Index", "MMVP Images"), ("lndex", "MMVP_Images")])
+def test_mmvp_questions(tmp_path, index_column, folder):
+    _write_csv(tmp_path / "Questions.csv", [index_column, *MMVP_HEADER[1:]], MMVP_ROWS)
+    for index, *_ in MMVP_ROWS:
+        _image(tmp_path / folder / f"{index}.jpg")
+    questions = load_mmvp(tmp_path)
+    assert [q.index for q in questions] == [1, 2, 99, 100]
+    assert questions[1].options == ("Open", "Closed") and questions[1].answer == 1
+    assert questions[2].image_path == tmp_path / folder / "99.jpg"
+    assert [q.index for q in load_mmvp(tmp_path, drop_known_wrong=True)] == [1, 2]
+    with pytest.raises(BenchmarkError, match="found 4 items, the published benchmark has 300"):
+        load_mmvp(tmp_path, expected_rows=PUBLISHED_SIZES["MMVP"])
+
+
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        ([1, "Left or right?", "(a) Left, Right", "(a)"], r"question 1: options '\(a\) Left, Right' are not"),
+        ([1, "Left or right?", "(a) Left (b) Right", "(c)"], r"question 1: answer '\(c\)' is not the letter"),
+        ([1, "Left or right?", "(a) Left (b) Right"], "data row 1: expected the 4 fields"),
+        (["one", "Left or right?", "(a) Left (b) Right", "(a)"], "non-integer Index 'one'"),
+        ([7, "Left or right?", "(a) Left (b) Right", "(a)"], "1 of 1 images not found, first '7.jpg'"),
+    ],
+)
+def test_mmvp_malformed_rows_and_missing_images(tmp_path, row, match):
+    _write_csv(tmp_path / "Questions.csv", MMVP_HEADER, [row])
+    _image(tmp_path / "MMVP Images" / "1.jpg")
+    with pytest.raises(BenchmarkError, match=match):
+        load_mmvp(tmp_path)
+
+
+def test_mmvp_missing_files(tmp_path):
+    with pytest.raises(BenchmarkError, match="no MMVP image folder .* expected one of MMVP Images, MMVP_Images"):
+        load_mmvp(tmp_path)
+    (tmp_path / "MMVP Images").mkdir()
+    with pytest.raises(BenchmarkError, match="questions file not found: .*Questions.csv"):
+        load_mmvp(tmp_path)
+    (tmp_path / "Questions.csv").write_text("Index,Question\n1,Left or right?\n")
+    with pytest.raises(BenchmarkError, match=r"missing columns \['Options', 'Correct Answer'\]"):
+        load_mmvp(tmp_path)
+
+
+def test_mmvp_statements_pair_up_like_mmvp_vlm(tmp_path):
+    rows = [[1, "Unknown", "a dog facing left"], [2, "Unknown", "a dog facing right"]]
+    rows += [[279, "Unknown", "elderly person standing"], [280, "Unknown", "elderly person sitting"]]
+    _write_csv(tmp_path / "Questions-clip.csv", ["Question ID", "Type", "Statement"], rows)
+    for qid, *_ in rows:
+        _image(tmp_path / "MMVP Images" / f"{qid}.jpg")
+    pairs = load_mmvp_statements(tmp_path)
+    assert [p.question_ids for p in pairs] == [(1, 2), (279, 280)]
+    assert pairs[0].pattern == "Unknown" and pairs[0].statements == ("a dog facing left", "a dog facing right")
+    assert pairs[1].image_paths == (tmp_path / "MMVP Images" / "279.jpg", tmp_path / "MMVP Images" / "280.jpg")
+    assert [p.question_ids for p in load_mmvp_statements(tmp_path, drop_known_wrong=True)] == [(1, 2)]
+    assert size_report({"MMVP": pairs}) == [{"subset": "MMVP", "found": 4, "published": 300, "matches": False}]
+
+
+STATEMENT_LOADERS = {
+    "MMVP-VLM": (load_mmvp_vlm, "Questions.csv", "MMVP_VLM_Images/Orientation/{}.jpg"),
+    "MMVP statements": (load_mmvp_statements, "Questions-clip.csv", "MMVP Images/{}.jpg"),
+}
+
+
+@pytest.mark.parametrize("loader", STATEMENT_LOADERS)
+@pytest.mark.parametrize(
+    "ids, match",
+    [
+        ([1, 2, 3], "3 rows; statement pairs need an even number"),
+        ([2, 3], r"rows \(2, 3\) do not form a pair"),
+        (["x", 2], "non-integer Question ID 'x'"),
+    ],
+)
+def test_statement_pair_errors_are_shared(tmp_path, loader, ids, match):
+    load, csv_name, image = STATEMENT_LOADERS[loader]
+    _write_csv(tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[i, "Orientation", "s"] for i in ids])
+    for qid in ids:
+        _image(tmp_path / image.format(qid))
+    with pytest.raises(BenchmarkError, match=match):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("loader", STATEMENT_LOADERS)
+def test_statement_csv_malformed_row_and_missing_image(tmp_path, loader):
+    load, csv_name, image = STATEMENT_LOADERS[loader]
+    _write_csv(tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[1, "Orientation"], [2, "Orientation", "s"]])
+    _image(tmp_path / image.format(1))
+    with pytest.raises(BenchmarkError, match=f"{csv_name} data row 1: expected the 3 fields"):
+        load(tmp_path)
+    _write_csv(
+        tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[1, "Orientation", "s"], [2, "Orientation", "t"]]
+    )
+    with pytest.raises(BenchmarkError, match=f"{csv_name}: 1 of 2 images not found, first '2.jpg'"):
+        load(tmp_path)

@@ -9,6 +9,11 @@ def test_option_correct_uses_argmax_of_gold_column():
     assert m.option_correct(scores).tolist() == [True, False, True]  # tie -> argmax picks option 0
 
 
+def test_two_way_needs_the_gold_caption_strictly_higher():
+    scores = np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])
+    assert m.option_correct(scores).tolist() == [True, False, False]  # the paper's s0 > s1: a tie is wrong
+
+
 def test_pair_and_set_accuracy_by_hand():
     # two object pairs x four relations; pair (dog, table) gets left/right right but misses "under".
     obj_pairs = [("dog", "table")] * 4 + [("cup", "box")] * 4
@@ -34,10 +39,25 @@ def test_incomplete_groups_are_an_error():
         ("A dog on a table", "on"),
         ("A mug in front of a plate", "in-front_of"),
         ("a red circle below a blue square", "below"),
+        # COCO/GQA-spatial phrasing: one-object positions, two-object relations, GQA-two's "to the behind of"
+        ("A photo of a dog on the left", "left"),
+        ("A photo of a bus at the bottom", "bottom"),
+        ("A photo of a laptop on the top", "top"),
+        ("A photo of a cup to the right of a bowl", "right_of"),
+        ("A photo of a car to the behind of a tree", "behind"),
+        ("A photo of a car to the front of a tree", "in-front_of"),
+        ("A bowl on top of a table", "on"),
     ],
 )
 def test_caption_relation(caption, relation):
     assert m.caption_relation(caption) == relation
+    assert m.RELATION_AXIS[relation] == m.RELATION_AXIS[m.OPPOSITE_RELATION[relation]]
+
+
+@pytest.mark.parametrize("caption", ["A photo of a dog", "A dog on the left of a table on a rug"])
+def test_caption_without_exactly_one_relation_is_an_error(caption):
+    with pytest.raises(ValueError, match="known relations"):
+        m.caption_relation(caption)
 
 
 def test_two_way_picks_the_opposite_relation():
