@@ -1,11 +1,11 @@
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from upstream_fixtures import write_csv, write_image, write_whatsup
 
 from analysis_lib.benchmarks import (
     PUBLISHED_SIZES,
@@ -109,64 +109,8 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path):
         load_image(item.image_path)
 
 
-def _image(path: Path) -> None:
-    """A tiny JPEG/PNG at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (4, 4), (200, 30, 30)).save(path)
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    """A CSV file as upstream writes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        csv.writer(handle).writerows([header, *rows])
-
-
-PHRASES = {
-    "left_of": "to the left of",
-    "right_of": "to the right of",
-    "on": "on",
-    "under": "under",
-    "in-front_of": "in front of",
-    "behind": "behind",
-}
-CONTROLLED = {
-    "controlled_images_dataset.json": ("controlled_images", ("left_of", "right_of", "on", "under")),
-    "controlled_clevr_dataset.json": ("controlled_clevr", ("left_of", "right_of", "in-front_of", "behind")),
-}
-# [image_id, correct, wrong] rows in the captions' upstream phrasing; the second COCO-one caption states no relation.
-SPATIAL = {
-    "coco_qa_one_obj.json": [
-        [139, "A photo of a dog on the left", "A photo of a dog on the right"],
-        [632, "A dog", "x"],
-    ],
-    "coco_qa_two_obj.json": [[724, "A photo of a cup above a bowl", "A photo of a cup below a bowl"]],
-    "vg_qa_one_obj.json": [[2354786, "A photo of a car at the bottom", "A photo of a car at the top"]],
-    "vg_qa_two_obj.json": [
-        ["2368312", "A photo of a car to the behind of a tree", "A photo of a car in front of a tree"]
-    ],
-}
-
-
-def _write_whatsup(root: Path) -> None:
-    """A tiny What'sUp checkout laid out as upstream: ``data/*.json`` and the image folders under ``data/``."""
-    data = root / "data"
-    for file, (folder, relations) in CONTROLLED.items():
-        entries = []
-        for rel in relations:
-            _image(root / "data" / folder / f"mug_{rel}_plate.jpeg")
-            captions = [f"A mug {PHRASES[r]} a plate" for r in (rel, *(r for r in relations if r != rel))]
-            entries.append({"image_path": f"data/{folder}/mug_{rel}_plate.jpeg", "caption_options": captions})
-        (data / file).write_text(json.dumps(entries))
-    for file, rows in SPATIAL.items():
-        (data / file).write_text(json.dumps(rows))
-        template = "val2017/{:0>12}.jpg" if file.startswith("coco") else "vg_images/{}.jpg"
-        for image_id, *_ in rows:
-            _image(data / template.format(image_id))
-
-
 def test_whatsup_folder_reads_every_subset_lazily(tmp_path):
-    _write_whatsup(tmp_path)
+    write_whatsup(tmp_path)
     subsets = load_whatsup(tmp_path)
     assert list(subsets) == ["Controlled-A", "Controlled-B", "COCO-one", "COCO-two", "GQA-one", "GQA-two"]
     assert [item.relation for item in subsets["Controlled-B"]] == ["left_of", "right_of", "in-front_of", "behind"]
@@ -196,7 +140,7 @@ def test_published_sizes_are_one_table():
 
 
 def test_whatsup_folder_strict_and_missing_subsets(tmp_path):
-    _write_whatsup(tmp_path)
+    write_whatsup(tmp_path)
     with pytest.raises(BenchmarkError, match="controlled_images_dataset.json: found 4 items, the published .* 412"):
         load_whatsup(tmp_path, strict=True)
     for file in ("coco_qa_two_obj.json", "vg_qa_one_obj.json"):
@@ -217,7 +161,7 @@ def test_spatial_loader_errors_name_the_file(tmp_path):
     with pytest.raises(BenchmarkError, match="expected a JSON list"):
         load_whatsup_spatial(path, tmp_path, "COCO")
     path.write_text(json.dumps([[1, "A dog on the left", "A dog on the right"], [2, "A dog above", "A dog below"]]))
-    _image(tmp_path / "val2017" / "000000000001.jpg")
+    write_image(tmp_path / "val2017" / "000000000001.jpg")
     with pytest.raises(BenchmarkError, match="1 of 2 images not found, first '000000000002.jpg'.*holds val2017/"):
         load_whatsup_spatial(path, tmp_path, "COCO")
     (tmp_path / "val2017" / "000000000002.jpg").write_bytes(b"not an image")
@@ -239,9 +183,9 @@ MMVP_ROWS = [
 
 @pytest.mark.parametrize("index_column, folder", [("Index", "MMVP Images"), ("lndex", "MMVP_Images")])
 def test_mmvp_questions(tmp_path, index_column, folder):
-    _write_csv(tmp_path / "Questions.csv", [index_column, *MMVP_HEADER[1:]], MMVP_ROWS)
+    write_csv(tmp_path / "Questions.csv", [index_column, *MMVP_HEADER[1:]], MMVP_ROWS)
     for index, *_ in MMVP_ROWS:
-        _image(tmp_path / folder / f"{index}.jpg")
+        write_image(tmp_path / folder / f"{index}.jpg")
     questions = load_mmvp(tmp_path)
     assert [q.index for q in questions] == [1, 2, 99, 100]
     assert questions[1].options == ("Open", "Closed") and questions[1].answer == 1
@@ -262,8 +206,8 @@ def test_mmvp_questions(tmp_path, index_column, folder):
     ],
 )
 def test_mmvp_malformed_rows_and_missing_images(tmp_path, row, match):
-    _write_csv(tmp_path / "Questions.csv", MMVP_HEADER, [row])
-    _image(tmp_path / "MMVP Images" / "1.jpg")
+    write_csv(tmp_path / "Questions.csv", MMVP_HEADER, [row])
+    write_image(tmp_path / "MMVP Images" / "1.jpg")
     with pytest.raises(BenchmarkError, match=match):
         load_mmvp(tmp_path)
 
@@ -282,9 +226,9 @@ def test_mmvp_missing_files(tmp_path):
 def test_mmvp_statements_pair_up_like_mmvp_vlm(tmp_path):
     rows = [[1, "Unknown", "a dog facing left"], [2, "Unknown", "a dog facing right"]]
     rows += [[279, "Unknown", "elderly person standing"], [280, "Unknown", "elderly person sitting"]]
-    _write_csv(tmp_path / "Questions-clip.csv", ["Question ID", "Type", "Statement"], rows)
+    write_csv(tmp_path / "Questions-clip.csv", ["Question ID", "Type", "Statement"], rows)
     for qid, *_ in rows:
-        _image(tmp_path / "MMVP Images" / f"{qid}.jpg")
+        write_image(tmp_path / "MMVP Images" / f"{qid}.jpg")
     pairs = load_mmvp_statements(tmp_path)
     assert [p.question_ids for p in pairs] == [(1, 2), (279, 280)]
     assert pairs[0].pattern == "Unknown" and pairs[0].statements == ("a dog facing left", "a dog facing right")
@@ -310,9 +254,9 @@ STATEMENT_LOADERS = {
 )
 def test_statement_pair_errors_are_shared(tmp_path, loader, ids, match):
     load, csv_name, image = STATEMENT_LOADERS[loader]
-    _write_csv(tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[i, "Orientation", "s"] for i in ids])
+    write_csv(tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[i, "Orientation", "s"] for i in ids])
     for qid in ids:
-        _image(tmp_path / image.format(qid))
+        write_image(tmp_path / image.format(qid))
     with pytest.raises(BenchmarkError, match=match):
         load(tmp_path)
 
@@ -320,11 +264,11 @@ def test_statement_pair_errors_are_shared(tmp_path, loader, ids, match):
 @pytest.mark.parametrize("loader", STATEMENT_LOADERS)
 def test_statement_csv_malformed_row_and_missing_image(tmp_path, loader):
     load, csv_name, image = STATEMENT_LOADERS[loader]
-    _write_csv(tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[1, "Orientation"], [2, "Orientation", "s"]])
-    _image(tmp_path / image.format(1))
+    write_csv(tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[1, "Orientation"], [2, "Orientation", "s"]])
+    write_image(tmp_path / image.format(1))
     with pytest.raises(BenchmarkError, match=f"{csv_name} data row 1: expected the 3 fields"):
         load(tmp_path)
-    _write_csv(
+    write_csv(
         tmp_path / csv_name, ["Question ID", "Type", "Statement"], [[1, "Orientation", "s"], [2, "Orientation", "t"]]
     )
     with pytest.raises(BenchmarkError, match=f"{csv_name}: 1 of 2 images not found, first '2.jpg'"):
