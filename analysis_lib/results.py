@@ -13,7 +13,18 @@ from pathlib import Path
 import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("analysis_lib", "torch", "transformers", "tokenizers", "numpy", "scipy", "pandas", "captum")
+PACKAGES = (
+    "analysis_lib",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "scipy",
+    "pandas",
+    "captum",
+    "open_clip_torch",
+    "accelerate",
+)
 METRIC_COLUMNS = ["model", "condition", "benchmark", "metric", "seed", "value", "ci_low", "ci_high", "n_units"]
 
 

@@ -1,12 +1,12 @@
-"""The two scorers on one frozen encoder: CLIP cosine similarity and LLaVA VQAScore.
+"""The scorers on one frozen encoder: CLIP cosine similarity (transformers or open_clip) and LLaVA VQAScore.
 
-Both take a list of images and a list of ``(image_index, text)`` pairs and return one score per
+All take a list of images and a list of ``(image_index, text)`` pairs and return one score per
 pair, so every benchmark is scored the same way for both models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,34 +43,34 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-class ClipScorer:
-    """Cosine similarity of CLIP's projected, L2-normalised image and text embeddings."""
+class CosineScorer:
+    """Cosine similarity of L2-normalised image and text embeddings; subclasses embed one batch."""
 
     name = "CLIP cosine"
+    batch_size: int
 
-    def __init__(self, model: CLIPModel, processor: CLIPProcessor, batch_size: int = 256) -> None:
-        self.model, self.processor, self.batch_size = model.eval(), processor, batch_size
+    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """Unnormalised embeddings of one batch of PIL images."""
+        raise NotImplementedError
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """Unnormalised embeddings of one batch of texts."""
+        raise NotImplementedError
+
+    def _normalised(self, items: Sequence, embed: Callable[[list], torch.Tensor]) -> torch.Tensor:
+        """``embed`` over ``batch_size`` chunks of ``items``, concatenated and L2-normalised in fp32."""
+        rows = [embed(list(items[start : start + self.batch_size])) for start in range(0, len(items), self.batch_size)]
+        return F.normalize(torch.cat(rows).float(), dim=-1)
 
     @torch.no_grad()
     def image_embeddings(self, images: Sequence[ImageLike]) -> torch.Tensor:
         """Normalised image embeddings, one row per image."""
-        rows = []
-        for start in range(0, len(images), self.batch_size):
-            batch = [as_pil(im) for im in images[start : start + self.batch_size]]
-            pixels = self.processor.image_processor(batch, return_tensors="pt")["pixel_values"]
-            rows.append(self.model.get_image_features(pixel_values=pixels.to(_device(self.model))))
-        return F.normalize(torch.cat(rows).float(), dim=-1)
+        return self._normalised(images, lambda batch: self.embed_images([as_pil(im) for im in batch]))
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
         """Normalised text embeddings, one row per text."""
-        rows = []
-        for start in range(0, len(texts), self.batch_size):
-            enc = self.processor.tokenizer(
-                list(texts[start : start + self.batch_size]), padding=True, truncation=True, return_tensors="pt"
-            ).to(_device(self.model))
-            rows.append(self.model.get_text_features(**enc))
-        return F.normalize(torch.cat(rows).float(), dim=-1)
+        return self._normalised(texts, self.embed_texts)
 
     def score_pairs(self, images: Sequence[ImageLike], pairs: Pairs) -> np.ndarray:
         """Cosine similarity for each ``(image_index, text)`` pair."""
@@ -80,6 +80,46 @@ class ClipScorer:
         index = torch.tensor([i for i, _ in pairs])
         columns = torch.tensor([row[t] for _, t in pairs])
         return (img[index] * txt[columns]).sum(-1).cpu().numpy()
+
+
+class ClipScorer(CosineScorer):
+    """Cosine similarity of a transformers ``CLIPModel``'s projected, L2-normalised embeddings."""
+
+    def __init__(self, model: CLIPModel, processor: CLIPProcessor, batch_size: int = 256) -> None:
+        self.model, self.processor, self.batch_size = model.eval(), processor, batch_size
+
+    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """Projected image features of one batch."""
+        pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        return self.model.get_image_features(pixel_values=pixels.to(_device(self.model)))
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """Projected text features of one batch."""
+        enc = self.processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        return self.model.get_text_features(**enc.to(_device(self.model)))
+
+
+class OpenClipScorer(CosineScorer):
+    """Cosine similarity of an open_clip model's L2-normalised embeddings (CLIP, SigLIP, EVA-CLIP, ...)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        batch_size: int = 256,
+    ) -> None:
+        self.model, self.preprocess, self.tokenizer, self.batch_size = model.eval(), preprocess, tokenizer, batch_size
+
+    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """``encode_image`` of one batch, preprocessed by open_clip's eval transform."""
+        weight = next(self.model.parameters())
+        pixels = torch.stack([self.preprocess(im) for im in images]).to(weight.device, weight.dtype)
+        return self.model.encode_image(pixels)
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """``encode_text`` of one batch, tokenized by the model's open_clip tokenizer."""
+        return self.model.encode_text(self.tokenizer(texts).to(_device(self.model)))
 
 
 class VQAScorer:
@@ -104,7 +144,7 @@ class VQAScorer:
         self.model, self.processor, self.format = model.eval(), processor, prompt_format
         self.batch_size, self.progress, self.prefix_cache = batch_size, progress, prefix_cache
         tokenizer = processor.tokenizer
-        self.answer = prompt_format.answer + tokenizer.eos_token
+        self.answer = prompt_format.answer_text(tokenizer.eos_token)
         self.answer_ids = tokenizer(self.answer, add_special_tokens=False)["input_ids"]
 
     def pixel_values(self, images: Sequence[ImageLike]) -> torch.Tensor:

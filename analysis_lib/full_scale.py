@@ -1,0 +1,205 @@
+"""Chapter 1 at full scale: the paper's CLIP and LLaVA-1.5 on What'sUp and MMVP-VLM.
+
+Every benchmark is scored through resumable, shardable score logs
+(``<results>/scores/<model>/<benchmark>.jsonl``), so one command serves a single GPU, ``accelerate
+launch`` over several GPUs, and a restart after an interruption::
+
+    accelerate launch --num_processes 4 -m analysis_lib.full_scale \\
+        --whatsup-root data/whatsup_vlms --mmvp-vlm-root data/MMVP_VLM --results results/01_same_encoder/full
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis_lib.anchors import CLIP, LLAVA
+from analysis_lib.benchmarks import PUBLISHED_SIZES, MMVPPair, WhatsUpItem, load_mmvp_vlm, load_whatsup, size_report
+from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
+from analysis_lib.registry import load_scorer
+from analysis_lib.results import results_dir, write_results
+from analysis_lib.sharding import process_state, sharded_scores
+
+CONDITION = "patch tokens, frozen encoder"
+
+
+@dataclass(frozen=True)
+class FullScaleConfig:
+    """What chapter 1 runs at full scale."""
+
+    clip_model: str = "open_clip:ViT-L-14-336/openai"
+    llava_model: str = "llava-hf/llava-1.5-7b-hf"
+    whatsup_root: str = "data/whatsup_vlms"
+    mmvp_vlm_root: str = "data/MMVP_VLM"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
+    allow_download: bool = False
+    strict_sizes: bool = True
+
+
+def load_full_benchmarks(config: FullScaleConfig) -> dict[str, list]:
+    """What'sUp subsets and MMVP-VLM pairs by name; with ``strict_sizes`` each must have its published size."""
+    whatsup = load_whatsup(Path(config.whatsup_root), only_present=not config.strict_sizes, strict=config.strict_sizes)
+    benchmarks: dict[str, list] = dict(whatsup)
+    rows = PUBLISHED_SIZES["MMVP-VLM"] if config.strict_sizes else None
+    benchmarks["MMVP-VLM"] = load_mmvp_vlm(Path(config.mmvp_vlm_root), expected_rows=rows)
+    return benchmarks
+
+
+def _image_names(item: WhatsUpItem | MMVPPair) -> str:
+    """The item's image file name(s)."""
+    paths = item.image_paths if isinstance(item, MMVPPair) else (item.image_path,)
+    return "+".join(p.name for p in paths)
+
+
+def item_keys(items: Sequence[WhatsUpItem | MMVPPair]) -> list[str]:
+    """A stable key per item: its position and image file name(s)."""
+    return [f"{i}:{_image_names(item)}" for i, item in enumerate(items)]
+
+
+def items_fingerprint(items: Sequence[WhatsUpItem | MMVPPair]) -> str:
+    """SHA-256 of the items' image names and texts: a changed annotation file changes the score-log spec."""
+    texts = [(_image_names(i), i.statements if isinstance(i, MMVPPair) else i.caption_options) for i in items]
+    return hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
+
+
+def score_fn(scorer, benchmark: str) -> Callable[[list], np.ndarray]:
+    """Items -> one row of scores per item (What'sUp: K options; MMVP-VLM: 2 images x 2 statements, flat)."""
+    if benchmark == "MMVP-VLM":
+        return lambda pairs: mmvp_scores(scorer, pairs).reshape(len(pairs), 4)
+    return lambda items: whatsup_option_scores(scorer, items)
+
+
+def scorer_spec(scorer) -> dict:
+    """What besides the weights determines a scorer's numbers: its class, dtype and prompt format."""
+    prompt_format = getattr(scorer, "format", None)
+    return {
+        "class": type(scorer).__name__,
+        "dtype": str(next(scorer.model.parameters()).dtype),
+        "prompt_format": dataclasses.asdict(prompt_format) if dataclasses.is_dataclass(prompt_format) else None,
+    }
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a model spec."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def score_benchmark(scorer, model_spec: str, benchmark: str, items: list, folder: Path, batch_size: int) -> np.ndarray:
+    """All scores of one model on one benchmark, resumed from and appended to its score log."""
+    spec = {
+        "model": model_spec,
+        "scorer": scorer_spec(scorer),
+        "benchmark": benchmark,
+        "items": items_fingerprint(items),
+    }
+    log = folder / "scores" / slug(model_spec) / f"{benchmark}.jsonl"
+    scores = sharded_scores(score_fn(scorer, benchmark), items, item_keys(items), log, spec, batch_size, benchmark)
+    return scores.reshape(len(items), 2, 2) if benchmark == "MMVP-VLM" else scores
+
+
+def benchmark_records(benchmark: str, items: list, scores: np.ndarray) -> list[dict]:
+    """The metric records of one benchmark's scores."""
+    if benchmark == "MMVP-VLM":
+        return mmvp_records(items, scores, benchmark)
+    return whatsup_records(items, scores, benchmark, grouped=benchmark.startswith("Controlled"))
+
+
+def same_encoder_full(config: FullScaleConfig, folder: Path) -> pd.DataFrame:
+    """Score CLIP and LLaVA on every benchmark; one metric row per model, benchmark and metric."""
+    benchmarks = load_full_benchmarks(config)
+    records = []
+    for model, spec in ((CLIP, config.clip_model), (LLAVA, config.llava_model)):
+        scorer = load_scorer(
+            spec,
+            device=config.device,
+            dtype=config.dtype,
+            batch_size=config.batch_size,
+            allow_download=config.allow_download,
+        )
+        for benchmark, items in benchmarks.items():
+            scores = score_benchmark(scorer, spec, benchmark, items, Path(folder), config.batch_size)
+            rows = benchmark_records(benchmark, items, scores)
+            records += [{"model": model, "condition": CONDITION, "seed": 0, **row} for row in rows]
+        del scorer
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return pd.DataFrame(records)
+
+
+def benchmark_sizes(config: FullScaleConfig) -> pd.DataFrame:
+    """Items found per benchmark beside the published sizes."""
+    return pd.DataFrame(size_report(load_full_benchmarks(dataclasses.replace(config, strict_sizes=False))))
+
+
+FULL_HEADLINE = (
+    "2-way individual",
+    "2-way pair",
+    "2-way set",
+    "4-way individual",
+    "4-way pair",
+    "4-way set",
+    "pair all",
+)
+
+
+def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark and headline metric, each model's accuracy with its bootstrap 95% CI."""
+    rows = metrics[metrics.metric.isin(FULL_HEADLINE)].copy()
+    rows["accuracy [95% CI]"] = [
+        f"{r.value:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}] (n={r.n_units})" for r in rows.itertuples()
+    ]
+    table = rows.pivot_table(
+        index=["benchmark", "metric"], columns="model", values="accuracy [95% CI]", aggfunc="first", sort=False
+    )
+    return table.reset_index()
+
+
+def results_folder(root: Path | None = None) -> Path:
+    """``<root>/01_same_encoder/full`` (root defaults to the repository's results folder)."""
+    return results_dir("01_same_encoder", "full", root)
+
+
+def save_full_results(metrics: pd.DataFrame, config: FullScaleConfig, folder: Path, seconds: float) -> None:
+    """``metrics.csv`` and ``run.json`` (config, versions, commit) of a full-scale run."""
+    record = {"chapter": "01_same_encoder", "scale": "full", "config": dataclasses.asdict(config)}
+    write_results(folder, metrics, {**record, "total_wall_seconds": seconds})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: score both models on every benchmark and write metrics.csv and run.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for field in dataclasses.fields(FullScaleConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            parser.add_argument(flag, default=field.default, type=int if field.type == "int" else str)
+    parser.add_argument("--results", default=str(results_folder()), help="folder for metrics.csv, run.json, scores/")
+    args = vars(parser.parse_args(argv))
+    folder = Path(args.pop("results"))
+    config = FullScaleConfig(**args)
+    started = time.perf_counter()
+    metrics = same_encoder_full(config, folder)
+    if process_state().is_main_process:
+        save_full_results(metrics, config, folder, time.perf_counter() - started)
+        print(headline_table(metrics).to_string(index=False))
+        print(f"results written to {folder}")
+
+
+if __name__ == "__main__":
+    main()

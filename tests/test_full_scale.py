@@ -1,0 +1,107 @@
+"""The full-scale path of chapter 1 on tiny random models of the real classes and upstream-format fixtures."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from upstream_fixtures import write_mmvp_vlm, write_whatsup
+
+from analysis_lib import book, full_scale
+from analysis_lib.models import TINY_LLAVA_336, random_llava
+from analysis_lib.score_log import StaleScoresError
+from analysis_lib.tokenization import word_tokenizer
+
+
+@pytest.fixture
+def full_setup(tmp_path):
+    """Tiny CLIP and LLaVA saved with save_pretrained, and a What'sUp checkout and MMVP-VLM folder."""
+    tokenizer = word_tokenizer(append_eos=True)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=32, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2),
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPModel(config).save_pretrained(tmp_path / "clip")
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp_path / "clip")
+    llava, processor = random_llava(TINY_LLAVA_336, seed=0)
+    llava.save_pretrained(tmp_path / "llava")
+    processor.save_pretrained(tmp_path / "llava")
+    write_whatsup(tmp_path / "whatsup")
+    write_mmvp_vlm(tmp_path / "mmvp")
+    return full_scale.FullScaleConfig(
+        clip_model=str(tmp_path / "clip"),
+        llava_model=str(tmp_path / "llava"),
+        whatsup_root=str(tmp_path / "whatsup"),
+        mmvp_vlm_root=str(tmp_path / "mmvp"),
+        device="cpu",
+        batch_size=8,
+        strict_sizes=False,
+    )
+
+
+def test_full_run_scores_every_benchmark_and_resumes_from_its_logs(full_setup, tmp_path, monkeypatch):
+    metrics = full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    benchmarks = set(metrics.benchmark)
+    assert benchmarks == {"Controlled-A", "Controlled-B", "COCO-one", "COCO-two", "GQA-one", "GQA-two", "MMVP-VLM"}
+    assert set(metrics.model) == {"CLIP (cosine)", "LLaVA (VQAScore)"}
+    controlled = metrics[metrics.benchmark == "Controlled-A"].metric
+    assert {"4-way individual", "2-way individual", "2-way pair", "2-way set"} <= set(controlled)
+    assert "2-way pair" not in set(metrics[metrics.benchmark == "COCO-one"].metric)
+    assert len(list((tmp_path / "out" / "scores").rglob("*.part0.jsonl"))) == 14
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("every score should come from the logs")
+
+    monkeypatch.setattr(full_scale, "whatsup_option_scores", no_scoring)
+    monkeypatch.setattr(full_scale, "mmvp_scores", no_scoring)
+    again = full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    pd.testing.assert_frame_equal(again, metrics)
+
+
+def test_changed_annotations_are_not_scored_from_a_stale_log(full_setup, tmp_path):
+    full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    questions = tmp_path / "mmvp" / "Questions.csv"
+    questions.write_text(questions.read_text().replace("on the left", "on the far left"))
+    with pytest.raises(StaleScoresError, match="another configuration"):
+        full_scale.same_encoder_full(full_setup, tmp_path / "out")
+
+
+def test_headline_table_and_sizes(full_setup, tmp_path):
+    metrics = full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    table = full_scale.headline_table(metrics)
+    row = table[(table.benchmark == "MMVP-VLM") & (table.metric == "pair all")].iloc[0]
+    assert row["CLIP (cosine)"].endswith("(n=2)")
+    sizes = full_scale.benchmark_sizes(full_setup)
+    assert sizes.set_index("subset").loc["Controlled-A", "found"] == 4
+    assert not sizes.matches.any()
+
+
+def test_chapter_runs_at_full_scale(full_setup, tmp_path):
+    params = {
+        "scale": "full",
+        "device": "cpu",
+        "clip_model": full_setup.clip_model,
+        "llava_model": full_setup.llava_model,
+        "whatsup_root": full_setup.whatsup_root,
+        "mmvp_vlm_root": full_setup.mmvp_vlm_root,
+        "strict_sizes": False,
+        "batch_size": 8,
+        "results_root": str(tmp_path / "results"),
+        "figures_root": str(tmp_path / "figures"),
+    }
+    book.execute_chapter(book.find_chapter("01"), params, tmp_path / "01.ipynb")
+    folder = tmp_path / "results" / "01_same_encoder" / "full"
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert np.all((metrics.value >= 0) & (metrics.value <= 1))
+    run = json.loads((folder / "run.json").read_text())
+    assert run["config"]["llava_model"] == full_setup.llava_model and "open_clip_torch" in run["versions"]
+    text = (tmp_path / "01.ipynb").read_text()
+    assert "same model and protocol" in text  # the anchors table was shown
