@@ -4,8 +4,7 @@ Every benchmark is scored through resumable, shardable score logs
 (``<results>/scores/<model>/<benchmark>.jsonl``), so one command serves a single GPU, ``accelerate
 launch`` over several GPUs, and a restart after an interruption::
 
-    accelerate launch --num_processes 4 -m analysis_lib.full_scale \\
-        --whatsup-root data/whatsup_vlms --mmvp-vlm-root data/MMVP_VLM --results results/01_same_encoder/full
+    accelerate launch --num_processes 4 -m analysis_lib.full_scale --device cuda
 """
 
 from __future__ import annotations
@@ -41,8 +40,8 @@ class FullScaleConfig:
 
     clip_model: str = "open_clip:ViT-L-14-336/openai"
     llava_model: str = "llava-hf/llava-1.5-7b-hf"
-    whatsup_root: str = "data/whatsup_vlms"
-    mmvp_vlm_root: str = "data/MMVP_VLM"
+    whatsup_root: str = "data/benchmarks/whatsup_vlms"
+    mmvp_vlm_root: str = "data/benchmarks/MMVP_VLM"
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
@@ -118,14 +117,22 @@ def benchmark_records(benchmark: str, items: list, scores: np.ndarray) -> list[d
     return whatsup_records(items, scores, benchmark, grouped=benchmark.startswith("Controlled"))
 
 
+def process_device(device: str) -> str:
+    """``device``, except that "cuda"/"auto" on a GPU means this process's own GPU under ``accelerate launch``."""
+    if device in ("cuda", "auto") and torch.cuda.is_available():
+        return str(process_state().device)
+    return device
+
+
 def same_encoder_full(config: FullScaleConfig, folder: Path) -> pd.DataFrame:
     """Score CLIP and LLaVA on every benchmark; one metric row per model, benchmark and metric."""
     benchmarks = load_full_benchmarks(config)
+    device = process_device(config.device)
     records = []
     for model, spec in ((CLIP, config.clip_model), (LLAVA, config.llava_model)):
         scorer = load_scorer(
             spec,
-            device=config.device,
+            device=device,
             dtype=config.dtype,
             batch_size=config.batch_size,
             allow_download=config.allow_download,

@@ -130,6 +130,19 @@ def llava_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def llava_processor(
+    image_processor: CLIPImageProcessor, tokenizer: PreTrainedTokenizerFast, patch_size: int
+) -> LlavaProcessor:
+    """A ``LlavaProcessor`` that expands ``<image>`` to one token per patch (CLS dropped, as LLaVA-1.5)."""
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+
+
 def toy_llava_from_clip(
     clip: CLIPModel, clip_processor: CLIPProcessor, size: LlavaSize, seed: int
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
@@ -163,14 +176,7 @@ def toy_llava_from_clip(
     model = LlavaForConditionalGeneration(config)
     model.model.vision_tower.vision_model.load_state_dict(clip.vision_model.state_dict())
     model.model.vision_tower.requires_grad_(False)
-    processor = LlavaProcessor(
-        image_processor=clip_processor.image_processor,
-        tokenizer=tokenizer,
-        patch_size=vision_config.patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    return model, processor
+    return model, llava_processor(clip_processor.image_processor, tokenizer, vision_config.patch_size)
 
 
 @dataclass(frozen=True)
@@ -239,11 +245,4 @@ def random_llava(
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": shape.image_size}, crop_size={"height": shape.image_size, "width": shape.image_size}
     )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=shape.patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    return model.eval(), processor
+    return model.eval(), llava_processor(image_processor, tokenizer, shape.patch_size)

@@ -105,3 +105,13 @@ def test_chapter_runs_at_full_scale(full_setup, tmp_path):
     assert run["config"]["llava_model"] == full_setup.llava_model and "open_clip_torch" in run["versions"]
     text = (tmp_path / "01.ipynb").read_text()
     assert "same model and protocol" in text  # the anchors table was shown
+
+
+def test_command_line_writes_results(full_setup, tmp_path, capsys):
+    args = ["--clip-model", full_setup.clip_model, "--llava-model", full_setup.llava_model]
+    args += ["--whatsup-root", full_setup.whatsup_root, "--mmvp-vlm-root", full_setup.mmvp_vlm_root]
+    args += ["--device", "cpu", "--batch-size", "8", "--no-strict-sizes", "--results", str(tmp_path / "cli")]
+    full_scale.main(args)
+    assert "Controlled-A" in capsys.readouterr().out
+    run = json.loads((tmp_path / "cli" / "run.json").read_text())
+    assert run["config"]["strict_sizes"] is False and run["config"]["batch_size"] == 8
