@@ -80,6 +80,14 @@ class SameEncoderRun:
     config: dict = field(default_factory=dict)
 
 
+def model_scorers(models: ToyModels) -> dict[str, ClipScorer | VQAScorer]:
+    """The chapter's two scorers on one seed's toy models."""
+    return {
+        "CLIP (cosine)": ClipScorer(models.clip, models.clip_processor),
+        "LLaVA (VQAScore)": VQAScorer(models.llava, models.llava_processor, models.prompt_format),
+    }
+
+
 def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[dict]:
     """Metric records of every scorer on the relation, attribute and pair sets."""
     relations = load_whatsup_controlled(bench_dir / RELATION_FILE)
@@ -109,12 +117,11 @@ def same_encoder_experiment(
     records, seconds, reused, caption_steps, trained = [], {}, {}, {}, {}
     for seed in seeds:
         models = toy_models(setup, seed, device, progress)
-        scorers = {
-            "CLIP (cosine)": ClipScorer(models.clip, models.clip_processor),
-            "LLaVA (VQAScore)": VQAScorer(models.llava, models.llava_processor, models.prompt_format),
-        }
         start = time.perf_counter()
-        records += [{"condition": "patch tokens, frozen encoder", **r} for r in score_all(scorers, bench_dir, seed)]
+        records += [
+            {"condition": "patch tokens, frozen encoder", **r}
+            for r in score_all(model_scorers(models), bench_dir, seed)
+        ]
         seconds[seed] = {**models.seconds, "evaluation": time.perf_counter() - start}
         reused[seed] = models.reused
         llava_log = training_log(models.folders["llava"])
@@ -238,8 +245,7 @@ def attribution_example(run: SameEncoderRun) -> tuple[Image.Image, dict[str, np.
     item = load_whatsup_controlled(run.benchmark_dir / RELATION_FILE)[0]
     gold = item.caption_options[0]
     foil = item.caption_options[opposite_option(item.caption_options, item.relation)]
-    clip_scorer = ClipScorer(run.models.clip, run.models.clip_processor)
-    vqa_scorer = VQAScorer(run.models.llava, run.models.llava_processor, run.models.prompt_format)
+    clip_scorer, vqa_scorer = model_scorers(run.models).values()
     image = load_image(item.image_path)
     pixels = vqa_scorer.pixel_values([image])
     patch = run.models.clip.config.vision_config.patch_size
@@ -250,6 +256,12 @@ def attribution_example(run: SameEncoderRun) -> tuple[Image.Image, dict[str, np.
         ),
     }
     return image, maps, f'true: "{gold}"   foil: "{foil}"   (seed {run.config["parameters"]["seeds"][-1]})'
+
+
+def probe_example(run: SameEncoderRun) -> tuple[list[Image.Image], tuple[str, str]]:
+    """The first MMVP-style spatial pair of the toy test set: its two images and two statements."""
+    pair = next(p for p in load_mmvp_vlm(run.benchmark_dir / MMVP_FOLDER) if p.pattern == "Spatial")
+    return [load_image(path) for path in pair.image_paths], pair.statements
 
 
 def save_results(run: SameEncoderRun, scale: str, root: Path | None, total_seconds: float) -> Path:

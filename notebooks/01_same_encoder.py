@@ -57,7 +57,7 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import anchors, experiments, full_scale, plots
+from analysis_lib import anchors, experiments, full_scale, pair_probe, plots
 
 if scale not in ("toy", "full"):
     raise ValueError(f"scale must be 'toy' or 'full', not {scale!r}")
@@ -163,6 +163,21 @@ if scale == "toy":
     image, maps, title = experiments.attribution_example(run)
     fig = plots.attribution_figure(image, maps, title)
     saved = plots.save(fig, "01_same_encoder_attribution", figures_root or None)
+
+# %% [markdown]
+# ## Probe a pair yourself
+#
+# `analysis_lib.pair_probe` scores any two images and two statements the way MMVP-VLM scores a
+# pair: each statement should score higher with its own image. Below, the first MMVP-style spatial
+# pair of the toy test set, with the last seed's models. In JupyterLab,
+# `pair_probe.probe_widget(experiments.model_scorers(run.models))` gives upload boxes for your own images;
+# from the shell, `python -m analysis_lib.pair_probe a.jpg b.jpg --text "..." --text "..."` does the
+# same (add `--clip` and `--llava` to use real models).
+
+# %%
+if scale == "toy":
+    images, statements = experiments.probe_example(run)
+    display(pair_probe.probe_pair(experiments.model_scorers(run.models), images, statements))
 
 # %% [markdown]
 # ## What the numbers say
