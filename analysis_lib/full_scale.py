@@ -25,7 +25,15 @@ import pandas as pd
 import torch
 
 from analysis_lib.anchors import CLIP, LLAVA
-from analysis_lib.benchmarks import PUBLISHED_SIZES, MMVPPair, WhatsUpItem, load_mmvp_vlm, load_whatsup, size_report
+from analysis_lib.benchmarks import (
+    PUBLISHED_SIZES,
+    MMVPPair,
+    WhatsUpItem,
+    load_mmvp_statements,
+    load_mmvp_vlm,
+    load_whatsup,
+    size_report,
+)
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
 from analysis_lib.registry import load_scorer
 from analysis_lib.results import results_dir, write_results
@@ -42,6 +50,7 @@ class FullScaleConfig:
     llava_model: str = "llava-hf/llava-1.5-7b-hf"
     whatsup_root: str = "data/benchmarks/whatsup_vlms"
     mmvp_vlm_root: str = "data/benchmarks/MMVP_VLM"
+    mmvp_root: str = ""  # optional: MMVP with the paper's converted statements (Questions-clip.csv); "" skips it
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
@@ -50,11 +59,15 @@ class FullScaleConfig:
 
 
 def load_full_benchmarks(config: FullScaleConfig) -> dict[str, list]:
-    """What'sUp subsets and MMVP-VLM pairs by name; with ``strict_sizes`` each must have its published size."""
+    """What'sUp subsets, MMVP-VLM pairs and (if configured) the paper's MMVP statement pairs, by name; with
+    ``strict_sizes`` each must have its published size."""
     whatsup = load_whatsup(Path(config.whatsup_root), only_present=not config.strict_sizes, strict=config.strict_sizes)
     benchmarks: dict[str, list] = dict(whatsup)
     rows = PUBLISHED_SIZES["MMVP-VLM"] if config.strict_sizes else None
     benchmarks["MMVP-VLM"] = load_mmvp_vlm(Path(config.mmvp_vlm_root), expected_rows=rows)
+    if config.mmvp_root:
+        rows = PUBLISHED_SIZES["MMVP"] if config.strict_sizes else None
+        benchmarks["MMVP (statements)"] = load_mmvp_statements(Path(config.mmvp_root), expected_rows=rows)
     return benchmarks
 
 
@@ -75,9 +88,14 @@ def items_fingerprint(items: Sequence[WhatsUpItem | MMVPPair]) -> str:
     return hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
 
 
-def score_fn(scorer, benchmark: str) -> Callable[[list], np.ndarray]:
-    """Items -> one row of scores per item (What'sUp: K options; MMVP-VLM: 2 images x 2 statements, flat)."""
-    if benchmark == "MMVP-VLM":
+def is_pair_benchmark(items: Sequence) -> bool:
+    """Whether a benchmark's items are MMVP-style pairs (two images, two statements)."""
+    return isinstance(items[0], MMVPPair)
+
+
+def score_fn(scorer, items: Sequence) -> Callable[[list], np.ndarray]:
+    """Items -> one row of scores per item (What'sUp: K options; MMVP pairs: 2 images x 2 statements, flat)."""
+    if is_pair_benchmark(items):
         return lambda pairs: mmvp_scores(scorer, pairs).reshape(len(pairs), 4)
     return lambda items: whatsup_option_scores(scorer, items)
 
@@ -105,14 +123,14 @@ def score_benchmark(scorer, model_spec: str, benchmark: str, items: list, folder
         "benchmark": benchmark,
         "items": items_fingerprint(items),
     }
-    log = folder / "scores" / slug(model_spec) / f"{benchmark}.jsonl"
-    scores = sharded_scores(score_fn(scorer, benchmark), items, item_keys(items), log, spec, batch_size, benchmark)
-    return scores.reshape(len(items), 2, 2) if benchmark == "MMVP-VLM" else scores
+    log = folder / "scores" / slug(model_spec) / f"{slug(benchmark)}.jsonl"
+    scores = sharded_scores(score_fn(scorer, items), items, item_keys(items), log, spec, batch_size, benchmark)
+    return scores.reshape(len(items), 2, 2) if is_pair_benchmark(items) else scores
 
 
 def benchmark_records(benchmark: str, items: list, scores: np.ndarray) -> list[dict]:
     """The metric records of one benchmark's scores."""
-    if benchmark == "MMVP-VLM":
+    if is_pair_benchmark(items):
         return mmvp_records(items, scores, benchmark)
     return whatsup_records(items, scores, benchmark, grouped=benchmark.startswith("Controlled"))
 

@@ -47,6 +47,7 @@ clip_model = "open_clip:ViT-L-14-336/openai"  # full scale: registry name or loc
 llava_model = "llava-hf/llava-1.5-7b-hf"  # full scale: registry name or local folder
 whatsup_root = "data/benchmarks/whatsup_vlms"  # full scale: a checkout of amitakamath/whatsup_vlms with its images
 mmvp_vlm_root = "data/benchmarks/MMVP_VLM"  # full scale: the MMVP-VLM folder (Questions.csv + image folder)
+mmvp_root = ""  # full scale, optional: MMVP folder with the paper's Questions-clip.csv and "MMVP Images"
 dtype = "auto"  # full scale: "auto" (bfloat16 on GPU, float32 on CPU), "bfloat16", "float16" or "float32"
 batch_size = 32  # full scale: captions scored per forward pass (lower it if the GPU runs out of memory)
 strict_sizes = True  # full scale: require every benchmark's published size
@@ -76,7 +77,15 @@ started = time.perf_counter()
 # %%
 if scale == "full":
     config = full_scale.FullScaleConfig(
-        clip_model, llava_model, whatsup_root, mmvp_vlm_root, device, dtype, batch_size, False, strict_sizes
+        clip_model=clip_model,
+        llava_model=llava_model,
+        whatsup_root=whatsup_root,
+        mmvp_vlm_root=mmvp_vlm_root,
+        mmvp_root=mmvp_root,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        strict_sizes=strict_sizes,
     )
     display(full_scale.benchmark_sizes(config))
     folder = full_scale.results_folder(results_root or None)

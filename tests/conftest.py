@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-from upstream_fixtures import write_mmvp_vlm, write_whatsup
+from upstream_fixtures import write_mmvp_statements, write_mmvp_vlm, write_whatsup
 
 from analysis_lib import full_scale
 from analysis_lib.models import TINY_LLAVA_336, ClipSize, LlavaSize, random_llava, toy_clip, toy_llava_from_clip
@@ -56,11 +56,13 @@ def full_setup(tmp_path):
     processor.save_pretrained(tmp_path / "llava")
     write_whatsup(tmp_path / "whatsup")
     write_mmvp_vlm(tmp_path / "mmvp")
+    write_mmvp_statements(tmp_path / "mmvp_mllm")
     return full_scale.FullScaleConfig(
         clip_model=str(tmp_path / "clip"),
         llava_model=str(tmp_path / "llava"),
         whatsup_root=str(tmp_path / "whatsup"),
         mmvp_vlm_root=str(tmp_path / "mmvp"),
+        mmvp_root=str(tmp_path / "mmvp_mllm"),
         device="cpu",
         batch_size=8,
         strict_sizes=False,

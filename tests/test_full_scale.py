@@ -13,12 +13,13 @@ from analysis_lib.score_log import StaleScoresError
 def test_full_run_scores_every_benchmark_and_resumes_from_its_logs(full_setup, tmp_path, monkeypatch):
     metrics = full_scale.same_encoder_full(full_setup, tmp_path / "out")
     benchmarks = set(metrics.benchmark)
-    assert benchmarks == {"Controlled-A", "Controlled-B", "COCO-one", "COCO-two", "GQA-one", "GQA-two", "MMVP-VLM"}
+    whatsup = {"Controlled-A", "Controlled-B", "COCO-one", "COCO-two", "GQA-one", "GQA-two"}
+    assert benchmarks == whatsup | {"MMVP-VLM", "MMVP (statements)"}
     assert set(metrics.model) == {"CLIP (cosine)", "LLaVA (VQAScore)"}
     controlled = metrics[metrics.benchmark == "Controlled-A"].metric
     assert {"4-way individual", "2-way individual", "2-way pair", "2-way set"} <= set(controlled)
     assert "2-way pair" not in set(metrics[metrics.benchmark == "COCO-one"].metric)
-    assert len(list((tmp_path / "out" / "scores").rglob("*.part0.jsonl"))) == 14
+    assert len(list((tmp_path / "out" / "scores").rglob("*.part0.jsonl"))) == 2 * 8
 
     def no_scoring(*args, **kwargs):
         raise AssertionError("every score should come from the logs")
@@ -55,6 +56,7 @@ def test_chapter_runs_at_full_scale(full_setup, tmp_path):
         "llava_model": full_setup.llava_model,
         "whatsup_root": full_setup.whatsup_root,
         "mmvp_vlm_root": full_setup.mmvp_vlm_root,
+        "mmvp_root": full_setup.mmvp_root,
         "strict_sizes": False,
         "batch_size": 8,
         "results_root": str(tmp_path / "results"),

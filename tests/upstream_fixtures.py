@@ -72,3 +72,11 @@ def write_mmvp_vlm(root: Path, patterns: tuple[str, ...] = ("Orientation", "Spat
             rows.append([qid, pattern, f"The mug is on the {side} of the plate"])
             write_image(root / "MLLM_VLM Images" / pattern / f"{qid}.jpg", (40 * qid, 90, 30))
     write_csv(root / "Questions.csv", ["Question ID", "Type", "Statement"], rows)
+
+
+def write_mmvp_statements(root: Path) -> None:
+    """An MMVP folder with the paper's converted statements: ``Questions-clip.csv`` and ``MMVP Images/<id>.jpg``."""
+    rows = [[1, "Unknown", "The dog is facing left"], [2, "Unknown", "The dog is facing right"]]
+    for qid, *_ in rows:
+        write_image(root / "MMVP Images" / f"{qid}.jpg", (60 * qid, 20, 90))
+    write_csv(root / "Questions-clip.csv", ["Question ID", "Type", "Statement"], rows)
