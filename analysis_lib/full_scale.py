@@ -27,6 +27,7 @@ import torch
 from analysis_lib.anchors import CLIP, LLAVA
 from analysis_lib.benchmarks import (
     PUBLISHED_SIZES,
+    BenchmarkError,
     MMVPPair,
     WhatsUpItem,
     load_mmvp_statements,
@@ -35,7 +36,7 @@ from analysis_lib.benchmarks import (
     size_report,
 )
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
-from analysis_lib.registry import load_scorer
+from analysis_lib.registry import RegistryError, load_scorer, locate
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.sharding import process_state, sharded_scores
 
@@ -52,7 +53,8 @@ class FullScaleConfig:
     mmvp_vlm_root: str = "data/benchmarks/MMVP_VLM"
     mmvp_root: str = ""  # optional: MMVP with the paper's converted statements (Questions-clip.csv); "" skips it
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = "auto"  # LLaVA: "auto" is bfloat16 on GPU, float32 on CPU
+    clip_dtype: str = "float32"  # CLIP is small: float32 everywhere, as open_clip's default in the paper's eval
     batch_size: int = 32
     allow_download: bool = False
     strict_sizes: bool = True
@@ -147,11 +149,11 @@ def same_encoder_full(config: FullScaleConfig, folder: Path) -> pd.DataFrame:
     benchmarks = load_full_benchmarks(config)
     device = process_device(config.device)
     records = []
-    for model, spec in ((CLIP, config.clip_model), (LLAVA, config.llava_model)):
+    for model, spec, dtype in ((CLIP, config.clip_model, config.clip_dtype), (LLAVA, config.llava_model, config.dtype)):
         scorer = load_scorer(
             spec,
             device=device,
-            dtype=config.dtype,
+            dtype=dtype,
             batch_size=config.batch_size,
             allow_download=config.allow_download,
         )
@@ -164,6 +166,31 @@ def same_encoder_full(config: FullScaleConfig, folder: Path) -> pd.DataFrame:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return pd.DataFrame(records)
+
+
+class NotReadyError(RuntimeError):
+    """Weights or benchmark files that a full-scale run needs are missing."""
+
+
+def preflight(config: FullScaleConfig) -> pd.DataFrame:
+    """Check that both models' weights and every benchmark are in place, without loading a model; one
+    ``NotReadyError`` lists every missing piece with what to do about it."""
+    checks = [
+        ("CLIP weights", lambda: locate(config.clip_model)),
+        ("LLaVA weights", lambda: locate(config.llava_model)),
+    ]
+    checks.append(("benchmarks", lambda: ", ".join(f"{k}: {len(v)}" for k, v in load_full_benchmarks(config).items())))
+    rows = []
+    for what, check in checks:
+        try:
+            rows.append({"check": what, "ready": True, "detail": check()})
+        except (RegistryError, BenchmarkError) as err:
+            rows.append({"check": what, "ready": False, "detail": str(err)})
+    table = pd.DataFrame(rows)
+    if not table.ready.all():
+        problems = "\n\n".join(f"[{r.check}] {r.detail}" for r in table.itertuples() if not r.ready)
+        raise NotReadyError(f"the full-scale run is not ready:\n\n{problems}")
+    return table
 
 
 def benchmark_sizes(config: FullScaleConfig) -> pd.DataFrame:
@@ -215,9 +242,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             parser.add_argument(flag, default=field.default, type=int if field.type == "int" else str)
     parser.add_argument("--results", default=str(results_folder()), help="folder for metrics.csv, run.json, scores/")
+    parser.add_argument("--check", action="store_true", help="only check that weights and benchmarks are in place")
     args = vars(parser.parse_args(argv))
-    folder = Path(args.pop("results"))
+    folder, check_only = Path(args.pop("results")), args.pop("check")
     config = FullScaleConfig(**args)
+    print(preflight(config).to_string(index=False))
+    if check_only:
+        return
     started = time.perf_counter()
     metrics = same_encoder_full(config, folder)
     if process_state().is_main_process:

@@ -603,6 +603,20 @@ def load_path(path: Path, opts: LoadOptions, fmt: PromptFormat | None) -> Scorer
     raise unsupported_folder(path, kind)
 
 
+def locate(model: str, path: str | Path | None = None) -> str:
+    """Where ``model``'s weights would load from, without loading them (raises as ``load_scorer`` would)."""
+    local = Path(model).expanduser()
+    if path is None and local.exists():
+        return str(local)
+    entry = find_entry(model)
+    if entry.status == "unsupported":
+        raise UnsupportedModelError(entry.howto)
+    if entry.source.startswith(OPEN_CLIP):
+        weights = locate_open_clip(entry, path)
+        return weights.checkpoint or weights.model_name.removeprefix("local-dir:")
+    return str(locate_transformers(entry, path))
+
+
 def load_scorer(
     model: str,
     path: str | Path | None = None,

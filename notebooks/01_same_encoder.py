@@ -87,6 +87,7 @@ if scale == "full":
         batch_size=batch_size,
         strict_sizes=strict_sizes,
     )
+    display(full_scale.preflight(config))  # one error listing everything missing, before any model loads
     display(full_scale.benchmark_sizes(config))
     folder = full_scale.results_folder(results_root or None)
     full_metrics = full_scale.same_encoder_full(config, folder)

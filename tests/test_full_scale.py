@@ -1,5 +1,6 @@
 """The full-scale path of chapter 1 on tiny random models of the real classes and upstream-format fixtures."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -80,3 +81,19 @@ def test_command_line_writes_results(full_setup, tmp_path, capsys):
     assert "Controlled-A" in capsys.readouterr().out
     run = json.loads((tmp_path / "cli" / "run.json").read_text())
     assert run["config"]["strict_sizes"] is False and run["config"]["batch_size"] == 8
+
+
+def test_preflight_lists_every_missing_piece_with_its_fix(full_setup, tmp_path, monkeypatch):
+    assert full_scale.preflight(full_setup).ready.all()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("ANALYSIS_LIB_MODELS", raising=False)
+    broken = dataclasses.replace(
+        full_setup, llava_model="llava-hf/llava-1.5-7b-hf", mmvp_vlm_root=str(tmp_path / "no_mmvp")
+    )
+    with pytest.raises(full_scale.NotReadyError) as info:
+        full_scale.preflight(broken)
+    message = str(info.value)
+    assert "[LLaVA weights]" in message and "hf download llava-hf/llava-1.5-7b-hf" in message
+    assert "[benchmarks]" in message and "no_mmvp" in message
+    assert "[CLIP weights]" not in message
