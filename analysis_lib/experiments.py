@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
 from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.cache import cached_artifact
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
-from analysis_lib.features import pixel_tensor
+from analysis_lib.features import llava_selected_features, pixel_tensor
 from analysis_lib.metrics import opposite_option, seed_interval
+from analysis_lib.models import toy_llava_from_clip
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
-from analysis_lib.toyworld import render_all, sample_scenes
-from analysis_lib.training import ClipTrainConfig, LlavaTrainConfig
+from analysis_lib.toyworld import instruction_example, render_all, sample_scenes
+from analysis_lib.training import ClipTrainConfig, LlavaTrainConfig, answer_accuracy, train_llava
 
 EVAL_SEED = 12345
 EVAL_PAIRS = 100
@@ -264,8 +268,80 @@ def probe_example(run: SameEncoderRun) -> tuple[list[Image.Image], tuple[str, st
     return [load_image(path) for path in pair.image_paths], pair.statements
 
 
-def save_results(run: SameEncoderRun, scale: str, root: Path | None, total_seconds: float) -> Path:
-    """Write the run's ``metrics.csv`` and ``run.json`` under ``<root>/01_same_encoder/<scale>[-smoke]``."""
+BINDING_STEPS = 500
+WHERE_IMAGE = "where is X? - answer only in the image (the chapter's trained LLaVA)"
+WHERE_TEXT = "where is X? - both cells written in the question (fresh toy LM, text only)"
+
+
+def _where_conversations(scenes: list, task: str, seed: int) -> list[list[tuple[str, str]]]:
+    """One 'where' question per scene."""
+    rng = np.random.default_rng(seed)
+    return [[instruction_example(scene, rng, {task: 1.0})] for scene in scenes]
+
+
+def binding_steps(setup: ToySetup) -> int:
+    """Training steps of the text-only control: ``BINDING_STEPS``, fewer in a smoke run."""
+    return min(BINDING_STEPS, setup.llava_train.caption_max_steps)
+
+
+def text_binding_accuracy(run: SameEncoderRun, seed: int, scenes: list) -> dict:
+    """Train a fresh toy LM (the chapter's size and optimiser) on the text-only binding control, cached."""
+    setup, steps = run.setup, binding_steps(run.setup)
+    spec = {"llava_size": dataclasses.asdict(setup.llava_size), "llava_train": dataclasses.asdict(setup.llava_train),
+            "world": dataclasses.asdict(setup.world), "n_train_scenes": setup.n_train_scenes,
+            "prompt_format": dataclasses.asdict(setup.prompt_format), "steps": steps, "seed": seed,
+            "task": "where-in-text", "eval_seed": EVAL_SEED}  # fmt: skip
+
+    def build(folder: Path) -> None:
+        model, processor = toy_llava_from_clip(run.models.clip, run.models.clip_processor, setup.llava_size, seed)
+        train_scenes = sample_scenes(setup.n_train_scenes, setup.world, seed)
+        blank = torch.zeros(len(train_scenes), model.config.image_seq_length, model.config.vision_config.hidden_size)
+        cfg = dataclasses.replace(
+            setup.llava_train, projector_steps=1, caption_max_steps=steps, instruction_steps=0,
+            caption_target=float("inf"), validation_scenes=64,
+        )  # fmt: skip
+        start = time.perf_counter()
+        log = train_llava(model, processor.tokenizer, train_scenes, blank, setup.prompt_format, cfg, seed, False,
+                          caption_tasks={"where-in-text": 1.0})  # fmt: skip
+        conversations = _where_conversations(scenes, "where-in-text", EVAL_SEED + 4)
+        accuracy = answer_accuracy(model, processor.tokenizer, setup.prompt_format, conversations, blank[: len(scenes)])
+        record = {"accuracy": accuracy, "final_loss": float(np.mean(log["curves"]["projector+LM"][-50:]))}
+        (folder / "binding.json").write_text(json.dumps({**record, "train_seconds": time.perf_counter() - start}))
+
+    folder, _ = cached_artifact("binding-control", spec, build)
+    return json.loads((folder / "binding.json").read_text())
+
+
+def binding_control(run: SameEncoderRun, n_scenes: int = 512) -> pd.DataFrame:
+    """Is the toy LLaVA's failure the encoder's or the language model's? 'Where is X?' answered from the
+    image by the last seed's LLaVA, and learned from text alone by a fresh LM of the same size."""
+    seed = run.config["parameters"]["seeds"][-1]
+    scenes = sample_scenes(n_scenes, run.setup.world, seed=EVAL_SEED + 3)
+    pixels = pixel_tensor(render_all(scenes, run.setup.world, EVAL_SEED + 5), run.models.clip_processor.image_processor)
+    llava, tokenizer = run.models.llava, run.models.llava_processor.tokenizer
+    conversations = _where_conversations(scenes, "where", EVAL_SEED + 4)
+    from_image = answer_accuracy(
+        llava, tokenizer, run.models.prompt_format, conversations, llava_selected_features(llava, pixels)
+    )
+    from_text = text_binding_accuracy(run, seed, scenes)["accuracy"]
+    return pd.DataFrame(
+        {
+            "test": [WHERE_IMAGE, WHERE_TEXT],
+            "answer accuracy": [from_image, from_text],
+            "training steps": [
+                run.caption_steps[seed] + run.setup.llava_train.instruction_steps,
+                binding_steps(run.setup),
+            ],
+            "knows where both objects are, not which": [0.5, 0.5],
+        }
+    )
+
+
+def save_results(
+    run: SameEncoderRun, scale: str, root: Path | None, total_seconds: float, tables: dict[str, pd.DataFrame]
+) -> Path:
+    """Write the run's ``metrics.csv`` and ``run.json`` (with ``tables``, e.g. the binding control, as
+    records) under ``<root>/01_same_encoder/<scale>[-smoke]``."""
     smoke = run.config["parameters"]["smoke"]
     folder = results_dir("01_same_encoder", scale + ("-smoke" if smoke else ""), root)
     by_seed = {
@@ -276,5 +352,6 @@ def save_results(run: SameEncoderRun, scale: str, root: Path | None, total_secon
     }
     record = {"chapter": "01_same_encoder", "scale": scale, **run.config, "total_wall_seconds": total_seconds}
     record |= {name: {str(seed): v for seed, v in values.items()} for name, values in by_seed.items()}
+    record |= {name: table.to_dict("records") for name, table in tables.items()}
     write_results(folder, run.metrics, record)
     return folder

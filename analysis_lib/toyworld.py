@@ -215,7 +215,8 @@ def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[st
 
     ``weights`` maps task names to sampling weights. Tasks: ``yes/no`` (the VQAScore question,
     half of them false), ``describe`` (the relational caption), ``relative`` (which relation
-    holds), ``where`` (an object's cell in words).
+    holds), ``where`` (an object's cell in words); ``where-in-text`` (the same, with both objects' cells
+    written in the question: a text-only binding control).
     """
     task = rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values()))
     if task == "yes/no":
@@ -231,7 +232,12 @@ def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[st
             f"Where is the {scene.first.phrase} relative to the {scene.second.phrase}?",
             RELATION_PHRASES[scene.relation],
         )
-    obj, cell = (scene.first, scene.first_cell) if rng.random() < 0.5 else (scene.second, scene.second_cell)
+    objects = [(scene.first, scene.first_cell), (scene.second, scene.second_cell)]
+    if task == "where-in-text":  # the binding control: both objects' cells are written in the question
+        told = " and ".join(f"a {o.phrase} {cell_words(c)}" for o, c in (objects[i] for i in rng.permutation(2)))
+        obj, cell = objects[rng.integers(2)]
+        return f"{told}. Where is the {obj.phrase}?", cell_words(cell)
+    obj, cell = objects[0] if rng.random() < 0.5 else objects[1]
     return f"Where is the {obj.phrase}?", cell_words(cell)
 
 

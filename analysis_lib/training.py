@@ -195,8 +195,11 @@ def train_llava(
     cfg: LlavaTrainConfig,
     seed: int,
     progress: bool = True,
+    caption_tasks: dict[str, float] | None = None,
 ) -> dict:
     """LLaVA's stages with next-token loss on answers, on standardised cached features.
+
+    ``caption_tasks`` replaces the captioning of stage 1 and of stage 2's first part (controls only).
 
     The last ``cfg.validation_scenes`` scenes are held out to decide when captioning ends.
     Returns the loss curves, the step at which stage 2 switched to instructions and the
@@ -223,7 +226,7 @@ def train_llava(
         log["curves"][stage].append(_step(loss, trainable, opt, sched))
 
     model.train()
-    captions, mix = dict(CAPTIONING), dict(cfg.instruction_mix)
+    captions, mix = caption_tasks or dict(CAPTIONING), dict(cfg.instruction_mix)
     opt, sched = _optimise(projector, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.projector_steps)
     for _ in tqdm(range(cfg.projector_steps), desc="LLaVA stage 1 (projector)", disable=not progress):
         train_step("projector", projector, opt, sched, captions)
@@ -246,6 +249,27 @@ def train_llava(
     model.eval()
     fold_standardisation(model, mean, std)
     return log
+
+
+@torch.no_grad()
+def answer_accuracy(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    conversations: list[list[tuple[str, str]]],
+    features: torch.Tensor,
+) -> float:
+    """Teacher-forced: the share of conversations whose every answer word (end token aside) is predicted."""
+    was_training = model.training
+    model.eval()
+    ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, model.config.image_seq_length)
+    device = next(model.parameters()).device
+    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+    logits = model(inputs_embeds=embed_with_features(model, ids, features.to(device)), attention_mask=mask).logits
+    scored = (labels[:, 1:] != -100) & (labels[:, 1:] != tokenizer.eos_token_id)
+    right = (logits[:, :-1].argmax(-1) == labels[:, 1:]) | ~scored
+    model.train(was_training)
+    return right.all(dim=1).float().mean().item()
 
 
 class Stopwatch:
