@@ -222,15 +222,21 @@ def findings(summary: pd.DataFrame, caption_steps: dict[int, int]) -> str:
     return "\n".join(lines)
 
 
+def fresh_scenes(run: SameEncoderRun, n_scenes: int, seed: int) -> tuple[list, torch.Tensor]:
+    """``n_scenes`` new scenes (``seed``) and their pixels, preprocessed for the run's CLIP."""
+    scenes = sample_scenes(n_scenes, run.setup.world, seed=seed)
+    return scenes, pixel_tensor(
+        render_all(scenes, run.setup.world, seed + 1), run.models.clip_processor.image_processor
+    )
+
+
 def encoder_probe_table(run: SameEncoderRun, n_scenes: int) -> pd.DataFrame:
     """Linear-probe accuracies on the last seed's frozen CLIP, beside each probe's majority-class rate."""
-    world = run.setup.world
-    scenes = sample_scenes(n_scenes, world, seed=EVAL_SEED + 1)
-    pixels = pixel_tensor(render_all(scenes, world, EVAL_SEED + 2), run.models.clip_processor.image_processor)
+    scenes, pixels = fresh_scenes(run, n_scenes, EVAL_SEED + 1)
     return pd.DataFrame(
         {
             "probe accuracy": encoder_probes(run.models.clip, pixels, scenes),
-            "majority class": chance_levels(scenes, world.grid),
+            "majority class": chance_levels(scenes, run.setup.world.grid),
         }
     )
 
@@ -269,6 +275,7 @@ def probe_example(run: SameEncoderRun) -> tuple[list[Image.Image], tuple[str, st
 
 
 BINDING_STEPS = 500
+KNOWS_WHERE_NOT_WHICH = 0.5  # the two objects share a row or a column: the wrong one's cell gets one word wrong
 WHERE_IMAGE = "where is X? - answer only in the image (the chapter's trained LLaVA)"
 WHERE_TEXT = "where is X? - both cells written in the question (fresh toy LM, text only)"
 
@@ -287,10 +294,8 @@ def binding_steps(setup: ToySetup) -> int:
 def text_binding_accuracy(run: SameEncoderRun, seed: int, scenes: list) -> dict:
     """Train a fresh toy LM (the chapter's size and optimiser) on the text-only binding control, cached."""
     setup, steps = run.setup, binding_steps(run.setup)
-    spec = {"llava_size": dataclasses.asdict(setup.llava_size), "llava_train": dataclasses.asdict(setup.llava_train),
-            "world": dataclasses.asdict(setup.world), "n_train_scenes": setup.n_train_scenes,
-            "prompt_format": dataclasses.asdict(setup.prompt_format), "steps": steps, "seed": seed,
-            "task": "where-in-text", "eval_seed": EVAL_SEED}  # fmt: skip
+    spec = {"llava": setup.llava_spec(seed), "steps": steps, "task": "where-in-text", "eval_scenes": len(scenes),
+            "eval_seed": EVAL_SEED}  # fmt: skip
 
     def build(folder: Path) -> None:
         model, processor = toy_llava_from_clip(run.models.clip, run.models.clip_processor, setup.llava_size, seed)
@@ -316,8 +321,7 @@ def binding_control(run: SameEncoderRun, n_scenes: int = 512) -> pd.DataFrame:
     """Is the toy LLaVA's failure the encoder's or the language model's? 'Where is X?' answered from the
     image by the last seed's LLaVA, and learned from text alone by a fresh LM of the same size."""
     seed = run.config["parameters"]["seeds"][-1]
-    scenes = sample_scenes(n_scenes, run.setup.world, seed=EVAL_SEED + 3)
-    pixels = pixel_tensor(render_all(scenes, run.setup.world, EVAL_SEED + 5), run.models.clip_processor.image_processor)
+    scenes, pixels = fresh_scenes(run, n_scenes, EVAL_SEED + 3)
     llava, tokenizer = run.models.llava, run.models.llava_processor.tokenizer
     conversations = _where_conversations(scenes, "where", EVAL_SEED + 4)
     from_image = answer_accuracy(
@@ -332,7 +336,7 @@ def binding_control(run: SameEncoderRun, n_scenes: int = 512) -> pd.DataFrame:
                 run.caption_steps[seed] + run.setup.llava_train.instruction_steps,
                 binding_steps(run.setup),
             ],
-            "knows where both objects are, not which": [0.5, 0.5],
+            "knows where both objects are, not which": [KNOWS_WHERE_NOT_WHICH] * 2,
         }
     )
 

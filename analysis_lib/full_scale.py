@@ -144,9 +144,10 @@ def process_device(device: str) -> str:
     return device
 
 
-def same_encoder_full(config: FullScaleConfig, folder: Path) -> pd.DataFrame:
-    """Score CLIP and LLaVA on every benchmark; one metric row per model, benchmark and metric."""
-    benchmarks = load_full_benchmarks(config)
+def same_encoder_full(config: FullScaleConfig, folder: Path, benchmarks: dict[str, list] | None = None) -> pd.DataFrame:
+    """Score CLIP and LLaVA on every benchmark (loaded from ``config`` unless given, e.g. by ``preflight``);
+    one metric row per model, benchmark and metric."""
+    benchmarks = benchmarks if benchmarks is not None else load_full_benchmarks(config)
     device = process_device(config.device)
     records = []
     for model, spec, dtype in ((CLIP, config.clip_model, config.clip_dtype), (LLAVA, config.llava_model, config.dtype)):
@@ -172,30 +173,30 @@ class NotReadyError(RuntimeError):
     """Weights or benchmark files that a full-scale run needs are missing."""
 
 
-def preflight(config: FullScaleConfig) -> pd.DataFrame:
-    """Check that both models' weights and every benchmark are in place, without loading a model; one
-    ``NotReadyError`` lists every missing piece with what to do about it."""
-    checks = [
-        ("CLIP weights", lambda: locate(config.clip_model)),
-        ("LLaVA weights", lambda: locate(config.llava_model)),
-    ]
-    checks.append(("benchmarks", lambda: ", ".join(f"{k}: {len(v)}" for k, v in load_full_benchmarks(config).items())))
-    rows = []
-    for what, check in checks:
+def preflight(config: FullScaleConfig) -> tuple[pd.DataFrame, dict[str, list]]:
+    """Check that both models' weights and every benchmark are in place, without loading a model: the
+    checks and the loaded benchmarks; one ``NotReadyError`` lists every missing piece with what to do."""
+    rows, benchmarks = [], {}
+    for what, model in (("CLIP weights", config.clip_model), ("LLaVA weights", config.llava_model)):
         try:
-            rows.append({"check": what, "ready": True, "detail": check()})
-        except (RegistryError, BenchmarkError) as err:
+            rows.append({"check": what, "ready": True, "detail": locate(model)})
+        except RegistryError as err:
             rows.append({"check": what, "ready": False, "detail": str(err)})
+    try:
+        benchmarks = load_full_benchmarks(config)
+        rows.append({"check": "benchmarks", "ready": True, "detail": f"{len(benchmarks)} loaded"})
+    except BenchmarkError as err:
+        rows.append({"check": "benchmarks", "ready": False, "detail": str(err)})
     table = pd.DataFrame(rows)
     if not table.ready.all():
         problems = "\n\n".join(f"[{r.check}] {r.detail}" for r in table.itertuples() if not r.ready)
         raise NotReadyError(f"the full-scale run is not ready:\n\n{problems}")
-    return table
+    return table, benchmarks
 
 
-def benchmark_sizes(config: FullScaleConfig) -> pd.DataFrame:
+def size_table(benchmarks: dict[str, list]) -> pd.DataFrame:
     """Items found per benchmark beside the published sizes."""
-    return pd.DataFrame(size_report(load_full_benchmarks(dataclasses.replace(config, strict_sizes=False))))
+    return pd.DataFrame(size_report(benchmarks))
 
 
 FULL_HEADLINE = (
@@ -246,11 +247,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = vars(parser.parse_args(argv))
     folder, check_only = Path(args.pop("results")), args.pop("check")
     config = FullScaleConfig(**args)
-    print(preflight(config).to_string(index=False))
+    checks, benchmarks = preflight(config)
+    print(checks.to_string(index=False))
+    print(size_table(benchmarks).to_string(index=False))
     if check_only:
         return
     started = time.perf_counter()
-    metrics = same_encoder_full(config, folder)
+    metrics = same_encoder_full(config, folder, benchmarks)
     if process_state().is_main_process:
         save_full_results(metrics, config, folder, time.perf_counter() - started)
         print(headline_table(metrics).to_string(index=False))

@@ -38,7 +38,7 @@ def probe_pair(scorers: dict, images: Sequence[ImageLike], texts: Sequence[str])
                     "statement": text,
                     "score with image 1": float(scores[0, j]),
                     "score with image 2": float(scores[1, j]),
-                    "picks": f"image {1 + int(scores[1, j] >= scores[0, j])}",
+                    "picks": f"image {j + 1 if correct[j] else 2 - j}",  # statement j's own image is j + 1
                     "correct": bool(correct[j]),
                     "pair correct": bool(correct.all()),
                 }

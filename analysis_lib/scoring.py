@@ -225,8 +225,10 @@ class VQAScorer:
 
     def score_pairs(self, images: Sequence[ImageLike], pairs: Pairs) -> np.ndarray:
         """VQAScore for each ``(image_index, text)`` pair."""
-        if self.prefix_cache:
-            return self._score_pairs_cached(images, pairs)
+        return self._score_pairs_cached(images, pairs) if self.prefix_cache else self._score_pairs_each(images, pairs)
+
+    def _score_pairs_each(self, images: Sequence[ImageLike], pairs: Pairs) -> np.ndarray:
+        """``score_pairs`` the reference way: one full forward pass per pair, ``batch_size`` pairs at a time."""
         pixels = self.pixel_values(images)
         scores = []
         starts = range(0, len(pairs), self.batch_size)
@@ -241,9 +243,7 @@ class VQAScorer:
         sequences = self.sequences([t for _, t in pairs])
         shared = shared_prefix_length(sequences, keep=len(self.answer_ids) + 1)
         if shared == 0:  # nothing in common to cache
-            return VQAScorer(
-                self.model, self.processor, self.format, self.batch_size, self.progress, False
-            ).score_pairs(images, pairs)
+            return self._score_pairs_each(images, pairs)
         by_image: dict[int, list[int]] = {}
         for position, (image, _) in enumerate(pairs):
             by_image.setdefault(image, []).append(position)

@@ -87,10 +87,10 @@ if scale == "full":
         batch_size=batch_size,
         strict_sizes=strict_sizes,
     )
-    display(full_scale.preflight(config))  # one error listing everything missing, before any model loads
-    display(full_scale.benchmark_sizes(config))
+    checks, benchmarks = full_scale.preflight(config)  # one error listing everything missing, before any model loads
+    display(checks, full_scale.size_table(benchmarks))
     folder = full_scale.results_folder(results_root or None)
-    full_metrics = full_scale.same_encoder_full(config, folder)
+    full_metrics = full_scale.same_encoder_full(config, folder, benchmarks)
     display(full_scale.headline_table(full_metrics))
     display(anchors.beside_anchors(full_metrics))
 

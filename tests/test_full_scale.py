@@ -44,7 +44,7 @@ def test_headline_table_and_sizes(full_setup, tmp_path):
     table = full_scale.headline_table(metrics)
     row = table[(table.benchmark == "MMVP-VLM") & (table.metric == "pair all")].iloc[0]
     assert row["CLIP (cosine)"].endswith("(n=2)")
-    sizes = full_scale.benchmark_sizes(full_setup)
+    sizes = full_scale.size_table(full_scale.load_full_benchmarks(full_setup))
     assert sizes.set_index("subset").loc["Controlled-A", "found"] == 4
     assert not sizes.matches.any()
 
@@ -84,7 +84,8 @@ def test_command_line_writes_results(full_setup, tmp_path, capsys):
 
 
 def test_preflight_lists_every_missing_piece_with_its_fix(full_setup, tmp_path, monkeypatch):
-    assert full_scale.preflight(full_setup).ready.all()
+    checks, benchmarks = full_scale.preflight(full_setup)
+    assert checks.ready.all() and set(benchmarks) == set(full_scale.load_full_benchmarks(full_setup))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("ANALYSIS_LIB_MODELS", raising=False)
