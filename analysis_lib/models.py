@@ -12,6 +12,7 @@ from transformers import (
     CLIPModel,
     CLIPProcessor,
     LlamaConfig,
+    LlamaForCausalLM,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -143,14 +144,9 @@ def llava_processor(
     )
 
 
-def toy_llava_from_clip(
-    clip: CLIPModel, clip_processor: CLIPProcessor, size: LlavaSize, seed: int
-) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """A tiny LLaVA whose vision tower holds ``clip``'s vision weights, frozen; the rest random."""
-    tokenizer = llava_tokenizer()
-    vision_config = clip.config.vision_config
-    grid = vision_config.image_size // vision_config.patch_size
-    text_config = LlamaConfig(
+def toy_lm_config(size: LlavaSize, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    """The toy LLaVA's language model: a small Llama over the toy vocabulary, tied embeddings."""
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=size.width,
         intermediate_size=4 * size.width,
@@ -163,6 +159,29 @@ def toy_llava_from_clip(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+def toy_lm(size: LlavaSize, seed: int) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """A randomly initialised toy language model (the LLaVA's LM on its own) and its tokenizer."""
+    tokenizer = llava_tokenizer()
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(toy_lm_config(size, tokenizer)), tokenizer
+
+
+def load_language_model(llava: LlavaForConditionalGeneration, lm: LlamaForCausalLM) -> None:
+    """Start ``llava``'s language model (and its tied output head) from a pre-trained toy LM."""
+    llava.model.language_model.load_state_dict(lm.model.state_dict())
+    llava.lm_head.load_state_dict(lm.lm_head.state_dict())
+
+
+def toy_llava_from_clip(
+    clip: CLIPModel, clip_processor: CLIPProcessor, size: LlavaSize, seed: int
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A tiny LLaVA whose vision tower holds ``clip``'s vision weights, frozen; the rest random."""
+    tokenizer = llava_tokenizer()
+    vision_config = clip.config.vision_config
+    grid = vision_config.image_size // vision_config.patch_size
+    text_config = toy_lm_config(size, tokenizer)
     config = LlavaConfig(
         vision_config=vision_config.to_dict(),
         text_config=text_config.to_dict(),

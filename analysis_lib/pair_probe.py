@@ -58,12 +58,11 @@ def image_from_bytes(content: bytes, name: str) -> Image.Image:
 def toy_scorers(seed: int = 0, device: str = "cpu") -> dict:
     """Chapter 1's toy CLIP and LLaVA of ``seed`` (trained and cached on first use)."""
     from analysis_lib.book import declared_parameters, find_chapter, read_chapter
-    from analysis_lib.experiments import model_scorers, toy_setup
+    from analysis_lib.chapters.ch01_same_encoder import model_scorers, toy_setup
     from analysis_lib.pipeline import toy_models
 
     chapter = declared_parameters(read_chapter(find_chapter("01")))  # the chapter's default recipe
-    steps = (chapter["clip_steps"], chapter["caption_max_steps"], chapter["instruction_steps"])
-    return model_scorers(toy_models(toy_setup(*steps, smoke=False), seed, device))
+    return model_scorers(toy_models(toy_setup(chapter["clip_steps"], smoke=False), seed, device))
 
 
 def probe_widget(scorers: dict):

@@ -8,11 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import CLIPModel, CLIPProcessor, LlamaForCausalLM, LlavaForConditionalGeneration, LlavaProcessor
 
 from analysis_lib.cache import cached_artifact
 from analysis_lib.features import cached_features, llava_selected_features, pixel_tensor
-from analysis_lib.models import ClipSize, LlavaSize, toy_clip, toy_llava_from_clip
+from analysis_lib.lm_pretraining import LmPretrainConfig, pretrain_lm
+from analysis_lib.models import ClipSize, LlavaSize, load_language_model, toy_clip, toy_llava_from_clip, toy_lm
 from analysis_lib.prompts import TOY_FORMAT, PromptFormat
 from analysis_lib.toyworld import WorldConfig, render_all, sample_scenes
 from analysis_lib.training import ClipTrainConfig, LlavaTrainConfig, Stopwatch, train_clip, train_llava
@@ -28,7 +29,14 @@ class ToySetup:
     clip_train: ClipTrainConfig = field(default_factory=ClipTrainConfig)
     llava_size: LlavaSize = field(default_factory=LlavaSize)
     llava_train: LlavaTrainConfig = field(default_factory=LlavaTrainConfig)
+    lm_pretrain: LmPretrainConfig | None = field(default_factory=LmPretrainConfig)
     prompt_format: PromptFormat = TOY_FORMAT
+
+    def lm_spec(self, seed: int) -> dict | None:
+        """What determines the pre-trained toy LM (None: the LLaVA's LM starts from scratch)."""
+        if self.lm_pretrain is None:
+            return None
+        return {"llava_size": asdict(self.llava_size), "lm_pretrain": asdict(self.lm_pretrain), "seed": seed}
 
     def clip_spec(self, seed: int) -> dict:
         """What determines the toy CLIP."""
@@ -45,6 +53,7 @@ class ToySetup:
         return {
             "clip": self.clip_spec(seed),
             "llava_size": asdict(self.llava_size),
+            "lm": self.lm_spec(seed),
             "llava_train": asdict(self.llava_train),
             "prompt_format": asdict(self.prompt_format),
             "seed": seed,
@@ -85,10 +94,24 @@ def _write_log(folder: Path, log: dict) -> None:
     (folder / "training_log.json").write_text(json.dumps(log))
 
 
+def pretrained_lm(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> tuple[Path, bool]:
+    """Pre-train (or load from the cache) the toy LM for one seed: ``(folder, reused)``."""
+
+    def build(folder: Path) -> None:
+        model, tokenizer = toy_lm(setup.llava_size, seed)
+        start = time.perf_counter()
+        log = pretrain_lm(model.to(device), tokenizer, setup.lm_pretrain, seed, progress)
+        model.cpu().save_pretrained(folder)
+        _write_log(folder, {**log, "train_seconds": time.perf_counter() - start})
+
+    return cached_artifact("toy-lm", setup.lm_spec(seed), build)
+
+
 def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> ToyModels:
     """Train (or load from the cache) the toy CLIP and LLaVA for one seed."""
     watch = Stopwatch()
     data = _TrainingData(setup, seed)
+    reused: dict[str, bool] = {}
 
     def build_clip(folder: Path) -> None:
         model, processor = toy_clip(setup.world, setup.clip_size, seed)
@@ -105,8 +128,15 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
         clip = CLIPModel.from_pretrained(clip_dir).eval()
         clip_processor = CLIPProcessor.from_pretrained(clip_dir, use_fast=False)
 
+    folders = {"clip": clip_dir}
+    if setup.lm_pretrain is not None:
+        with watch.time("lm"):
+            folders["lm"], reused["lm"] = pretrained_lm(setup, seed, device, progress)
+
     def build_llava(folder: Path) -> None:
         model, processor = toy_llava_from_clip(clip, clip_processor, setup.llava_size, seed)
+        if setup.lm_pretrain is not None:
+            load_language_model(model, LlamaForCausalLM.from_pretrained(folders["lm"]))
         with watch.time("features"):
             features = cached_features(
                 {"clip": setup.clip_spec(seed), "layer": model.config.vision_feature_layer},
@@ -141,12 +171,12 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
         llava.to(device),
         llava_processor,
         PromptFormat.load(llava_dir),
-        {"clip": clip_dir, "llava": llava_dir},
-        {"clip": clip_reused, "llava": llava_reused},
+        {**folders, "llava": llava_dir},
+        {"clip": clip_reused, **reused, "llava": llava_reused},
         watch.seconds,
     )
 
 
 def training_log(folder: Path) -> dict:
-    """The training log saved with a toy model (``curves``; for LLaVA also ``caption_steps``)."""
+    """The training log saved with a toy model (CLIP: ``curves``; LLaVA: one log per curriculum ``stages``)."""
     return json.loads((Path(folder) / "training_log.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -21,7 +22,11 @@ def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
     return path
 
 
-def accuracy_bars(metrics: pd.DataFrame, chance: dict[str, float] | None = None) -> plt.Figure:
+def accuracy_bars(
+    metrics: pd.DataFrame,
+    chance: dict[str, float] | None = None,
+    title: str = "Same frozen encoder, two ways of reading it (dashed: chance)",
+) -> plt.Figure:
     """Bar per (test, model): mean over seeds, error bar = 95% CI across seeds, dots = seeds."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
     order = list(dict.fromkeys(metrics["test"]))
@@ -47,7 +52,7 @@ def accuracy_bars(metrics: pd.DataFrame, chance: dict[str, float] | None = None)
     ax.set_ylabel("accuracy")
     ax.set_xlabel("")
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("Same frozen encoder, two ways of reading it (dashed: chance)")
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -67,4 +72,38 @@ def attribution_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: st
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def transition_figure(curves: pd.DataFrame, transitions: pd.DataFrame) -> plt.Figure:
+    """Held-out checks over training, one panel per (variant, seed): each stage's check in its own
+    colour, a star where a stage's check passed, a cross where the stage ran to its step cap."""
+    variants, seeds = list(dict.fromkeys(curves["variant"])), sorted(set(curves["seed"]))
+    stages = list(dict.fromkeys(curves["stage"]))
+    colours = dict(zip(stages, sns.color_palette("colorblind", len(stages))))
+    fig, axes = plt.subplots(
+        len(variants), len(seeds), figsize=(3.2 * len(seeds), 2.3 * len(variants)), sharex=True, sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    for (row, variant), (col, seed) in itertools.product(enumerate(variants), enumerate(seeds)):
+        ax = axes[row, col]
+        mine = curves[(curves.variant == variant) & (curves.seed == seed)]
+        for stage, points in mine.groupby("stage", sort=False):
+            ax.plot(points["step"], points["value"], color=colours[stage], label=stage, linewidth=1.2)
+        ends = transitions[(transitions.variant == variant) & (transitions.seed == seed) & transitions.target.notna()]
+        for end in ends.to_dict("records"):
+            passed = not pd.isna(end["passed at"])
+            step = end["passed at"] if passed else end["starts at"] + end["steps"]
+            marker = "*" if passed else "x"
+            ax.plot(step, end["final check"], marker=marker, color=colours.get(end["stage"], "k"), markersize=9)
+        ax.axhline(0.95, color="grey", linestyle="dashed", linewidth=0.8)
+        ax.set_title(f"{variant}, seed {seed}" if col == 0 else f"seed {seed}", fontsize=8, loc="left")
+        ax.set_ylim(0, 1.02)
+    for ax in axes[-1]:
+        ax.set_xlabel("LLaVA training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out check")
+    handles = [plt.Line2D([], [], color=c, label=s) for s, c in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,6 +30,8 @@ OPPOSITE = {"left_of": "right_of", "right_of": "left_of", "above": "below", "bel
 ROW_WORDS = ("top", "middle", "bottom")
 COL_WORDS = ("left", "center", "right")
 VQA_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'
+LIST_QUESTION = "Describe the figure."
+TASKS = ("yes/no", "describe", "list", "relative", "where", "where-in-text")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ class Scene:
     first_cell: tuple[int, int]
     second_cell: tuple[int, int]
     relation: str
+
+
+def placed_objects(scene: Scene) -> list[tuple[Obj, tuple[int, int]]]:
+    """The scene's objects with their cells, first then second."""
+    return [(scene.first, scene.first_cell), (scene.second, scene.second_cell)]
 
 
 def relation_of(first_cell: tuple[int, int], second_cell: tuple[int, int]) -> str:
@@ -152,7 +160,7 @@ def render(scene: Scene, config: WorldConfig, rng: np.random.Generator) -> np.nd
     image = np.full((side, side, 3), 128.0) + rng.normal(0, config.noise_std, (side, side, 3))
     masks = _shape_masks(config.object_size)
     slack = config.cell - config.object_size
-    for obj, (row, col) in ((scene.first, scene.first_cell), (scene.second, scene.second_cell)):
+    for obj, (row, col) in placed_objects(scene):
         dy, dx = rng.integers(0, slack + 1, size=2)
         top, left = row * config.cell + dy, col * config.cell + dx
         window = image[top : top + config.object_size, left : left + config.object_size]
@@ -192,53 +200,98 @@ def cell_words(cell: tuple[int, int]) -> str:
     return f"{ROW_WORDS[cell[0]]} {COL_WORDS[cell[1]]}"
 
 
+def absent_colours(scene: Scene) -> list[str]:
+    """The colours that neither object has."""
+    return [c for c in COLOURS if c not in (scene.first.colour, scene.second.colour)]
+
+
 def absent_colour(scene: Scene, rng: np.random.Generator) -> str:
     """A colour that neither object has."""
-    options = [c for c in COLOURS if c not in (scene.first.colour, scene.second.colour)]
+    options = absent_colours(scene)
+    return options[rng.integers(len(options))]
+
+
+FOIL_KINDS = ("relation", "colour", "shape", "absent object")
+
+
+def absent_shape(scene: Scene, rng: np.random.Generator) -> str:
+    """A shape that neither object has."""
+    options = [s for s in SHAPES if s not in (scene.first.shape, scene.second.shape)]
     return options[rng.integers(len(options))]
 
 
 def false_caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A caption that is false for the scene: mostly a relation swap, else a wrong colour or order."""
-    u = rng.random()
-    if u < 0.6:
+    """A caption that is false for the scene, its kind drawn uniformly from ``FOIL_KINDS``.
+
+    relation: another relation word, or the objects swapped around the true one; colour / shape: one
+    object's colour / shape replaced by one neither object has; absent object: one object replaced by
+    an object of an absent colour and an absent shape.
+    """
+    kind = FOIL_KINDS[rng.integers(len(FOIL_KINDS))]
+    if kind == "relation":
+        if rng.random() < 0.5:
+            return relational_caption(
+                Scene(scene.second, scene.first, scene.second_cell, scene.first_cell, scene.relation)
+            )
         others = [r for r in RELATIONS if r != scene.relation]
         return caption_with(scene, relation=others[rng.integers(len(others))])
-    if u < 0.8:
-        swapped = Scene(scene.second, scene.first, scene.second_cell, scene.first_cell, scene.relation)
-        return relational_caption(swapped)
-    return caption_with(scene, first=Obj(absent_colour(scene, rng), scene.first.shape))
+    first = rng.random() < 0.5
+    obj = scene.first if first else scene.second
+    colour = absent_colour(scene, rng) if kind in ("colour", "absent object") else obj.colour
+    shape = absent_shape(scene, rng) if kind in ("shape", "absent object") else obj.shape
+    foil = Obj(colour, shape)
+    return relational_caption(dataclasses.replace(scene, **({"first": foil} if first else {"second": foil})))
 
 
-def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[str, float]) -> tuple[str, str]:
-    """One instruction-style (question, answer) pair about the scene, LLaVA-data style.
+def object_list(scene: Scene, rng: np.random.Generator) -> str:
+    """Every object with its cell, in random order, e.g. ``a red circle top left and a blue square top right``."""
+    objects = placed_objects(scene)
+    order = rng.permutation(len(objects))
+    return " and ".join(f"a {objects[i][0].phrase} {cell_words(objects[i][1])}" for i in order)
+
+
+class Turn(NamedTuple):
+    """One question and its answer; ``truthful`` is False for a yes/no question about a false caption."""
+
+    question: str
+    answer: str
+    truthful: bool = True
+
+
+def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[str, float]) -> Turn:
+    """One instruction-style turn about the scene, LLaVA-data style.
 
     ``weights`` maps task names to sampling weights. Tasks: ``yes/no`` (the VQAScore question,
-    half of them false), ``describe`` (the relational caption), ``relative`` (which relation
-    holds), ``where`` (an object's cell in words); ``where-in-text`` (the same, with both objects' cells
-    written in the question: a text-only binding control).
+    half of them about a false caption), ``describe`` (the relational caption), ``list`` (the
+    grounding task: every object with its cell), ``relative`` (which relation holds), ``where`` (an
+    object's cell in words); ``where-in-text`` (the same, with both objects' cells written in the
+    question: a text-only binding control).
     """
-    task = rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values()))
+    unknown = sorted(set(weights) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}; use one of {', '.join(TASKS)}")
+    task = str(rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values())))
     if task == "yes/no":
         positive = rng.random() < 0.5
         caption = relational_caption(scene) if positive else false_caption(scene, rng)
         if rng.random() < 0.3:
             caption = f"a photo of {caption}"
-        return VQA_QUESTION.format(caption), "Yes" if positive else "No"
+        return Turn(VQA_QUESTION.format(caption), "Yes" if positive else "No", positive)
     if task == "describe":
-        return "Describe the image.", relational_caption(scene)
+        return Turn("Describe the image.", relational_caption(scene))
+    if task == "list":
+        return Turn(LIST_QUESTION, object_list(scene, rng))
     if task == "relative":
-        return (
+        return Turn(
             f"Where is the {scene.first.phrase} relative to the {scene.second.phrase}?",
             RELATION_PHRASES[scene.relation],
         )
-    objects = [(scene.first, scene.first_cell), (scene.second, scene.second_cell)]
+    objects = placed_objects(scene)
     if task == "where-in-text":  # the binding control: both objects' cells are written in the question
-        told = " and ".join(f"a {o.phrase} {cell_words(c)}" for o, c in (objects[i] for i in rng.permutation(2)))
         obj, cell = objects[rng.integers(2)]
-        return f"{told}. Where is the {obj.phrase}?", cell_words(cell)
+        return Turn(f"{object_list(scene, rng)}. Where is the {obj.phrase}?", cell_words(cell))
     obj, cell = objects[0] if rng.random() < 0.5 else objects[1]
-    return f"Where is the {obj.phrase}?", cell_words(cell)
+    return Turn(f"Where is the {obj.phrase}?", cell_words(cell))
 
 
 def sample_scenes(n: int, config: WorldConfig, seed: int) -> list[Scene]:

@@ -14,11 +14,28 @@ from transformers import (
     CLIPProcessor,
     LlavaForConditionalGeneration,
     PreTrainedTokenizerFast,
+    get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
 )
 
 from analysis_lib.prompts import PromptFormat
-from analysis_lib.toyworld import Scene, WorldConfig, instruction_example, relational_caption, training_caption
+from analysis_lib.toyworld import (
+    COL_WORDS,
+    RELATION_PHRASES,
+    RELATIONS,
+    ROW_WORDS,
+    VQA_QUESTION,
+    Obj,
+    Scene,
+    WorldConfig,
+    absent_colours,
+    caption_with,
+    instruction_example,
+    relational_caption,
+    training_caption,
+)
+
+EVAL_RNG_SEED = 2024  # fixes the held-out checks' random parts (object order in lists), the same at every check
 
 
 @dataclass(frozen=True)
@@ -32,42 +49,71 @@ class ClipTrainConfig:
     weight_decay: float = 0.1
 
 
-CAPTIONING = (("describe", 1.0),)
-INSTRUCTION_MIX = (("yes/no", 0.5), ("describe", 0.2), ("relative", 0.15), ("where", 0.15))
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the toy LLaVA's curriculum: train on ``tasks`` until the held-out ``check``
+    reaches ``target`` (tested every ``check_every`` steps) or ``max_steps`` have run.
+
+    ``check=None`` runs exactly ``max_steps``. ``train_lm=False`` trains the projector alone (LLaVA's
+    stage 1). Checks: ``cell words`` (the list task's cell words, teacher-forced), ``relation word``
+    (the relation word of held-out descriptions), ``vqascore`` (the lower of the VQAScore relation
+    4-way and attribute accuracies on held-out scenes).
+    """
+
+    name: str
+    tasks: tuple[tuple[str, float], ...]
+    check: str | None
+    target: float
+    max_steps: int
+    train_lm: bool = True
+
+
+INSTRUCTION_MIX = (("yes/no", 0.5), ("relative", 0.2), ("where", 0.1), ("describe", 0.1), ("list", 0.1))
+GROUNDED_CURRICULUM = (
+    Stage("projector", (("list", 1.0),), None, 0.0, 100, train_lm=False),
+    Stage("list", (("list", 1.0),), "cell words", 0.95, 3000),
+    Stage("describe", (("describe", 0.8), ("list", 0.2)), "relation word", 0.95, 1500),
+    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 3000),
+)
+"""LLaVA-1.5's two stages on the toy, with a grounding task (list every object with its cell) first."""
+UNGROUNDED_CURRICULUM = (
+    Stage("projector", (("describe", 1.0),), None, 0.0, 100, train_lm=False),
+    Stage("describe", (("describe", 1.0),), "relation word", 0.95, 4500),
+    Stage("instructions", tuple(t for t in INSTRUCTION_MIX if t[0] != "list"), "vqascore", 0.95, 3000),
+)
+"""The ablation: the same stages and step budget without the grounding task."""
 
 
 @dataclass(frozen=True)
 class LlavaTrainConfig:
-    """LLaVA's stages on the toy: (1) projector only, on captions; (2) projector + LM, first on
-    captions, then on the instruction mix.
+    """How the toy LLaVA is trained: its curriculum and optimiser.
 
-    The toy LM is not pre-trained, so stage 2 opens with captioning until the model names the
-    relation in held-out captions (``caption_target`` accuracy, checked every ``check_every`` steps,
-    at most ``caption_max_steps``): it learns which object is where before it learns to answer
-    questions; then ``instruction_steps`` on the mix. The learning rate warms up, then follows one
-    cosine decay over ``caption_max_steps + instruction_steps``.
+    Next-token loss on every text token of truthful turns (``question_loss``; a yes/no question about a
+    false caption teaches only its answer), else on answers only. The learning rate warms up over
+    ``warmup`` steps at the start of each stage group (projector alone; projector + LM), then stays.
+    The last ``validation_scenes`` training scenes are held out for the checks.
     """
 
-    projector_steps: int = 100
-    caption_max_steps: int = 2000
-    caption_target: float = 0.95
+    curriculum: tuple[Stage, ...] = GROUNDED_CURRICULUM
     check_every: int = 100
-    instruction_steps: int = 1000
     validation_scenes: int = 512
+    vqascore_check_scenes: int = 128
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 100
     weight_decay: float = 0.0
-    instruction_mix: tuple[tuple[str, float], ...] = INSTRUCTION_MIX
+    question_loss: bool = True
 
 
-def _optimise(params, lr: float, weight_decay: float, warmup: int, steps: int):
-    """AdamW with linear warm-up and cosine decay."""
+def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
+    """AdamW with linear warm-up, then cosine decay over ``steps`` (constant when ``steps`` is None)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if steps is None:
+        return opt, get_constant_schedule_with_warmup(opt, warmup)
     return opt, get_cosine_schedule_with_warmup(opt, min(warmup, steps // 2), steps)
 
 
-def _step(loss: torch.Tensor, params, opt, sched) -> float:
+def clipped_step(loss: torch.Tensor, params, opt, sched) -> float:
     """One clipped optimiser step; returns the loss value."""
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -92,7 +138,7 @@ def train_clip(
     torch.manual_seed(seed)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
-    opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
+    opt, sched = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
     model.train()
     losses = []
     for _ in tqdm(range(cfg.steps), desc="CLIP (contrastive)", disable=not progress, mininterval=5):
@@ -101,7 +147,7 @@ def train_clip(
             [training_caption(scenes[i], rng, world) for i in idx], padding=True, return_tensors="pt"
         ).to(device)
         out = model(**text, pixel_values=pixels[idx].to(device), return_loss=True)
-        losses.append(_step(out.loss, params, opt, sched))
+        losses.append(clipped_step(out.loss, params, opt, sched))
     model.eval()
     return losses
 
@@ -116,23 +162,27 @@ def conversation_batch(
     prompt_format: PromptFormat,
     conversations: list[list[tuple[str, str]]],
     n_image_tokens: int,
+    question_loss: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for multi-turn conversations.
 
     LLaVA-1.5's conversation layout: the image in the first user turn, every answer followed by the
-    end token; only answer tokens (and their end tokens) carry labels, the rest is -100.
+    end token. Answer tokens (and their end tokens) carry labels; with ``question_loss`` so do the
+    text tokens of each truthful turn's prompt (a ``Turn`` with ``truthful=False`` keeps only its
+    answer); image placeholders and padding never do.
     """
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
     pieces, owners = [], []
     for row, turns in enumerate(conversations):
-        for turn, (question, answer) in enumerate(turns):
+        for turn, (question, answer, *truthful) in enumerate(turns):
             prompt = prompt_format.prompt(question) if turn == 0 else prompt_format.followup(question)
             pieces += [expand_image_tokens(prompt, n_image_tokens), answer + tokenizer.eos_token]
-            owners += [(row, False), (row, True)]
+            owners += [(row, question_loss and all(truthful)), (row, True)]
     encoded = tokenizer(pieces, add_special_tokens=False)["input_ids"]
     rows: list[tuple[list[int], list[int]]] = [([tokenizer.bos_token_id], [-100]) for _ in conversations]
-    for ids, (row, is_answer) in zip(encoded, owners):
+    for ids, (row, learned) in zip(encoded, owners):
         rows[row][0].extend(ids)
-        rows[row][1].extend(ids if is_answer else [-100] * len(ids))
+        rows[row][1].extend(i if learned and i != image_id else -100 for i in ids)
     length = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), length), tokenizer.pad_token_id)
     labels = torch.full((len(rows), length), -100)
@@ -164,26 +214,154 @@ def fold_standardisation(model: LlavaForConditionalGeneration, mean: torch.Tenso
 
 
 @torch.no_grad()
-def caption_relation_accuracy(
+def teacher_forced(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    conversations: list[list[tuple[str, str]]],
+    features: torch.Tensor,
+    chunk: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token log-probabilities (row, position, vocabulary) and the answer labels they predict."""
+    was_training = model.training
+    model.eval()
+    ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, model.config.image_seq_length)
+    device = next(model.parameters()).device
+    logprobs = []
+    for start in range(0, len(ids), chunk):
+        part = slice(start, start + chunk)
+        embeds = embed_with_features(model, ids[part].to(device), features[part].to(device))
+        logits = model(inputs_embeds=embeds, attention_mask=mask[part].to(device)).logits
+        logprobs.append(logits[:, :-1].float().log_softmax(-1).cpu())
+    model.train(was_training)
+    return torch.cat(logprobs), labels[:, 1:]
+
+
+def answer_accuracy(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    conversations: list[list[tuple[str, str]]],
+    features: torch.Tensor,
+) -> float:
+    """Teacher-forced: the share of conversations whose every answer word (end token aside) is predicted."""
+    logprobs, labels = teacher_forced(model, tokenizer, prompt_format, conversations, features)
+    scored = (labels != -100) & (labels != tokenizer.eos_token_id)
+    right = (logprobs.argmax(-1) == labels) | ~scored
+    return right.all(dim=1).float().mean().item()
+
+
+def word_accuracy(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    conversations: list[list[tuple[str, str]]],
+    features: torch.Tensor,
+    words: tuple[str, ...],
+) -> float:
+    """Teacher-forced: how often an answer token that is one of ``words`` is predicted."""
+    logprobs, labels = teacher_forced(model, tokenizer, prompt_format, conversations, features)
+    scored = torch.isin(labels, torch.tensor(tokenizer.convert_tokens_to_ids(list(words))))
+    return (logprobs.argmax(-1) == labels)[scored].float().mean().item()
+
+
+def answer_logprob(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    conversations: list[list[tuple[str, str]]],
+    features: torch.Tensor,
+) -> torch.Tensor:
+    """Mean log-probability of each conversation's answer tokens (log VQAScore for a yes/no question)."""
+    logprobs, labels = teacher_forced(model, tokenizer, prompt_format, conversations, features)
+    scored = labels != -100
+    picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
+    return picked.sum(1) / scored.sum(1)
+
+
+def vqascore_accuracies(
     model: LlavaForConditionalGeneration,
     tokenizer: PreTrainedTokenizerFast,
     prompt_format: PromptFormat,
     scenes: list[Scene],
     features: torch.Tensor,
-) -> float:
-    """Teacher-forced captions: how often the relation word ("a red circle [left] of ...") is predicted."""
-    was_training = model.training
-    model.eval()
-    conversations = [[("Describe the image.", relational_caption(s))] for s in scenes]
-    ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, model.config.image_seq_length)
-    device = next(model.parameters()).device
-    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-    logits = model(inputs_embeds=embed_with_features(model, ids, features.to(device)), attention_mask=mask).logits
-    relation_pos = (labels != -100).float().argmax(dim=1) + 3  # after "a", colour, shape
-    rows = torch.arange(len(scenes), device=device)
-    correct = logits[rows, relation_pos - 1].argmax(-1) == ids[rows, relation_pos]
-    model.train(was_training)
-    return correct.float().mean().item()
+) -> dict[str, float]:
+    """VQAScore choices on held-out scenes: relation 4-way (per relation too) and the attribute control
+    (the true caption against its first object recoloured in each absent colour)."""
+    options = [[caption_with(s, relation=r) for r in RELATIONS] for s in scenes]
+    options += [[relational_caption(s)] + [caption_with(s, first=Obj(c, s.first.shape)) for c in absent_colours(s)]
+                for s in scenes]  # fmt: skip
+    conversations = [[(VQA_QUESTION.format(c), prompt_format.answer)] for row in options for c in row]
+    owner = torch.tensor([i for i, row in enumerate(options) for _ in row])
+    scores = answer_logprob(model, tokenizer, prompt_format, conversations, features[owner % len(scenes)])
+    picked, start = [], 0
+    for row in options:
+        picked.append(int(scores[start : start + len(row)].argmax()))
+        start += len(row)
+    relation = [picked[i] == RELATIONS.index(s.relation) for i, s in enumerate(scenes)]
+    result = {
+        "relation 4-way": float(np.mean(relation)),
+        "attribute": float(np.mean([p == 0 for p in picked[len(scenes) :]])),
+    }
+    for name in RELATIONS:
+        result[f"relation {name}"] = float(np.mean([ok for ok, s in zip(relation, scenes) if s.relation == name]))
+    return result
+
+
+def held_out_check(
+    name: str,
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_format: PromptFormat,
+    scenes: list[Scene],
+    features: torch.Tensor,
+    cfg: LlavaTrainConfig,
+) -> dict[str, float]:
+    """One stage's held-out check: ``value`` (compared with the stage's target) and its parts."""
+    rng = np.random.default_rng(EVAL_RNG_SEED)
+    if name == "cell words":
+        conversations = [[instruction_example(s, rng, {"list": 1.0})] for s in scenes]
+        words = tuple(ROW_WORDS + COL_WORDS)
+        return {"value": word_accuracy(model, tokenizer, prompt_format, conversations, features, words)}
+    if name == "relation word":
+        conversations = [[instruction_example(s, rng, {"describe": 1.0})] for s in scenes]
+        words = tuple(phrase.split()[0] for phrase in RELATION_PHRASES.values())
+        return {"value": word_accuracy(model, tokenizer, prompt_format, conversations, features, words)}
+    if name == "vqascore":
+        n = cfg.vqascore_check_scenes
+        parts = vqascore_accuracies(model, tokenizer, prompt_format, scenes[:n], features[:n])
+        return {"value": min(parts["relation 4-way"], parts["attribute"]), **parts}
+    raise ValueError(f"unknown check {name!r}; use 'cell words', 'relation word' or 'vqascore'")
+
+
+def run_stage(
+    stage: Stage,
+    train_step,
+    check,
+    check_every: int,
+    progress: bool = True,
+) -> dict:
+    """Train ``stage`` until its check passes or its step cap; returns its log.
+
+    The log holds ``steps`` run, ``passed_at`` (the step whose check first met the target, or None
+    when the cap ended the stage), every ``checks`` result with its step, and the loss ``curve``.
+    """
+    log: dict = {"stage": stage.name, "target": stage.target, "max_steps": stage.max_steps, "checks": [],
+                 "curve": [], "passed_at": None}  # fmt: skip
+    bar = tqdm(total=stage.max_steps, desc=stage.name, disable=not progress, mininterval=5)
+    for step in range(1, stage.max_steps + 1):
+        log["curve"].append(train_step(stage))
+        bar.update()
+        if stage.check is not None and (step % check_every == 0 or step == stage.max_steps):
+            result = check(stage.check)
+            log["checks"].append({"step": step, **result})
+            bar.set_postfix_str(f"{stage.check} {result['value']:.2f}")
+            if result["value"] >= stage.target:
+                log["passed_at"] = step
+                break
+    bar.close()
+    log["steps"] = len(log["curve"])
+    return log
 
 
 def train_llava(
@@ -195,15 +373,11 @@ def train_llava(
     cfg: LlavaTrainConfig,
     seed: int,
     progress: bool = True,
-    caption_tasks: dict[str, float] | None = None,
 ) -> dict:
-    """LLaVA's stages with next-token loss on answers, on standardised cached features.
+    """Train the toy LLaVA through ``cfg.curriculum`` on standardised cached features.
 
-    ``caption_tasks`` replaces the captioning of stage 1 and of stage 2's first part (controls only).
-
-    The last ``cfg.validation_scenes`` scenes are held out to decide when captioning ends.
-    Returns the loss curves, the step at which stage 2 switched to instructions and the
-    validation accuracies seen.
+    The last ``cfg.validation_scenes`` scenes are held out for the stages' checks. Returns one log
+    per stage (see ``run_stage``).
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -214,62 +388,28 @@ def train_llava(
     val_scenes, val_features = scenes[n_train:], standardised[n_train:]
     n_tokens = model.config.image_seq_length
     projector = list(model.model.multi_modal_projector.parameters())
-    params = projector + list(model.model.language_model.parameters())
-    log: dict = {"curves": {"projector": [], "projector+LM": []}, "validation": []}
+    groups = {False: projector, True: projector + list(model.model.language_model.parameters())}
+    optimisers: dict[bool, tuple] = {}
 
-    def train_step(stage: str, trainable: list, opt, sched, tasks: dict[str, float]) -> None:
+    def train_step(stage: Stage) -> float:
+        params = groups[stage.train_lm]
+        if stage.train_lm not in optimisers:
+            optimisers[stage.train_lm] = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, None)
         idx = rng.choice(n_train, cfg.batch_size, replace=False)
-        conversations = [[instruction_example(scenes[i], rng, tasks)] for i in idx]
-        ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens)
+        conversations = [[instruction_example(scenes[i], rng, dict(stage.tasks))] for i in idx]
+        ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens, cfg.question_loss)
         embeds = embed_with_features(model, ids.to(device), standardised[idx])
         loss = model(inputs_embeds=embeds, attention_mask=mask.to(device), labels=labels.to(device)).loss
-        log["curves"][stage].append(_step(loss, trainable, opt, sched))
+        return clipped_step(loss, params, *optimisers[stage.train_lm])
+
+    def check(name: str) -> dict[str, float]:
+        return held_out_check(name, model, tokenizer, prompt_format, val_scenes, val_features, cfg)
 
     model.train()
-    captions, mix = caption_tasks or dict(CAPTIONING), dict(cfg.instruction_mix)
-    opt, sched = _optimise(projector, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.projector_steps)
-    for _ in tqdm(range(cfg.projector_steps), desc="LLaVA stage 1 (projector)", disable=not progress):
-        train_step("projector", projector, opt, sched, captions)
-
-    opt, sched = _optimise(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.caption_max_steps + cfg.instruction_steps)
-    switch: dict[str, int | None] = {"at": None}
-    bar = tqdm(desc="LLaVA stage 2 (projector+LM)", disable=not progress, mininterval=5)
-    step = 0
-    while switch["at"] is None or step < switch["at"] + cfg.instruction_steps:
-        train_step("projector+LM", params, opt, sched, captions if switch["at"] is None else mix)
-        step += 1
-        bar.update()
-        if switch["at"] is None and (step % cfg.check_every == 0 or step >= cfg.caption_max_steps):
-            accuracy = caption_relation_accuracy(model, tokenizer, prompt_format, val_scenes, val_features)
-            log["validation"].append({"step": step, "caption_relation_accuracy": accuracy})
-            if accuracy >= cfg.caption_target or step >= cfg.caption_max_steps:
-                switch["at"] = step
-    bar.close()
-    log["caption_steps"] = switch["at"]
+    stages = [run_stage(stage, train_step, check, cfg.check_every, progress) for stage in cfg.curriculum]
     model.eval()
     fold_standardisation(model, mean, std)
-    return log
-
-
-@torch.no_grad()
-def answer_accuracy(
-    model: LlavaForConditionalGeneration,
-    tokenizer: PreTrainedTokenizerFast,
-    prompt_format: PromptFormat,
-    conversations: list[list[tuple[str, str]]],
-    features: torch.Tensor,
-) -> float:
-    """Teacher-forced: the share of conversations whose every answer word (end token aside) is predicted."""
-    was_training = model.training
-    model.eval()
-    ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, model.config.image_seq_length)
-    device = next(model.parameters()).device
-    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-    logits = model(inputs_embeds=embed_with_features(model, ids, features.to(device)), attention_mask=mask).logits
-    scored = (labels[:, 1:] != -100) & (labels[:, 1:] != tokenizer.eos_token_id)
-    right = (logits[:, :-1].argmax(-1) == labels[:, 1:]) | ~scored
-    model.train(was_training)
-    return right.all(dim=1).float().mean().item()
+    return {"stages": stages}
 
 
 class Stopwatch:

@@ -45,15 +45,15 @@ def test_folding_standardisation_is_exact(tiny_models):
 
 
 def test_toy_models_train_save_and_reload_from_cache(world):
-    from analysis_lib.experiments import toy_setup
+    from analysis_lib.chapters.ch01_same_encoder import toy_setup
 
-    setup: ToySetup = toy_setup(clip_steps=3, caption_max_steps=2, instruction_steps=2, smoke=True)
+    setup: ToySetup = toy_setup(clip_steps=3, smoke=True)
     first = toy_models(setup, seed=0, progress=False)
-    assert first.reused == {"clip": False, "llava": False}
+    assert first.reused == {"clip": False, "lm": False, "llava": False}
     assert (first.folders["llava"] / "model.safetensors").is_file()
     assert isinstance(LlavaProcessor.from_pretrained(first.folders["llava"]), LlavaProcessor)
     second = toy_models(setup, seed=0, progress=False)
-    assert second.reused == {"clip": True, "llava": True}
+    assert second.reused == {"clip": True, "lm": True, "llava": True}
     for a, b in zip(first.llava.parameters(), second.llava.parameters()):
         assert torch.equal(a, b)
     other_seed = toy_models(setup, seed=1, progress=False)

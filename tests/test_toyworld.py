@@ -53,13 +53,45 @@ def test_objects_stay_inside_their_patch(world):
         assert (int(row // world.cell), int(col // world.cell)) == scene.first_cell
 
 
-def test_false_captions_are_false_and_mostly_relation_swaps(world):
+def foil_kind(scene: tw.Scene, caption: str) -> str:
+    """Which kind of foil a false relational caption is, read back from its words."""
+    words = caption.split()
+    said = {tw.Obj(words[1], words[2]), tw.Obj(words[-2], words[-1])}
+    true = {scene.first, scene.second}
+    if said == true:
+        return "relation"
+    (new,), (old,) = said - true, true - said
+    in_scene = {scene.first.colour, scene.second.colour}, {scene.first.shape, scene.second.shape}
+    assert new.colour == old.colour or new.colour not in in_scene[0], caption
+    assert new.shape == old.shape or new.shape not in in_scene[1], caption
+    if new.shape == old.shape:
+        return "colour"
+    return "shape" if new.colour == old.colour else "absent object"
+
+
+def test_false_captions_are_false_and_their_kinds_balanced(world):
     rng = np.random.default_rng(0)
-    scenes = tw.sample_scenes(300, world, seed=1)
+    scenes = tw.sample_scenes(2000, world, seed=1)
     false = [tw.false_caption(s, rng) for s in scenes]
     assert all(f != tw.relational_caption(s) for f, s in zip(false, scenes))
-    same_objects = sum(s.first.phrase in f and s.second.phrase in f for f, s in zip(false, scenes))
-    assert same_objects > 0.7 * len(scenes)
+    kinds = [foil_kind(s, f) for s, f in zip(scenes, false)]
+    shares = {kind: kinds.count(kind) / len(kinds) for kind in tw.FOIL_KINDS}
+    assert all(0.21 < share < 0.29 for share in shares.values()), shares
+
+
+def test_list_task_names_every_object_with_its_cell(world):
+    rng = np.random.default_rng(0)
+    for scene in tw.sample_scenes(50, world, seed=3):
+        question, answer, truthful = tw.instruction_example(scene, rng, {"list": 1.0})
+        assert question == tw.LIST_QUESTION and truthful
+        for obj, cell in tw.placed_objects(scene):
+            assert f"a {obj.phrase} {tw.cell_words(cell)}" in answer.split(" and ")
+
+
+def test_unknown_task_is_refused(world):
+    scene = tw.sample_scenes(1, world, seed=0)[0]
+    with pytest.raises(ValueError, match="unknown task 'wher'"):
+        tw.instruction_example(scene, np.random.default_rng(0), {"wher": 1.0})
 
 
 def test_caption_mix_follows_the_relational_fraction():
@@ -76,7 +108,7 @@ def test_every_word_is_in_the_vocabulary(world):
     rng = np.random.default_rng(0)
     vocab = set(tw.vocabulary())
     for scene in tw.sample_scenes(100, world, seed=2):
-        tasks = {"yes/no": 1.0, "describe": 1.0, "relative": 1.0, "where": 1.0}
-        for text in [*tw.instruction_example(scene, rng, tasks), tw.training_caption(scene, rng, world)]:
+        tasks = dict.fromkeys(tw.TASKS, 1.0)
+        for text in [*tw.instruction_example(scene, rng, tasks)[:2], tw.training_caption(scene, rng, world)]:
             words = text.lower().replace('"', ' " ').replace("?", " ? ").replace(".", " . ").split()
             assert set(words) <= vocab, text

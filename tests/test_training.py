@@ -39,7 +39,7 @@ def test_where_in_text_question_states_both_cells_and_asks_one(world):
 
     rng = np.random.default_rng(0)
     for scene in sample_scenes(20, world, seed=0):
-        question, answer = instruction_example(scene, rng, {"where-in-text": 1.0})
+        question, answer, _ = instruction_example(scene, rng, {"where-in-text": 1.0})
         assert cell_words(scene.first_cell) in question and cell_words(scene.second_cell) in question
         asked = question.split("Where is the ")[1].rstrip("?")
         assert answer == cell_words(scene.first_cell if asked == scene.first.phrase else scene.second_cell)

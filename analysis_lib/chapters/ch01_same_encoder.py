@@ -1,0 +1,481 @@
+"""Chapter 1, "Same encoder, different answers": the experiments its notebook shows, as tidy tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
+
+from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
+from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.cache import cached_artifact
+from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
+from analysis_lib.features import llava_selected_features, pixel_tensor
+from analysis_lib.lm_pretraining import LmPretrainConfig
+from analysis_lib.metrics import opposite_option, seed_interval
+from analysis_lib.models import load_language_model, toy_llava_from_clip
+from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
+from analysis_lib.probing import chance_levels, encoder_probes
+from analysis_lib.results import results_dir, write_results
+from analysis_lib.scoring import ClipScorer, VQAScorer
+from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
+from analysis_lib.toyworld import instruction_example, render_all, sample_scenes
+from analysis_lib.training import (
+    GROUNDED_CURRICULUM,
+    UNGROUNDED_CURRICULUM,
+    ClipTrainConfig,
+    LlavaTrainConfig,
+    Stage,
+    answer_accuracy,
+    train_llava,
+)
+
+EVAL_SEED = 12345
+EVAL_PAIRS = 100
+HEADLINE = {
+    ("relations", "4-way individual"): "relation 4-way",
+    ("relations", "4-way axis"): "relation axis (4-way choice on the right axis)",
+    ("relations", "2-way individual"): "relation 2-way",
+    ("relations", "2-way pair"): "relation 2-way pair",
+    ("attributes", "4-way individual"): "attribute 4-way",
+    ("pairs", "pair Spatial"): "MMVP-style spatial pairs",
+    ("pairs", "pair Color"): "MMVP-style colour pairs",
+}
+ABLATION_TESTS = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
+CHANCE = {
+    "relation 4-way": 0.25,
+    "relation axis (4-way choice on the right axis)": 0.5,
+    "relation 2-way": 0.5,
+    "relation 2-way pair": 0.25,
+    "attribute 4-way": 0.25,
+    "MMVP-style spatial pairs": 0.25,
+    "MMVP-style colour pairs": 0.25,
+}
+
+
+MAIN = "pre-trained LM + grounding task (the chapter's LLaVA)"
+FROM_SCRATCH = "LM from scratch + grounding task"
+NO_GROUNDING = "pre-trained LM, no grounding task"
+VARIANTS = (MAIN, FROM_SCRATCH, NO_GROUNDING)
+"""What makes the extraction possible: the chapter's LLaVA recipe and its two ablations."""
+
+
+def smoke_curriculum(curriculum: tuple[Stage, ...]) -> tuple[Stage, ...]:
+    """The same stages, two steps each, checked every step (numbers meaningless)."""
+    return tuple(dataclasses.replace(stage, max_steps=2) for stage in curriculum)
+
+
+def toy_setup(clip_steps: int, smoke: bool, variant: str = MAIN) -> ToySetup:
+    """The chapter's toy setup for one of ``VARIANTS``; ``smoke`` shrinks everything to seconds."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
+    curriculum = UNGROUNDED_CURRICULUM if variant == NO_GROUNDING else GROUNDED_CURRICULUM
+    setup = ToySetup(
+        clip_train=ClipTrainConfig(steps=clip_steps),
+        llava_train=LlavaTrainConfig(curriculum=curriculum),
+        lm_pretrain=None if variant == FROM_SCRATCH else LmPretrainConfig(),
+    )
+    if not smoke:
+        return setup
+    return dataclasses.replace(
+        setup,
+        n_train_scenes=256,
+        clip_train=ClipTrainConfig(steps=3, batch_size=32, warmup=1),
+        llava_train=LlavaTrainConfig(
+            curriculum=smoke_curriculum(curriculum), check_every=1, batch_size=16, warmup=1, validation_scenes=16,
+            vqascore_check_scenes=8,
+        ),
+        lm_pretrain=None if variant == FROM_SCRATCH else LmPretrainConfig(max_steps=2, check_every=1, held_out=16),
+    )  # fmt: skip
+
+
+@dataclass
+class SameEncoderRun:
+    """Everything chapter 1 shows: per-seed metrics, timings, training logs and the last seed's models."""
+
+    metrics: pd.DataFrame
+    seconds: dict[int, dict[str, float]]
+    reused: dict[int, dict[str, bool]]
+    training_seconds: dict[int, dict[str, float | None]]
+    benchmark_dir: Path
+    models: ToyModels
+    setup: ToySetup
+    config: dict = field(default_factory=dict)
+    folders: dict[int, dict[str, Path]] = field(default_factory=dict)
+
+
+def model_scorers(models: ToyModels) -> dict[str, ClipScorer | VQAScorer]:
+    """The chapter's two scorers on one seed's toy models."""
+    return {
+        "CLIP (cosine)": ClipScorer(models.clip, models.clip_processor),
+        "LLaVA (VQAScore)": VQAScorer(models.llava, models.llava_processor, models.prompt_format),
+    }
+
+
+def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[dict]:
+    """Metric records of every scorer on the relation, attribute and pair sets."""
+    relations = load_whatsup_controlled(bench_dir / RELATION_FILE)
+    attributes = load_whatsup_controlled(bench_dir / ATTRIBUTE_FILE)
+    pairs = load_mmvp_vlm(bench_dir / MMVP_FOLDER)
+    records = []
+    for model, scorer in scorers.items():
+        rows = whatsup_records(relations, whatsup_option_scores(scorer, relations), "relations", seed)
+        rows += whatsup_records(attributes, whatsup_option_scores(scorer, attributes), "attributes", seed, False)
+        rows += mmvp_records(pairs, mmvp_scores(scorer, pairs), "pairs", seed)
+        records += [{"model": model, "seed": seed, **row} for row in rows]
+    return records
+
+
+def _train_seconds(folder: Path) -> float | None:
+    """The training wall time recorded with a cached model."""
+    return training_log(folder).get("train_seconds")
+
+
+def same_encoder_experiment(
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True
+) -> SameEncoderRun:
+    """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks."""
+    setup = toy_setup(clip_steps, smoke)
+    bench_dir = export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)
+    records, seconds, reused, trained, folders = [], {}, {}, {}, {}
+    for seed in seeds:
+        models = toy_models(setup, seed, device, progress)
+        start = time.perf_counter()
+        records += [{"condition": MAIN, **r} for r in score_all(model_scorers(models), bench_dir, seed)]
+        seconds[seed] = {**models.seconds, "evaluation": time.perf_counter() - start}
+        reused[seed], folders[seed] = models.reused, models.folders
+        trained[seed] = {name: _train_seconds(folder) for name, folder in models.folders.items()}
+    config = {
+        "parameters": {"seeds": seeds, "device": device, "clip_steps": clip_steps, "smoke": smoke},
+        "eval_seed": EVAL_SEED,
+        "setup": dataclasses.asdict(setup),
+    }
+    return SameEncoderRun(pd.DataFrame(records), seconds, reused, trained, bench_dir, models, setup, config, folders)
+
+
+def timing_table(run: SameEncoderRun) -> pd.DataFrame:
+    """Per seed: this run's wall seconds per stage, beside the training seconds recorded when each
+    cached model was trained."""
+    this = pd.DataFrame(run.seconds).T.round(1).add_suffix(" (this run, s)")
+    trained = pd.DataFrame(run.training_seconds).T.round(1).add_suffix(" (when trained, s)")
+    return this.join(trained).rename_axis("seed")
+
+
+@dataclass
+class AblationRun:
+    """The LLaVA variants of "what makes the extraction possible": metrics and training logs per seed."""
+
+    metrics: pd.DataFrame
+    folders: dict[str, dict[int, Path]]
+    seconds: dict[str, dict[int, float]]
+
+
+def ablation_experiment(run: SameEncoderRun, device: str, progress: bool = True) -> AblationRun:
+    """Train or load each variant's LLaVA on every seed of ``run`` (same CLIP) and score it."""
+    seeds = run.config["parameters"]["seeds"]
+    clip_steps, smoke = run.config["parameters"]["clip_steps"], run.config["parameters"]["smoke"]
+    main = run.metrics[run.metrics.model == "LLaVA (VQAScore)"]
+    records, folders, seconds = [main], {MAIN: {s: run.folders[s]["llava"] for s in seeds}}, {}
+    for variant in VARIANTS[1:]:
+        setup = toy_setup(clip_steps, smoke, variant)
+        folders[variant], seconds[variant] = {}, {}
+        for seed in seeds:
+            start = time.perf_counter()
+            models = toy_models(setup, seed, device, progress)
+            scorer = {"LLaVA (VQAScore)": model_scorers(models)["LLaVA (VQAScore)"]}
+            rows = score_all(scorer, run.benchmark_dir, seed)
+            records.append(pd.DataFrame([{"condition": variant, **r} for r in rows]))
+            folders[variant][seed], seconds[variant][seed] = models.folders["llava"], time.perf_counter() - start
+    return AblationRun(pd.concat(records, ignore_index=True), folders, seconds)
+
+
+def transitions(ablations: AblationRun) -> pd.DataFrame:
+    """Per variant, seed and curriculum stage: where the stage started (in stage-2 steps), how many
+    steps it ran, and the step at which its held-out check first passed (None: it ran to its cap)."""
+    rows = []
+    for variant, by_seed in ablations.folders.items():
+        for seed, folder in by_seed.items():
+            start = 0
+            for stage in training_log(folder)["stages"]:
+                passed = stage["passed_at"]
+                last = stage["checks"][-1] if stage["checks"] else {}
+                rows.append({"variant": variant, "seed": seed, "stage": stage["stage"], "starts at": start,
+                             "steps": stage["steps"], "passed at": None if passed is None else start + passed,
+                             "final check": last.get("value"), "target": stage["target"] if stage["checks"] else None,
+                             "cap": stage["max_steps"]})  # fmt: skip
+                start += stage["steps"]
+    return pd.DataFrame(rows)
+
+
+def check_curves(ablations: AblationRun) -> pd.DataFrame:
+    """Every held-out check of every variant and seed, at its cumulative training step."""
+    rows = []
+    for variant, by_seed in ablations.folders.items():
+        for seed, folder in by_seed.items():
+            start = 0
+            for stage in training_log(folder)["stages"]:
+                rows += [{"variant": variant, "seed": seed, "stage": stage["stage"], "step": start + c["step"],
+                          "value": c["value"]} for c in stage["checks"]]  # fmt: skip
+                start += stage["steps"]
+    return pd.DataFrame(rows)
+
+
+def lm_pretraining_table(run: SameEncoderRun) -> pd.DataFrame:
+    """Per seed: the content-copying pre-training's steps, held-out copy accuracy, and when it passed."""
+    rows = []
+    for seed, folders in run.folders.items():
+        log = training_log(folders["lm"])
+        rows.append({"seed": seed, "steps": log["steps"], "passed at": log["passed_at"],
+                     "held-out copy accuracy": log["checks"][-1]["value"] if log["checks"] else None,
+                     "train seconds": log.get("train_seconds")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def ablation_summary(ablations: AblationRun) -> pd.DataFrame:
+    """Headline LLaVA tests per variant: mean over seeds with 95% CI and the per-seed values."""
+    rows = headline(ablations.metrics)
+    rows = rows[rows.test.isin(ABLATION_TESTS)]
+    out = [seed_summary(group.assign(model=variant)) for variant, group in rows.groupby("condition", sort=False)]
+    return pd.concat(out, ignore_index=True).rename(columns={"model": "variant"})
+
+
+def headline(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's headline metrics, one row per seed, with readable test names."""
+    keys = list(zip(metrics["benchmark"], metrics["metric"]))
+    rows = metrics[[k in HEADLINE for k in keys]].copy()
+    rows["test"] = [HEADLINE[k] for k in zip(rows["benchmark"], rows["metric"])]
+    order = {name: i for i, name in enumerate(HEADLINE.values())}
+    return rows.sort_values(by="test", key=lambda s: s.map(order), kind="stable")
+
+
+def seed_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean across seeds with its 95% t-interval and the per-seed values, per test and model."""
+    out = []
+    for (test, model), group in rows.groupby(["test", "model"], sort=False):
+        mean, low, high = seed_interval(group["value"])
+        low, high = max(0.0, low), min(1.0, high)  # accuracies: clip the t-interval to [0, 1]
+        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
+        out.append(
+            {
+                "test": test,
+                "model": model,
+                "mean": mean,
+                "ci95_low": low,
+                "ci95_high": high,
+                "per seed": per_seed,
+                "chance": CHANCE.get(test),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def target_checks(rows: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's targets, set before the run (issue "Chapter 1 must show the claim"), each marked
+    met or not: on every seed (the worst seed) where the target says so, else on the seed mean."""
+    clip, llava = "CLIP (cosine)", "LLaVA (VQAScore)"
+    value = rows.groupby(["test", "model"])["value"]
+    mean, worst, best = value.mean(), value.min(), value.max()
+    checks = [
+        ("LLaVA relation 4-way >= 90% on every seed (worst seed)", worst[("relation 4-way", llava)], 0.90, True),
+        ("LLaVA attribute 4-way >= 90% on every seed (worst seed)", worst[("attribute 4-way", llava)], 0.90, True),
+        ("LLaVA MMVP-style spatial pairs >= 80% (mean)", mean[("MMVP-style spatial pairs", llava)], 0.80, True),
+        ("LLaVA MMVP-style colour pairs >= 80% (mean)", mean[("MMVP-style colour pairs", llava)], 0.80, True),
+        ("LLaVA relation 2-way pair minus CLIP's > 0 (mean)",
+         mean[("relation 2-way pair", llava)] - mean[("relation 2-way pair", clip)], 0.0, True),
+        ("CLIP relation 4-way <= 35% on every seed (best seed)", best[("relation 4-way", clip)], 0.35, False),
+        ("CLIP attribute 4-way >= 90% on every seed (worst seed)", worst[("attribute 4-way", clip)], 0.90, True),
+    ]  # fmt: skip
+    table = pd.DataFrame(checks, columns=["target", "value", "threshold", "at least"])
+    table["met"] = [(v >= t if up else v <= t) for v, t, up in zip(table.value, table.threshold, table["at least"])]
+    table.loc[table.target.str.contains("minus"), "met"] = table.value > 0
+    return table.drop(columns=["threshold", "at least"])
+
+
+def findings(summary: pd.DataFrame, ablation: pd.DataFrame | None = None) -> str:
+    """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
+    row = {(r["test"], r["model"]): r for r in summary.to_dict("records")}
+    clip, llava = "CLIP (cosine)", "LLaVA (VQAScore)"
+
+    def show(r: dict) -> str:
+        return f"{r['mean']:.1%} (95% CI {r['ci95_low']:.1%}-{r['ci95_high']:.1%}; seeds {r['per seed']})"
+
+    def pick(test: str, model: str) -> str:
+        return show(row[(test, model)])
+
+    lines = [
+        f"* CLIP: attributes {pick('attribute 4-way', clip)}, relations 4-way {pick('relation 4-way', clip)} "
+        f"(chance 25%), 2-way {pick('relation 2-way', clip)} (chance 50%).",
+        f"* LLaVA on the same frozen encoder: relations 4-way {pick('relation 4-way', llava)}, "
+        f"2-way {pick('relation 2-way', llava)}; attributes {pick('attribute 4-way', llava)}.",
+        f"* Pairs (chance 25%): What'sUp-style 2-way pairs CLIP {pick('relation 2-way pair', clip)} vs LLaVA "
+        f"{pick('relation 2-way pair', llava)}; MMVP-style spatial pairs CLIP "
+        f"{pick('MMVP-style spatial pairs', clip)} vs LLaVA {pick('MMVP-style spatial pairs', llava)}; "
+        f"colour pairs CLIP {pick('MMVP-style colour pairs', clip)} vs LLaVA {pick('MMVP-style colour pairs', llava)}.",
+    ]
+    if ablation is not None:
+        by = {(r["test"], r["variant"]): r for r in ablation.to_dict("records")}
+        for variant in VARIANTS[1:]:
+            if ("relation 4-way", variant) in by:
+                lines.append(f"* {variant}: relations 4-way {show(by[('relation 4-way', variant)])}, "
+                             f"attributes {show(by[('attribute 4-way', variant)])}.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def fresh_scenes(run: SameEncoderRun, n_scenes: int, seed: int) -> tuple[list, torch.Tensor]:
+    """``n_scenes`` new scenes (``seed``) and their pixels, preprocessed for the run's CLIP."""
+    scenes = sample_scenes(n_scenes, run.setup.world, seed=seed)
+    return scenes, pixel_tensor(
+        render_all(scenes, run.setup.world, seed + 1), run.models.clip_processor.image_processor
+    )
+
+
+def encoder_probe_table(run: SameEncoderRun, n_scenes: int) -> pd.DataFrame:
+    """Linear-probe accuracies on the last seed's frozen CLIP, beside each probe's majority-class rate."""
+    scenes, pixels = fresh_scenes(run, n_scenes, EVAL_SEED + 1)
+    return pd.DataFrame(
+        {
+            "probe accuracy": encoder_probes(run.models.clip, pixels, scenes),
+            "majority class": chance_levels(scenes, run.setup.world.grid),
+        }
+    )
+
+
+def per_relation_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """4-way relation accuracy per relation and model, averaged over seeds."""
+    rows = metrics[
+        (metrics.benchmark == "relations") & metrics.metric.str.match(r"4-way (left_of|right_of|above|below)")
+    ]
+    return rows.pivot_table(index="metric", columns="model", values="value", aggfunc="mean")
+
+
+def attribution_example(run: SameEncoderRun) -> tuple[Image.Image, dict[str, np.ndarray], str]:
+    """Patch attributions of both scorers' margins (true caption minus opposite-relation caption)
+    on the first relation-set image, with the last seed's models."""
+    item = load_whatsup_controlled(run.benchmark_dir / RELATION_FILE)[0]
+    gold = item.caption_options[0]
+    foil = item.caption_options[opposite_option(item.caption_options, item.relation)]
+    clip_scorer, vqa_scorer = model_scorers(run.models).values()
+    image = load_image(item.image_path)
+    pixels = vqa_scorer.pixel_values([image])
+    patch = run.models.clip.config.vision_config.patch_size
+    maps = {
+        "CLIP: cos(true) - cos(foil)": patch_attribution(clip_margin_fn(clip_scorer, gold, foil), pixels, patch),
+        "LLaVA: VQAScore(true) - VQAScore(foil)": patch_attribution(
+            vqa_margin_fn(vqa_scorer, gold, foil), pixels, patch
+        ),
+    }
+    return image, maps, f'true: "{gold}"   foil: "{foil}"   (seed {run.config["parameters"]["seeds"][-1]})'
+
+
+def probe_example(run: SameEncoderRun) -> tuple[list[Image.Image], tuple[str, str]]:
+    """The first MMVP-style spatial pair of the toy test set: its two images and two statements."""
+    pair = next(p for p in load_mmvp_vlm(run.benchmark_dir / MMVP_FOLDER) if p.pattern == "Spatial")
+    return [load_image(path) for path in pair.image_paths], pair.statements
+
+
+BINDING_STEPS = 250
+KNOWS_WHERE_NOT_WHICH = 0.5  # the two objects share a row or a column: the wrong one's cell gets one word wrong
+WHERE_IMAGE = "answer only in the image (the chapter's trained LLaVA)"
+WHERE_TEXT_SCRATCH = "both cells in the question, text only: LM from scratch"
+WHERE_TEXT_PRETRAINED = "both cells in the question, text only: pre-trained LM (content copying)"
+
+
+def _where_conversations(scenes: list, task: str, seed: int) -> list[list[tuple[str, str]]]:
+    """One 'where' question per scene."""
+    rng = np.random.default_rng(seed)
+    return [[instruction_example(scene, rng, {task: 1.0})] for scene in scenes]
+
+
+def binding_steps(setup: ToySetup) -> int:
+    """Training steps of the text-only control: ``BINDING_STEPS``, two in a smoke run."""
+    return 2 if setup.n_train_scenes < 1000 else BINDING_STEPS
+
+
+def text_binding_accuracy(run: SameEncoderRun, seed: int, scenes: list, pretrained: bool) -> float:
+    """Train a toy LM (fresh, or the seed's pre-trained one) on the text-only binding control, cached."""
+    setup, steps = run.setup, binding_steps(run.setup)
+    cfg = dataclasses.replace(
+        setup.llava_train, curriculum=(Stage("where-in-text", (("where-in-text", 1.0),), None, 0.0, steps),),
+        validation_scenes=16,
+    )  # fmt: skip
+    spec = {"lm": setup.lm_spec(seed) if pretrained else None, "llava_size": dataclasses.asdict(setup.llava_size),
+            "train": dataclasses.asdict(cfg), "world": dataclasses.asdict(setup.world), "seed": seed,
+            "n_train_scenes": setup.n_train_scenes, "eval_scenes": len(scenes), "eval_seed": EVAL_SEED}  # fmt: skip
+
+    def build(folder: Path) -> None:
+        model, processor = toy_llava_from_clip(run.models.clip, run.models.clip_processor, setup.llava_size, seed)
+        if pretrained:
+            load_language_model(model, LlamaForCausalLM.from_pretrained(run.folders[seed]["lm"]))
+        train_scenes = sample_scenes(setup.n_train_scenes, setup.world, seed)
+        blank = torch.zeros(len(train_scenes), model.config.image_seq_length, model.config.vision_config.hidden_size)
+        start = time.perf_counter()
+        train_llava(model, processor.tokenizer, train_scenes, blank, setup.prompt_format, cfg, seed, False)
+        conversations = _where_conversations(scenes, "where-in-text", EVAL_SEED + 4)
+        accuracy = answer_accuracy(model, processor.tokenizer, setup.prompt_format, conversations, blank[: len(scenes)])
+        (folder / "binding.json").write_text(json.dumps({"accuracy": accuracy, "steps": steps,
+                                                          "train_seconds": time.perf_counter() - start}))  # fmt: skip
+
+    folder, _ = cached_artifact("binding-control", spec, build)
+    return json.loads((folder / "binding.json").read_text())["accuracy"]
+
+
+def binding_control(run: SameEncoderRun, n_scenes: int = 512) -> pd.DataFrame:
+    """Binding, both ways, per seed: 'Where is X?' answered from the image by the chapter's LLaVA, and
+    learned from text alone (both cells in the question) by a toy LM from scratch and by the pre-trained one."""
+    scenes, pixels = fresh_scenes(run, n_scenes, EVAL_SEED + 3)
+    rows = []
+    for seed in run.config["parameters"]["seeds"]:
+        llava = LlavaForConditionalGeneration.from_pretrained(run.folders[seed]["llava"]).eval()
+        tokenizer = run.models.llava_processor.tokenizer
+        conversations = _where_conversations(scenes, "where", EVAL_SEED + 4)
+        features = llava_selected_features(llava, pixels)
+        from_image = answer_accuracy(llava, tokenizer, run.models.prompt_format, conversations, features)
+        rows += [
+            {"test": WHERE_IMAGE, "seed": seed, "accuracy": from_image},
+            {"test": WHERE_TEXT_SCRATCH, "seed": seed, "accuracy": text_binding_accuracy(run, seed, scenes, False)},
+            {"test": WHERE_TEXT_PRETRAINED, "seed": seed, "accuracy": text_binding_accuracy(run, seed, scenes, True)},
+        ]
+    return pd.DataFrame(rows)
+
+
+def binding_summary(binding: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy per binding test over seeds, with its 95% CI and the 'knows where, not which' level."""
+    table = seed_summary(binding.rename(columns={"accuracy": "value"}).assign(model="")).drop(
+        columns=["model", "chance"]
+    )
+    return table.assign(**{"knows where both objects are, not which": KNOWS_WHERE_NOT_WHICH})
+
+
+def save_results(
+    run: SameEncoderRun,
+    scale: str,
+    root: Path | None,
+    total_seconds: float,
+    tables: dict[str, pd.DataFrame],
+    ablations: AblationRun | None = None,
+) -> Path:
+    """Write the run's ``metrics.csv`` (the ablation variants' LLaVA rows too, by ``condition``) and
+    ``run.json`` (with ``tables``, e.g. the binding control, as records) under
+    ``<root>/01_same_encoder/<scale>[-smoke]``."""
+    smoke = run.config["parameters"]["smoke"]
+    folder = results_dir("01_same_encoder", scale + ("-smoke" if smoke else ""), root)
+    by_seed = {"wall_seconds": run.seconds, "training_wall_seconds": run.training_seconds, "cache_reused": run.reused}
+    record = {"chapter": "01_same_encoder", "scale": scale, **run.config, "total_wall_seconds": total_seconds}
+    record |= {name: {str(seed): v for seed, v in values.items()} for name, values in by_seed.items()}
+    record |= {name: table.to_dict("records") for name, table in tables.items()}
+    metrics = run.metrics
+    if ablations is not None:
+        record["ablation_wall_seconds"] = ablations.seconds
+        record["ablation_setups"] = {v: dataclasses.asdict(toy_setup(run.config["parameters"]["clip_steps"], smoke, v))
+                                     for v in VARIANTS[1:]}  # fmt: skip
+        metrics = pd.concat([metrics, ablations.metrics[ablations.metrics.condition != MAIN]], ignore_index=True)
+    write_results(folder, metrics, record)
+    return folder
