@@ -32,7 +32,7 @@ class LmPretrainConfig:
     lr: float = 3e-3
     warmup: int = 100
     max_steps: int = 3000
-    target: float = 0.95
+    target: float = 0.98
     check_every: int = 250
     held_out: int = 512
 

@@ -211,7 +211,7 @@ def absent_colour(scene: Scene, rng: np.random.Generator) -> str:
     return options[rng.integers(len(options))]
 
 
-FOIL_KINDS = ("relation", "colour", "shape", "absent object")
+FOIL_SHARES = {"relation": 0.5, "colour": 1 / 6, "shape": 1 / 6, "absent object": 1 / 6}
 
 
 def absent_shape(scene: Scene, rng: np.random.Generator) -> str:
@@ -220,14 +220,16 @@ def absent_shape(scene: Scene, rng: np.random.Generator) -> str:
     return options[rng.integers(len(options))]
 
 
-def false_caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A caption that is false for the scene, its kind drawn uniformly from ``FOIL_KINDS``.
+def false_caption(scene: Scene, rng: np.random.Generator, shares: dict[str, float] | None = None) -> str:
+    """A caption that is false for the scene, its kind drawn with the probabilities ``shares``
+    (``FOIL_SHARES`` unless given: relation foils as common as the three object foils together).
 
     relation: another relation word, or the objects swapped around the true one; colour / shape: one
     object's colour / shape replaced by one neither object has; absent object: one object replaced by
     an object of an absent colour and an absent shape.
     """
-    kind = FOIL_KINDS[rng.integers(len(FOIL_KINDS))]
+    shares = shares or FOIL_SHARES
+    kind = str(rng.choice(list(shares), p=np.array(list(shares.values())) / sum(shares.values())))
     if kind == "relation":
         if rng.random() < 0.5:
             return relational_caption(
@@ -258,11 +260,13 @@ class Turn(NamedTuple):
     truthful: bool = True
 
 
-def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[str, float]) -> Turn:
+def instruction_example(
+    scene: Scene, rng: np.random.Generator, weights: dict[str, float], foil_shares: dict[str, float] | None = None
+) -> Turn:
     """One instruction-style turn about the scene, LLaVA-data style.
 
     ``weights`` maps task names to sampling weights. Tasks: ``yes/no`` (the VQAScore question,
-    half of them about a false caption), ``describe`` (the relational caption), ``list`` (the
+    half of them about a false caption drawn with ``foil_shares``), ``describe`` (the relational caption), ``list`` (the
     grounding task: every object with its cell), ``relative`` (which relation holds), ``where`` (an
     object's cell in words); ``where-in-text`` (the same, with both objects' cells written in the
     question: a text-only binding control).
@@ -273,7 +277,7 @@ def instruction_example(scene: Scene, rng: np.random.Generator, weights: dict[st
     task = str(rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values())))
     if task == "yes/no":
         positive = rng.random() < 0.5
-        caption = relational_caption(scene) if positive else false_caption(scene, rng)
+        caption = relational_caption(scene) if positive else false_caption(scene, rng, foil_shares)
         if rng.random() < 0.3:
             caption = f"a photo of {caption}"
         return Turn(VQA_QUESTION.format(caption), "Yes" if positive else "No", positive)

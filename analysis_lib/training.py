@@ -21,6 +21,7 @@ from transformers import (
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.toyworld import (
     COL_WORDS,
+    FOIL_SHARES,
     RELATION_PHRASES,
     RELATIONS,
     ROW_WORDS,
@@ -71,15 +72,15 @@ class Stage:
 INSTRUCTION_MIX = (("yes/no", 0.5), ("relative", 0.2), ("where", 0.1), ("describe", 0.1), ("list", 0.1))
 GROUNDED_CURRICULUM = (
     Stage("projector", (("list", 1.0),), None, 0.0, 100, train_lm=False),
-    Stage("list", (("list", 1.0),), "cell words", 0.95, 3000),
-    Stage("describe", (("describe", 0.8), ("list", 0.2)), "relation word", 0.95, 1500),
-    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 3000),
+    Stage("list", (("list", 1.0),), "cell words", 0.98, 3000),
+    Stage("describe", (("describe", 0.8), ("list", 0.2)), "relation word", 0.98, 1500),
+    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 4000),
 )
 """LLaVA-1.5's two stages on the toy, with a grounding task (list every object with its cell) first."""
 UNGROUNDED_CURRICULUM = (
     Stage("projector", (("describe", 1.0),), None, 0.0, 100, train_lm=False),
-    Stage("describe", (("describe", 1.0),), "relation word", 0.95, 4500),
-    Stage("instructions", tuple(t for t in INSTRUCTION_MIX if t[0] != "list"), "vqascore", 0.95, 3000),
+    Stage("describe", (("describe", 1.0),), "relation word", 0.98, 4500),
+    Stage("instructions", tuple(t for t in INSTRUCTION_MIX if t[0] != "list"), "vqascore", 0.95, 4000),
 )
 """The ablation: the same stages and step budget without the grounding task."""
 
@@ -91,6 +92,7 @@ class LlavaTrainConfig:
     Next-token loss on every text token of truthful turns (``question_loss``; a yes/no question about a
     false caption teaches only its answer), else on answers only. The learning rate warms up over
     ``warmup`` steps at the start of each stage group (projector alone; projector + LM), then stays.
+    False captions of yes/no questions are drawn with ``foil_shares`` (see ``toyworld.false_caption``).
     The last ``validation_scenes`` training scenes are held out for the checks.
     """
 
@@ -103,6 +105,7 @@ class LlavaTrainConfig:
     warmup: int = 100
     weight_decay: float = 0.0
     question_loss: bool = True
+    foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
 
 
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
@@ -330,7 +333,8 @@ def held_out_check(
     if name == "vqascore":
         n = cfg.vqascore_check_scenes
         parts = vqascore_accuracies(model, tokenizer, prompt_format, scenes[:n], features[:n])
-        return {"value": min(parts["relation 4-way"], parts["attribute"]), **parts}
+        kept = held_out_check("relation word", model, tokenizer, prompt_format, scenes[:n], features[:n], cfg)
+        return {"value": min(parts["relation 4-way"], parts["attribute"]), **parts, "relation word": kept["value"]}
     raise ValueError(f"unknown check {name!r}; use 'cell words', 'relation word' or 'vqascore'")
 
 
@@ -396,7 +400,8 @@ def train_llava(
         if stage.train_lm not in optimisers:
             optimisers[stage.train_lm] = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, None)
         idx = rng.choice(n_train, cfg.batch_size, replace=False)
-        conversations = [[instruction_example(scenes[i], rng, dict(stage.tasks))] for i in idx]
+        tasks, foils = dict(stage.tasks), dict(cfg.foil_shares)
+        conversations = [[instruction_example(scenes[i], rng, tasks, foils)] for i in idx]
         ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens, cfg.question_loss)
         embeds = embed_with_features(model, ids.to(device), standardised[idx])
         loss = model(inputs_embeds=embeds, attention_mask=mask.to(device), labels=labels.to(device)).loss

@@ -276,23 +276,26 @@ if scale == "toy":
 # **Axis and direction.** A relation has an axis (horizontal or vertical) and a direction (which
 # object is on which side). The axis can be read without knowing which object is which — two
 # objects in one row are side by side — but the direction needs *binding*: the caption's words must
-# find the patch token of the object they name. The axis metric above separates the two. When the
-# toy LLaVA's captioning phase runs to its cap (the last line of the findings), its language model,
-# trained from scratch for minutes, has not learned that binding: at best it knows where the objects
-# are but not which is which, so its 4-way accuracy can reach about 50% (right axis, coin-flip
-# direction), and less where it has not settled even the axis. The probes show the missing piece is
-# not in the encoder. Pair accuracies below chance have a simple cause: a scorer that prefers one
-# of the two images whatever the statement says gets exactly one statement of each pair right.
+# find the patch token of the object they name. A model that has the axis but not the binding sits
+# near 50% 4-way (right axis, coin-flip direction). Pair accuracies below chance have a simple cause:
+# a scorer that prefers one of the two images whatever the statement says gets exactly one statement
+# of each pair right.
+#
+# **What makes it possible.** The ablation table and the transition figure say which ingredient each
+# seed needed. Read them as: a variant whose relation accuracy stays near 25-50% while its attribute
+# accuracy is high has learned *what* is in the image but not *where the named object is*. The
+# binding control separates that skill from vision: if a language model cannot learn in a few
+# hundred steps to answer "where is the red circle?" even when both cells are written out in the
+# question, it cannot be expected to read them from image tokens either.
 #
 # **Where the toy world differs from the paper.** The toy CLIP is trained from scratch on ~20k
 # synthetic images, and its captions are 10% relational by construction (the paper's CLIP was
-# trained on web alt-text whose relational content is unknown). The toy LLaVA's language model is
-# not pre-trained, so it learns the relation words and the word-to-patch binding only from its
-# captions and instruction data in a few thousand steps on a CPU — the paper's LLaVA-1.5 starts from
-# Vicuna, whose attention already binds words to what they refer to. Objects are aligned to the
-# patch grid (one object ≈ one patch), which makes the relation readable from token positions; real
-# scenes are not that clean. The toy tests the *mechanism* — same encoder, different extraction —
-# under control, not the paper's magnitudes.
+# trained on web alt-text whose relational content is unknown). The toy LM's "pre-training" is one
+# generic skill (content copying) learned in a minute, not Vicuna's; the grounding task (list every
+# object with its cell) stands in for the region-level and grounding data of LLaVA-1.5's instruction
+# mix. Objects are aligned to the patch grid (one object ≈ one patch), which makes the relation
+# readable from token positions; real scenes are not that clean. The toy tests the *mechanism* — same
+# encoder, different extraction — under control, not the paper's magnitudes.
 
 # %%
 if scale == "toy":

@@ -69,14 +69,16 @@ def foil_kind(scene: tw.Scene, caption: str) -> str:
     return "shape" if new.colour == old.colour else "absent object"
 
 
-def test_false_captions_are_false_and_their_kinds_balanced(world):
+def test_false_captions_are_false_and_their_kinds_drawn_as_configured(world):
     rng = np.random.default_rng(0)
     scenes = tw.sample_scenes(2000, world, seed=1)
     false = [tw.false_caption(s, rng) for s in scenes]
     assert all(f != tw.relational_caption(s) for f, s in zip(false, scenes))
     kinds = [foil_kind(s, f) for s, f in zip(scenes, false)]
-    shares = {kind: kinds.count(kind) / len(kinds) for kind in tw.FOIL_KINDS}
-    assert all(0.21 < share < 0.29 for share in shares.values()), shares
+    shares = {kind: kinds.count(kind) / len(kinds) for kind in tw.FOIL_SHARES}
+    assert all(abs(shares[k] - tw.FOIL_SHARES[k]) < 0.04 for k in shares), shares
+    uniform = [foil_kind(s, tw.false_caption(s, rng, dict.fromkeys(tw.FOIL_SHARES, 1.0))) for s in scenes]
+    assert abs(uniform.count("relation") / len(uniform) - 0.25) < 0.04
 
 
 def test_list_task_names_every_object_with_its_cell(world):

@@ -1,0 +1,147 @@
+"""The toy LM's pre-training and the toy LLaVA's staged curriculum."""
+
+import numpy as np
+import pytest
+import torch
+
+from analysis_lib.lm_pretraining import LmPretrainConfig, copy_accuracy, copy_batch, pretrain_lm
+from analysis_lib.models import LlavaSize, llava_tokenizer, load_language_model, toy_lm
+from analysis_lib.prompts import TOY_FORMAT
+from analysis_lib.toyworld import Turn
+from analysis_lib.training import (
+    Stage,
+    answer_logprob,
+    conversation_batch,
+    embed_with_features,
+    run_stage,
+    vqascore_accuracies,
+    word_accuracy,
+)
+
+SMALL_LM = LlavaSize(width=32, layers=2, heads=2)
+
+
+def test_question_loss_covers_the_text_of_truthful_turns_only():
+    tok = llava_tokenizer()
+    conversations = [
+        [Turn("Describe the figure.", "a red circle top left")],
+        [Turn('Does this figure show "a red circle"? Please answer yes or no.', "No", truthful=False)],
+    ]
+    ids, _, labels = conversation_batch(tok, TOY_FORMAT, conversations, n_image_tokens=3, question_loss=True)
+    learned = tok.convert_ids_to_tokens(ids[0][labels[0] != -100])
+    assert learned[:3] == ["user", ":", "describe"] and "<image>" not in learned and "<s>" not in learned
+    assert learned[-6:] == ["a", "red", "circle", "top", "left", "</s>"]
+    assert tok.convert_ids_to_tokens(ids[1][labels[1] != -100]) == ["no", "</s>"]
+    single, _, answers_only = conversation_batch(tok, TOY_FORMAT, conversations[:1], n_image_tokens=3)
+    assert tok.convert_ids_to_tokens(single[0][answers_only[0] != -100]) == learned[-6:]
+
+
+def test_copy_batch_repeats_the_segment_and_labels_only_its_predictable_tokens():
+    tok = llava_tokenizer()
+    cfg = LmPretrainConfig()
+    ids, mask, labels = copy_batch(tok, cfg, 200, np.random.default_rng(0))
+    lengths = set()
+    for row_ids, row_mask, row_labels in zip(ids, mask, labels):
+        seq = row_ids[row_mask.bool()].tolist()
+        target = row_labels[row_mask.bool()]
+        n_labelled = int((target != -100).sum())
+        segment = seq[len(seq) - n_labelled - 1 :]
+        assert seq[1 : 1 + len(segment)] == segment  # the repeat copies the opening segment
+        assert target[-n_labelled:].tolist() == segment[1:] and (target[:-n_labelled] == -100).all()
+        assert cfg.segment[0] <= len(segment) <= cfg.segment[1]
+        lengths.add(len(seq))
+    assert len(lengths) > 5  # random segment and filler lengths: no fixed copy offset to learn
+    assert tok.pad_token_id not in ids[mask.bool()] and tok.convert_tokens_to_ids("<image>") not in ids
+
+
+def test_run_stage_stops_at_the_first_passing_check_and_logs_every_check():
+    values = iter([0.1, 0.5, 0.97, 0.99])
+    stage = Stage("s", (("list", 1.0),), "cell words", 0.95, 100)
+    log = run_stage(stage, lambda _: 1.0, lambda _: {"value": next(values)}, check_every=10, progress=False)
+    assert log["passed_at"] == 30 and log["steps"] == 30
+    assert [c["step"] for c in log["checks"]] == [10, 20, 30]
+
+
+def test_run_stage_runs_to_its_cap_when_the_check_never_passes():
+    stage = Stage("s", (("list", 1.0),), "cell words", 0.95, 25)
+    log = run_stage(stage, lambda _: 1.0, lambda _: {"value": 0.2}, check_every=10, progress=False)
+    assert log["passed_at"] is None and log["steps"] == 25
+    assert [c["step"] for c in log["checks"]] == [10, 20, 25]
+    unchecked = run_stage(Stage("p", (), None, 0.0, 7), lambda _: 1.0, None, check_every=2, progress=False)
+    assert unchecked["steps"] == 7 and unchecked["checks"] == []
+
+
+def test_answer_logprob_is_minus_the_models_answer_loss(tiny_models, world):
+    from analysis_lib.toyworld import sample_scenes, relational_caption, VQA_QUESTION
+
+    _, _, llava, processor = tiny_models
+    tok = processor.tokenizer
+    n = llava.config.image_seq_length
+    scenes = sample_scenes(3, world, seed=0)
+    conversations = [[(VQA_QUESTION.format(relational_caption(s)), "Yes")] for s in scenes]
+    features = torch.randn(3, n, llava.config.vision_config.hidden_size, generator=torch.Generator().manual_seed(0))
+    got = answer_logprob(llava, tok, TOY_FORMAT, conversations, features)
+    for row in range(3):
+        ids, mask, labels = conversation_batch(tok, TOY_FORMAT, conversations[row : row + 1], n)
+        with torch.no_grad():
+            loss = llava(inputs_embeds=embed_with_features(llava, ids, features[row : row + 1]), labels=labels).loss
+        assert got[row].item() == pytest.approx(-loss.item(), abs=1e-5)
+
+
+def test_vqascore_check_picks_the_caption_with_the_highest_answer_probability(tiny_models, world, monkeypatch):
+    """With a stand-in scorer that prefers exactly the true caption, both accuracies are 1; preferring
+    the first option gets the relations of left_of scenes only and every attribute item."""
+    import analysis_lib.training as training
+    from analysis_lib.toyworld import VQA_QUESTION, relational_caption, sample_scenes
+
+    scenes = sample_scenes(8, world, seed=0)
+    truth = {VQA_QUESTION.format(relational_caption(s)) for s in scenes}
+
+    def prefers_truth(model, tokenizer, fmt, conversations, features):
+        return torch.tensor([float(c[0][0] in truth) for c in conversations])
+
+    monkeypatch.setattr(training, "answer_logprob", prefers_truth)
+    result = vqascore_accuracies(None, None, TOY_FORMAT, scenes, torch.zeros(8, 1, 1))
+    assert result["relation 4-way"] == 1.0 and result["attribute"] == 1.0
+    monkeypatch.setattr(training, "answer_logprob", lambda m, t, f, conv, feats: torch.zeros(len(conv)))
+    first = vqascore_accuracies(None, None, TOY_FORMAT, scenes, torch.zeros(8, 1, 1))
+    assert first["relation left_of"] == 1.0 and first["relation above"] == 0.0 and first["attribute"] == 1.0
+    assert first["relation 4-way"] == pytest.approx(0.25)
+
+
+def test_word_accuracy_scores_only_the_named_words(world, monkeypatch):
+    """A stand-in model that always predicts "top": exactly the row words that are "top" count as right."""
+    import analysis_lib.training as training
+    from analysis_lib.toyworld import ROW_WORDS, instruction_example, sample_scenes
+
+    tok = llava_tokenizer()
+    rng = np.random.default_rng(0)
+    conversations = [[instruction_example(s, rng, {"list": 1.0})] for s in sample_scenes(20, world, seed=0)]
+    _, _, labels = conversation_batch(tok, TOY_FORMAT, conversations, 9)
+
+    def always_top(model, tokenizer, fmt, convs, features):
+        logprobs = torch.full((*labels[:, 1:].shape, len(tok)), -10.0)
+        logprobs[..., tok.convert_tokens_to_ids("top")] = 0.0
+        return logprobs, labels[:, 1:]
+
+    monkeypatch.setattr(training, "teacher_forced", always_top)
+    rows = [w for c in conversations for w in c[0].answer.split() if w in ROW_WORDS]
+    expected = np.mean([w == "top" for w in rows])
+    assert 0 < expected < 1
+    assert word_accuracy(None, tok, TOY_FORMAT, conversations, None, ROW_WORDS) == pytest.approx(expected)
+
+
+def test_pretrained_lm_learns_to_copy_and_llava_starts_from_it(tiny_models):
+    cfg = LmPretrainConfig(max_steps=600, check_every=100, target=0.6, batch_size=32, held_out=64)
+    model, tok = toy_lm(SMALL_LM, seed=0)
+    held_out = copy_batch(tok, cfg, 64, np.random.default_rng(1))
+    before = copy_accuracy(model, held_out)
+    log = pretrain_lm(model, tok, cfg, seed=0, progress=False)
+    assert log["passed_at"] is not None, log["checks"]  # copying is learned, not memorised: fresh sequences
+    assert copy_accuracy(model, held_out) > before + 0.3
+    _, _, llava, _ = tiny_models
+    llava = type(llava)(llava.config)
+    load_language_model(llava, model)
+    ids = held_out[0][:4]
+    with torch.no_grad():
+        assert torch.allclose(llava(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
