@@ -72,7 +72,7 @@ def test_run_stage_runs_to_its_cap_when_the_check_never_passes():
 
 
 def test_answer_logprob_is_minus_the_models_answer_loss(tiny_models, world):
-    from analysis_lib.toyworld import sample_scenes, relational_caption, VQA_QUESTION
+    from analysis_lib.toyworld import VQA_QUESTION, relational_caption, sample_scenes
 
     _, _, llava, processor = tiny_models
     tok = processor.tokenizer
