@@ -103,7 +103,7 @@ class LlavaTrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 100
-    weight_decay: float = 0.0
+    weight_decay: float = 0.1
     question_loss: bool = True
     foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
 
