@@ -1,0 +1,45 @@
+"""Chapter 1's library module: its variants share what they should and its tables read the training logs."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from analysis_lib.chapters import ch01_same_encoder as ch
+
+
+def test_variants_share_clip_and_differ_only_where_they_say():
+    main, scratch, ungrounded = (ch.toy_setup(300, False, v) for v in ch.VARIANTS)
+    assert main.clip_spec(0) == scratch.clip_spec(0) == ungrounded.clip_spec(0)  # one CLIP per seed
+    assert scratch.lm_spec(0) is None and main.lm_spec(0) == ungrounded.lm_spec(0)
+    specs = [s.llava_spec(0) for s in (main, scratch, ungrounded)]
+    assert len({json.dumps(s, sort_keys=True, default=str) for s in specs}) == 3
+    assert "list" not in {task for stage in ungrounded.llava_train.curriculum for task, _ in stage.tasks}
+    budget = [sum(s.max_steps for s in setup.llava_train.curriculum) for setup in (main, ungrounded)]
+    assert budget[0] == budget[1]  # the ablation gets the same step budget
+    with pytest.raises(ValueError, match="unknown variant"):
+        ch.toy_setup(300, False, "no such variant")
+
+
+def write_log(folder, stages):
+    folder.mkdir(parents=True)
+    (folder / "training_log.json").write_text(json.dumps({"stages": stages}))
+
+
+def test_transitions_and_curves_count_steps_across_stages(tmp_path):
+    stages = [
+        {"stage": "projector", "target": 0.0, "max_steps": 100, "checks": [], "curve": [], "passed_at": None,
+         "steps": 100},
+        {"stage": "list", "target": 0.98, "max_steps": 3000, "passed_at": 200, "steps": 200, "curve": [],
+         "checks": [{"step": 100, "value": 0.5}, {"step": 200, "value": 0.99}]},
+        {"stage": "instructions", "target": 0.95, "max_steps": 300, "passed_at": None, "steps": 300, "curve": [],
+         "checks": [{"step": 300, "value": 0.4}]},
+    ]  # fmt: skip
+    write_log(tmp_path / "a", stages)
+    run = ch.AblationRun(pd.DataFrame(), {ch.MAIN: {0: tmp_path / "a"}}, {})
+    table = ch.transitions(run).set_index("stage")
+    assert table.loc["list", "starts at"] == 100 and table.loc["list", "passed at"] == 300
+    assert pd.isna(table.loc["instructions", "passed at"]) and table.loc["instructions", "final check"] == 0.4
+    assert table.loc["instructions", "starts at"] == 300
+    curves = ch.check_curves(run)
+    assert curves["step"].tolist() == [200, 300, 600]
