@@ -91,7 +91,8 @@ class LlavaTrainConfig:
 
     Next-token loss on every text token of truthful turns (``question_loss``; a yes/no question about a
     false caption teaches only its answer), else on answers only. The learning rate warms up over
-    ``warmup`` steps at the start of each stage group (projector alone; projector + LM), then stays.
+    ``warmup`` steps at the start of each stage group (projector alone; projector + LM), then stays;
+    AdamW's decoupled ``weight_decay`` helps the stages cross their plateaus.
     False captions of yes/no questions are drawn with ``foil_shares`` (see ``toyworld.false_caption``).
     The last ``validation_scenes`` training scenes are held out for the checks.
     """
