@@ -18,8 +18,9 @@
 # stages — the projector alone, then projector + LM — through a curriculum whose every stage ends
 # when a held-out check passes (or at a step cap): a grounding task that lists every object with
 # its cell ("a red circle top left and a blue square top right"), then descriptions that name the
-# relation, then an instruction mix (the VQAScore yes/no question with colour, shape, absent-object
-# and relation foils in equal shares; "where is X relative to Y"; "where is X"; descriptions; lists).
+# relation, then an instruction mix (the VQAScore yes/no question, whose false captions are relation
+# foils half the time and colour, shape or absent-object foils the other half; "where is X relative
+# to Y"; "where is X"; descriptions; lists). The README's curriculum table lists every stage.
 # Then both models score the same images and captions:
 #
 # * **CLIP score** — cosine similarity of the projected, normalised image and text embeddings;
@@ -195,7 +196,7 @@ if scale == "toy" and ablations:
 # %%
 if scale == "toy" and ablations:
     transitions = chapter.transitions(ablation)
-    display(transitions)
+    display(transitions[transitions.target.notna()])
     fig = plots.transition_figure(chapter.check_curves(ablation), transitions)
     saved = plots.save(fig, "01_same_encoder_transitions", figures_root or None)
 
@@ -258,7 +259,10 @@ if scale == "toy":
 
 # %%
 if scale == "toy":
-    display(Markdown(chapter.findings(summary, ablation_table if ablations else None)))
+    if ablations:
+        display(Markdown(chapter.findings(summary, ablation_table, transitions, binding)))
+    else:
+        display(Markdown(chapter.findings(summary, binding=binding)))
 
 # %% [markdown]
 # How to read them against the paper's claim:

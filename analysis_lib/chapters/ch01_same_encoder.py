@@ -299,7 +299,19 @@ def target_checks(rows: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["threshold", "at least"])
 
 
-def findings(summary: pd.DataFrame, ablation: pd.DataFrame | None = None) -> str:
+def _passed(row: dict) -> str:
+    """When a stage's check passed, or that it did not before the cap."""
+    if pd.isna(row["passed at"]):
+        return f"not by its cap (last check {row['final check']:.0%})"
+    return f"step {int(row['passed at'])}"
+
+
+def findings(
+    summary: pd.DataFrame,
+    ablation: pd.DataFrame | None = None,
+    transition_table: pd.DataFrame | None = None,
+    binding: pd.DataFrame | None = None,
+) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
     row = {(r["test"], r["model"]): r for r in summary.to_dict("records")}
     clip, llava = "CLIP (cosine)", "LLaVA (VQAScore)"
@@ -326,6 +338,14 @@ def findings(summary: pd.DataFrame, ablation: pd.DataFrame | None = None) -> str
             if ("relation 4-way", variant) in by:
                 lines.append(f"* {variant}: relations 4-way {show(by[('relation 4-way', variant)])}, "
                              f"attributes {show(by[('attribute 4-way', variant)])}.")  # fmt: skip
+    if transition_table is not None:
+        for variant, group in transition_table[transition_table.target.notna()].groupby("variant", sort=False):
+            last = group[group.stage == group.stage.iloc[-1]]
+            done = [f"seed {r['seed']}: {_passed(r)}" for r in last.to_dict("records")]
+            lines.append(f"* {variant}, last stage ({last.stage.iloc[0]}) passed its check at: {'; '.join(done)}.")
+    if binding is not None:
+        parts = [f"{r['test']} {show(r)}" for r in binding_summary(binding).to_dict("records")]
+        lines.append("* Binding ('where is X?'): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
