@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -51,7 +52,8 @@ def accuracy_bars(
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy")
     ax.set_xlabel("")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_xticks(range(len(order)), [textwrap.fill(test, 13) for test in order], fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -97,12 +99,12 @@ def transition_figure(curves: pd.DataFrame, transitions: pd.DataFrame) -> plt.Fi
             marker = "*" if passed else "x"
             ax.plot(step, end["final check"], marker=marker, color=colours.get(end["stage"], "k"), markersize=9)
         ax.axhline(0.95, color="grey", linestyle="dashed", linewidth=0.8)
-        ax.set_title(f"{variant}, seed {seed}" if col == 0 else f"seed {seed}", fontsize=8, loc="left")
+        ax.set_title(f"seed {seed}", fontsize=9)
         ax.set_ylim(0, 1.02)
     for ax in axes[-1]:
         ax.set_xlabel("LLaVA training step")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("held-out check")
+    for ax, variant in zip(axes[:, 0], variants):
+        ax.set_ylabel(textwrap.fill(variant, 24) + "\n\nheld-out check", fontsize=8)
     handles = [plt.Line2D([], [], color=c, label=s) for s, c in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))

@@ -174,7 +174,9 @@ if scale == "toy":
 # * **no grounding task** — the curriculum never asks to list the objects with their cells; the
 #   describe stage gets the list stage's step budget.
 #
-# Each variant is trained on the same seeds and scored on the same sets.
+# Each variant is trained on the same seeds and scored on the same sets. With three seeds and
+# transitions that either happen or do not, the across-seed 95% intervals of a variant that fails on
+# one seed are wide; the per-seed column says which seeds crossed.
 
 # %%
 if scale == "toy" and ablations:
@@ -215,7 +217,7 @@ if scale == "toy":
 # in which both objects' cells are written in the question ("a red circle top left and a blue square
 # top right. Where is the red circle?") for the same small number of steps: once from scratch, once
 # from the pre-trained LM. A model that knows where the two objects are but not which is which
-# scores 50%.
+# scores 50%; one that has not yet learned to answer with a cell at all scores below that.
 
 # %%
 if scale == "toy":
