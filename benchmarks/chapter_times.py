@@ -42,9 +42,8 @@ def main() -> None:
         os.environ["ANALYSIS_LIB_CACHE"] = str(scratch / "cache")
         rows = [run_once(args.seeds, args.ablations, scratch, label) for label in ("cold", "warm")]
     n = len(args.seeds)
-    print(
-        f"chapter 01_same_encoder, toy scale, seeds {args.seeds}, ablations {args.ablations}, {os.cpu_count()} CPU cores"
-    )
+    cores = os.cpu_count()
+    print(f"chapter 01_same_encoder, toy scale, seeds {args.seeds}, ablations {args.ablations}, {cores} CPU cores")
     print(f"{'run':<6}{'wall s':>9}{'per seed s':>12}  stages (s, summed over seeds)")
     for row in rows:
         stages = {}

@@ -42,6 +42,7 @@
 scale = "toy"  # "toy" (synthetic world, CPU) or "full" (real models and benchmarks, GPU)
 seeds = [0, 1, 2]  # one toy CLIP + LLaVA is trained per seed
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
+torch_threads = 1  # CPU threads for torch: the toy models are so small that one thread trains fastest
 clip_steps = 300  # contrastive training steps of the toy CLIP
 ablations = True  # also train the LLaVA variants of "What makes the extraction possible" (cached like the rest)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
@@ -60,6 +61,7 @@ strict_sizes = True  # full scale: require every benchmark's published size
 import time
 
 import pandas as pd
+import torch
 from IPython.display import Markdown, display
 
 from analysis_lib import anchors, full_scale, pair_probe, plots
@@ -68,6 +70,7 @@ from analysis_lib.chapters import ch01_same_encoder as chapter
 if scale not in ("toy", "full"):
     raise ValueError(f"scale must be 'toy' or 'full', not {scale!r}")
 started = time.perf_counter()
+torch.set_num_threads(torch_threads)
 
 # %% [markdown]
 # ## At full scale: the paper's models on the real benchmarks
@@ -183,9 +186,8 @@ if scale == "toy" and ablations:
     ablation = chapter.ablation_experiment(run, device)
     ablation_table = chapter.ablation_summary(ablation)
     display(ablation_table)
-    ablation_rows = chapter.headline(ablation.metrics)
-    ablation_rows = ablation_rows[ablation_rows.test.isin(chapter.ABLATION_TESTS)].assign(model=ablation_rows.condition)
-    fig = plots.accuracy_bars(ablation_rows, chapter.CHANCE, "LLaVA variants on the same frozen encoder (dashed: chance)")
+    title = "LLaVA variants on the same frozen encoder (dashed: chance)"
+    fig = plots.accuracy_bars(chapter.ablation_rows(ablation), chapter.CHANCE, title)
     saved = plots.save(fig, "01_same_encoder_ablations", figures_root or None)
 
 # %% [markdown]

@@ -239,12 +239,15 @@ def lm_pretraining_table(run: SameEncoderRun) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ablation_rows(ablations: AblationRun) -> pd.DataFrame:
+    """The ablation's headline LLaVA tests, one row per variant and seed, the variant in ``model``."""
+    rows = headline(ablations.metrics)
+    return rows[rows.test.isin(ABLATION_TESTS)].assign(model=lambda r: r.condition)
+
+
 def ablation_summary(ablations: AblationRun) -> pd.DataFrame:
     """Headline LLaVA tests per variant: mean over seeds with 95% CI and the per-seed values."""
-    rows = headline(ablations.metrics)
-    rows = rows[rows.test.isin(ABLATION_TESTS)]
-    out = [seed_summary(group.assign(model=variant)) for variant, group in rows.groupby("condition", sort=False)]
-    return pd.concat(out, ignore_index=True).rename(columns={"model": "variant"})
+    return seed_summary(ablation_rows(ablations)).rename(columns={"model": "variant"})
 
 
 def headline(metrics: pd.DataFrame) -> pd.DataFrame:
