@@ -42,7 +42,7 @@
 scale = "toy"  # "toy" (synthetic world, CPU) or "full" (real models and benchmarks, GPU)
 seeds = [0, 1, 2]  # one toy CLIP + LLaVA is trained per seed
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
-torch_threads = 1  # CPU threads for torch: the toy models are so small that one thread trains fastest
+torch_threads = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
 clip_steps = 300  # contrastive training steps of the toy CLIP
 ablations = True  # also train the LLaVA variants of "What makes the extraction possible" (cached like the rest)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
@@ -70,7 +70,8 @@ from analysis_lib.chapters import ch01_same_encoder as chapter
 if scale not in ("toy", "full"):
     raise ValueError(f"scale must be 'toy' or 'full', not {scale!r}")
 started = time.perf_counter()
-torch.set_num_threads(torch_threads)
+if torch_threads > 0:
+    torch.set_num_threads(torch_threads)
 
 # %% [markdown]
 # ## At full scale: the paper's models on the real benchmarks
