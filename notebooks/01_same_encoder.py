@@ -170,7 +170,7 @@ if scale == "toy":
 # ## What makes the extraction possible
 #
 # The encoder holds the information; reading it is the language model's job. Two ingredients of
-# the recipe above were found necessary in prototypes, and here each is removed in turn, with
+# the recipe above mattered in prototypes; here each is removed in turn, with
 # everything else (CLIP, data, stages, step caps, seeds) unchanged:
 #
 # * **LM from scratch** — the LLaVA's language model starts random instead of from the
