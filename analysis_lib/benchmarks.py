@@ -2,7 +2,8 @@
 MMVP (MLLM questions) and the paper's CLIP statements for MMVP.
 
 The same loaders read the real benchmarks and the toy world's exports, so one code path scores both. Loaders return
-image paths (each checked to exist), not pixels: ``load_image`` reads one, ``verify_images`` checks many up front.
+image paths (each checked to exist), not pixels: ``load_image`` (from ``analysis_lib.images``) reads one,
+``images.verify_images`` checks many up front.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
+from analysis_lib.images import load_image as load_image  # re-exported: callers read loaded paths with it
 from analysis_lib.metrics import caption_relation
 
 # Published sizes: images (What'sUp), statement rows (MMVP-VLM: 135 pairs), questions (MMVP; also its 300 statements).
@@ -104,30 +104,6 @@ class MMVPQuestion:
     answer: int
 
 
-def load_image(path: Path) -> Image.Image:
-    """An RGB image, or one clear error naming the file."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise BenchmarkError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise BenchmarkError(f"image {path} cannot be read ({err}); re-download or re-export it") from None
-
-
-def verify_images(paths: Iterable[Path]) -> None:
-    """Decode every image once (before a long scoring run); one error counting the unreadable ones."""
-    paths = list(paths)
-    unreadable = []
-    for path in paths:
-        try:
-            load_image(path)
-        except BenchmarkError as err:
-            unreadable.append(err)
-    if unreadable:
-        raise BenchmarkError(f"{len(unreadable)} of {len(paths)} images cannot be used, first: {unreadable[0]}")
-
-
 def _first_file(candidates: Iterable[Path]) -> Path | None:
     """The first candidate that is a file."""
     return next((candidate for candidate in candidates if candidate.is_file()), None)
@@ -168,6 +144,8 @@ def _read_json_list(path: Path) -> list:
         raise BenchmarkError(f"{path} is not valid JSON: {err}; re-download it") from None
     if not isinstance(data, list):
         raise BenchmarkError(f"{path}: expected a JSON list of items, found {type(data).__name__}")
+    if not data:
+        raise BenchmarkError(f"{path} lists no items; re-download it")
     return data
 
 
@@ -270,11 +248,13 @@ def load_whatsup(root: Path, only_present: bool = False, strict: bool = False) -
     return {name: _load_whatsup_subset(name, data, strict) for name in present}
 
 
-def size_report(loaded: Mapping[str, Sequence]) -> list[dict]:
-    """Per subset: items found vs ``PUBLISHED_SIZES`` (MMVP pairs count as their statement rows, as published)."""
+def size_report(loaded: Mapping[str, Sequence], expected: Iterable[str] = ()) -> list[dict]:
+    """Per subset: items found vs ``PUBLISHED_SIZES`` (MMVP pairs count as their statement rows, as published);
+    each ``expected`` subset that was not loaded is a row whose ``found`` is "missing"."""
     report = []
-    for name, items in loaded.items():
-        found = sum(len(item.statements) if isinstance(item, MMVPPair) else 1 for item in items)
+    for name in dict.fromkeys([*expected, *loaded]):
+        items = loaded.get(name)
+        found = "missing" if items is None else sum(len(i.statements) if isinstance(i, MMVPPair) else 1 for i in items)
         published = PUBLISHED_SIZES.get(name)
         report.append({"subset": name, "found": found, "published": published, "matches": found == published})
     return report
@@ -294,6 +274,8 @@ def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
             rows = list(reader)
     except (csv.Error, UnicodeDecodeError) as err:
         raise BenchmarkError(f"{path} is not a readable CSV file ({err}); re-download it") from None
+    if not rows:
+        raise BenchmarkError(f"{path} has no rows below its header; re-download it")
     for number, row in enumerate(rows, start=1):
         if None in row or None in row.values():
             raise BenchmarkError(

@@ -2,6 +2,9 @@
 
 python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True]
 python -m analysis_lib.book render
+
+A chapter executes into a temporary file that replaces its executed notebook only when every cell
+ran; a failed or interrupted run is left beside it as ``NN_name.failed.ipynb``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import html
+import os
 import sys
 from pathlib import Path
 
@@ -16,12 +20,19 @@ import jupytext
 import nbformat
 import papermill
 from nbconvert import HTMLExporter
+from papermill.exceptions import PapermillExecutionError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KERNEL = "python3"
+# Parameter name -> the only values a chapter that declares it accepts (checked before anything runs).
+ALLOWED_VALUES: dict[str, tuple] = {
+    "scale": ("toy", "full"),
+    "device": ("cpu", "cuda", "auto"),
+    "dtype": ("auto", "bfloat16", "float16", "float32"),
+}
 
 
 class BookError(ValueError):
@@ -75,35 +86,66 @@ def _type_ok(value: object, default: object) -> bool:
     return isinstance(value, type(default))
 
 
+def _parameter_problem(name: str, value: object, declared: dict[str, object]) -> str | None:
+    """Why ``value`` cannot be the chapter's parameter ``name`` (unknown, wrong type, not allowed), or None."""
+    if name not in declared:
+        return f"unknown parameter {name!r}"
+    if not _type_ok(value, declared[name]):
+        return f"parameter {name!r} must be {type(declared[name]).__name__} like {declared[name]!r}, got {value!r}"
+    allowed = ALLOWED_VALUES.get(name)
+    if allowed is not None and value not in allowed:
+        return f"parameter {name!r} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+    return None
+
+
 def validate_parameters(nb: nbformat.NotebookNode, parameters: dict[str, object], chapter: str = "") -> None:
-    """Raise one ``BookError`` listing every unknown name or wrongly typed value."""
+    """Raise one ``BookError`` listing every unknown name, wrongly typed value or value not allowed."""
     declared = declared_parameters(nb)
-    problems = [f"unknown parameter {name!r}" for name in parameters if name not in declared]
-    problems += [
-        f"parameter {name!r} must be {type(declared[name]).__name__} like {declared[name]!r}, got {value!r}"
-        for name, value in parameters.items()
-        if name in declared and not _type_ok(value, declared[name])
-    ]
+    problems = [p for name, value in parameters.items() if (p := _parameter_problem(name, value, declared))]
     if problems:
         raise BookError(f"chapter {chapter}: " + "; ".join(problems) + f". Its parameters are: {', '.join(declared)}")
+
+
+def failed_path(output: Path) -> Path:
+    """Where a failed run of the notebook ``output`` is kept: ``NN_name.failed.ipynb`` beside it."""
+    return output.with_suffix(".failed.ipynb")
+
+
+def _error_line(err: Exception) -> str:
+    """A failed execution's error in one line (for a cell that raised: the notebook's own exception)."""
+    if isinstance(err, PapermillExecutionError):
+        return f"cell In [{err.exec_count}] raised {err.ename}: {err.evalue}".splitlines()[0]
+    return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
 def execute_chapter(
     path: Path, parameters: dict[str, object], output: Path | None = None, log_output: bool = False
 ) -> Path:
-    """Validate ``parameters``, execute the chapter with papermill and write the executed ``.ipynb``."""
+    """Validate ``parameters`` and execute the chapter with papermill; the executed ``.ipynb`` replaces
+    ``output`` only on success, a failed or interrupted run goes to ``failed_path(output)``."""
     nb = read_chapter(path)
     validate_parameters(nb, parameters, path.stem)
     output = Path(output or path.with_suffix(".ipynb"))
-    papermill.execute_notebook(
-        nb,
-        str(output),
-        parameters=parameters,
-        kernel_name=KERNEL,
-        language="python",
-        cwd=str(REPO_ROOT),
-        log_output=log_output,
-    )
+    running, failed = output.with_name(f".{output.stem}.{os.getpid()}.running.ipynb"), failed_path(output)
+    try:
+        papermill.execute_notebook(
+            nb,
+            str(running),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            language="python",
+            cwd=str(REPO_ROOT),
+            log_output=log_output,
+        )
+        os.replace(running, output)
+    except Exception as err:
+        raise BookError(
+            f"chapter {path.stem} failed: {_error_line(err)}. {output.name} is unchanged; the failed run is in {failed}"
+        ) from err
+    finally:
+        if running.exists():  # failed or interrupted: keep it to read, never over the executed notebook
+            os.replace(running, failed)
+    failed.unlink(missing_ok=True)
     return output
 
 

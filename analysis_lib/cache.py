@@ -2,7 +2,8 @@
 
 An artifact is a folder named by the hash of everything that determines it (its *spec*); the spec is
 stored beside the files and checked on load. Folders are built under a temporary name and renamed
-into place, so a killed run leaves nothing that a later run would load.
+into place, so a killed run leaves nothing that a later run would load; the temporary folders of
+processes that no longer run are removed the next time the cache is used.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import torch
 import transformers
 
@@ -22,6 +25,7 @@ import analysis_lib
 
 CACHE_ENV = "ANALYSIS_LIB_CACHE"
 SPEC_FILE = "spec.json"
+TMP_FOLDER = re.compile(r"^\..+\.tmp-(?P<pid>\d+)-[0-9a-f]{8}$")  # what cached_artifact builds in
 
 
 def cache_root() -> Path:
@@ -46,12 +50,21 @@ def spec_key(spec: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def remove_stale_builds(root: Path) -> None:
+    """Delete the temporary build folders (``<kind>/.<key>.tmp-<pid>-<id>``) whose process no longer runs."""
+    for folder in Path(root).glob("*/.*.tmp-*"):
+        match = TMP_FOLDER.match(folder.name)
+        if match and folder.is_dir() and not psutil.pid_exists(int(match["pid"])):
+            shutil.rmtree(folder, ignore_errors=True)  # another process may be removing it too
+
+
 def cached_artifact(
     kind: str, spec: dict, build: Callable[[Path], None], root: Path | None = None
 ) -> tuple[Path, bool]:
     """Return ``(folder, reused)``; build the folder with ``build(tmp_dir)`` unless a valid one exists."""
-    spec = full_spec(spec)
-    final = (root or cache_root()) / kind / spec_key(spec)
+    spec, root = full_spec(spec), root or cache_root()
+    remove_stale_builds(root)
+    final = root / kind / spec_key(spec)
     if final.is_dir():
         stored = json.loads((final / SPEC_FILE).read_text())
         if stored == json.loads(json.dumps(spec, default=str)):

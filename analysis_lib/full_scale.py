@@ -15,6 +15,7 @@ import gc
 import hashlib
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import torch
 from analysis_lib.anchors import CLIP, LLAVA
 from analysis_lib.benchmarks import (
     PUBLISHED_SIZES,
+    WHATSUP_FILES,
     BenchmarkError,
     MMVPPair,
     WhatsUpItem,
@@ -36,6 +38,7 @@ from analysis_lib.benchmarks import (
     size_report,
 )
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
+from analysis_lib.images import ImageError, verify_images
 from analysis_lib.registry import RegistryError, load_scorer, locate
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.sharding import process_state, sharded_scores
@@ -73,10 +76,14 @@ def load_full_benchmarks(config: FullScaleConfig) -> dict[str, list]:
     return benchmarks
 
 
+def _image_paths(item: WhatsUpItem | MMVPPair) -> tuple[Path, ...]:
+    """The item's image file(s)."""
+    return item.image_paths if isinstance(item, MMVPPair) else (item.image_path,)
+
+
 def _image_names(item: WhatsUpItem | MMVPPair) -> str:
     """The item's image file name(s)."""
-    paths = item.image_paths if isinstance(item, MMVPPair) else (item.image_path,)
-    return "+".join(p.name for p in paths)
+    return "+".join(p.name for p in _image_paths(item))
 
 
 def item_keys(items: Sequence[WhatsUpItem | MMVPPair]) -> list[str]:
@@ -174,8 +181,9 @@ class NotReadyError(RuntimeError):
 
 
 def preflight(config: FullScaleConfig) -> tuple[pd.DataFrame, dict[str, list]]:
-    """Check that both models' weights and every benchmark are in place, without loading a model: the
-    checks and the loaded benchmarks; one ``NotReadyError`` lists every missing piece with what to do."""
+    """Check that both models' weights and every benchmark are in place and every image to be scored opens,
+    without loading a model: the checks and the loaded benchmarks; one ``NotReadyError`` lists every missing
+    or broken piece with what to do."""
     rows, benchmarks = [], {}
     for what, model in (("CLIP weights", config.clip_model), ("LLaVA weights", config.llava_model)):
         try:
@@ -187,6 +195,12 @@ def preflight(config: FullScaleConfig) -> tuple[pd.DataFrame, dict[str, list]]:
         rows.append({"check": "benchmarks", "ready": True, "detail": f"{len(benchmarks)} loaded"})
     except BenchmarkError as err:
         rows.append({"check": "benchmarks", "ready": False, "detail": str(err)})
+    if benchmarks:
+        paths = [path for items in benchmarks.values() for item in items for path in _image_paths(item)]
+        try:
+            rows.append({"check": "images", "ready": True, "detail": f"{verify_images(paths)} open"})
+        except ImageError as err:
+            rows.append({"check": "images", "ready": False, "detail": str(err)})
     table = pd.DataFrame(rows)
     if not table.ready.all():
         problems = "\n\n".join(f"[{r.check}] {r.detail}" for r in table.itertuples() if not r.ready)
@@ -195,8 +209,8 @@ def preflight(config: FullScaleConfig) -> tuple[pd.DataFrame, dict[str, list]]:
 
 
 def size_table(benchmarks: dict[str, list]) -> pd.DataFrame:
-    """Items found per benchmark beside the published sizes."""
-    return pd.DataFrame(size_report(benchmarks))
+    """Items found per benchmark beside the published sizes; a What'sUp subset without its file shows as missing."""
+    return pd.DataFrame(size_report(benchmarks, expected=WHATSUP_FILES))
 
 
 FULL_HEADLINE = (
@@ -261,4 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NotReadyError as err:
+        sys.exit(f"error: {err}")

@@ -5,22 +5,25 @@ and by LLaVA as MMVP-VLM scores a pair — in a notebook, in a JupyterLab widget
         --text "a dog facing left" --text "a dog facing right" \\
         --clip open_clip:ViT-L-14-336/openai --llava llava-hf/llava-1.5-7b-hf
 
-Without ``--clip``/``--llava`` the toy models of ``--toy-seed`` are used (trained on first use).
+Without ``--clip``/``--llava`` the toy models of ``--toy-seed`` are used (trained on first use); they
+know only the toy world's words (a warning names any other word) and see every image letterboxed to
+their 24x24 input. Images and statements are checked before any model loads or trains.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from analysis_lib.benchmarks import load_image
+from analysis_lib.images import image_from_bytes, load_image
 from analysis_lib.metrics import mmvp_statement_correct
 from analysis_lib.scoring import ImageLike
+from analysis_lib.tokenization import vocabulary_warnings, word_tokenizer
 
 
 def probe_pair(scorers: dict, images: Sequence[ImageLike], texts: Sequence[str]) -> pd.DataFrame:
@@ -46,13 +49,31 @@ def probe_pair(scorers: dict, images: Sequence[ImageLike], texts: Sequence[str])
     return pd.DataFrame(rows)
 
 
-def image_from_bytes(content: bytes, name: str) -> Image.Image:
-    """An RGB image from uploaded bytes, or one clear error naming the file."""
-    try:
-        with Image.open(io.BytesIO(content)) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{name} is not a readable image ({err}); upload a JPEG or PNG") from None
+def check_statements(texts: Sequence[str], tokenizers: Sequence = ()) -> list[str]:
+    """Warnings for words the (word-level) ``tokenizers`` do not know; ``ValueError`` for a missing statement
+    or one with no known word."""
+    if len(texts) != 2 or not all(text.strip() for text in texts):
+        raise ValueError("give two statements (statement 1 describes image 1, statement 2 image 2), neither empty")
+    return list(dict.fromkeys(w for tokenizer in tokenizers for w in vocabulary_warnings(tokenizer, texts)))
+
+
+def resize_notes(scorers: dict, images: Sequence[Image.Image]) -> list[str]:
+    """A note per image that a scorer letterboxes to its fixed input size (the toy models: 24x24)."""
+    sides = sorted({scorer.input_side for scorer in scorers.values()} - {None})
+    return [
+        f"image {number} ({image.width}x{image.height}) is letterboxed to {side}x{side}, the toy models' input size"
+        for number, image in enumerate(images, start=1)
+        for side in sides
+        if image.size != (side, side)
+    ]
+
+
+def input_messages(scorers: dict, images: Sequence[Image.Image], texts: Sequence[str]) -> list[str]:
+    """What to tell the user before the table: a ``warning:`` line per statement with unknown words, a ``note:``
+    line per letterboxed image; ``ValueError`` for a missing statement or one with no known word."""
+    tokenizers = [scorer.processor.tokenizer for scorer in scorers.values() if hasattr(scorer, "processor")]
+    warnings = [f"warning: {warning}" for warning in check_statements(texts, tokenizers)]
+    return warnings + [f"note: {note}" for note in resize_notes(scorers, images)]
 
 
 def toy_scorers(seed: int = 0, device: str = "cpu") -> dict:
@@ -79,7 +100,10 @@ def probe_widget(scorers: dict):
             if not all(u.value for u in uploads) or not all(t.value.strip() for t in texts):
                 raise ValueError("upload both images and type both statements first")
             images = [image_from_bytes(bytes(u.value[0]["content"]), u.value[0]["name"]) for u in uploads]
-            out.append_display_data(probe_pair(scorers, images, [t.value for t in texts]))
+            statements = [t.value for t in texts]
+            for message in input_messages(scorers, images, statements):
+                out.append_stdout(f"{message}\n")
+            out.append_display_data(probe_pair(scorers, images, statements))
         except ValueError as err:
             out.append_stdout(f"cannot score: {err}\n")
 
@@ -103,14 +127,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"give --text twice (one statement per image), got {len(args.text)}")
     if (args.clip is None) != (args.llava is None):
         parser.error("give both --clip and --llava, or neither (toy models)")
-    if args.clip is None:
+    toy = args.clip is None
+    try:  # every input is checked before a model loads or trains
+        images = [load_image(path) for path in args.images]
+        warnings = check_statements(args.text, [word_tokenizer(append_eos=False)] if toy else [])
+    except ValueError as err:
+        parser.error(str(err))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if toy:
         scorers = toy_scorers(args.toy_seed, args.device)
     else:
         from analysis_lib.registry import load_scorer
 
         scorers = {name: load_scorer(spec, device=args.device) for name, spec in
                    (("CLIP (cosine)", args.clip), ("LLaVA (VQAScore)", args.llava))}  # fmt: skip
-    table = probe_pair(scorers, [load_image(p) for p in args.images], args.text)
+    for note in resize_notes(scorers, images):
+        print(f"note: {note}")
+    table = probe_pair(scorers, images, args.text)
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 

@@ -3,8 +3,8 @@ evaluation restarts where it stopped.
 
 A log is a JSON-lines file. Its first line records the spec (model, benchmark, protocol, ...) the
 scores belong to; each later line is ``{"key": item key, "scores": [...]}``. A log written for another
-spec is never reused: opening it raises. A half-written last line (the process was killed mid-write)
-is dropped on open.
+spec is never reused: opening it raises. What a kill mid-write leaves is dropped on open: a half-written
+last line, or a file whose header line is empty or unfinished (the whole file is then written anew).
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ def read_log(path: Path, spec: dict) -> dict[str, list]:
     if not path.is_file():
         return {}
     lines = path.read_text().split("\n")
-    header = json.loads(lines[0]) if lines[0] else None
-    if header is None or header.get("spec") != json.loads(json.dumps(spec)):
+    if len(lines) == 1:  # no complete header line: killed between creating the file and writing its header
+        path.unlink(missing_ok=True)  # another process reading the same log may have dropped it already
+        return {}
+    header = _header(path, lines[0])
+    if header.get("spec") != json.loads(json.dumps(spec)):
         raise StaleScoresError(
-            f"{path} holds scores for another configuration ({header and header.get('spec')}); "
+            f"{path} holds scores for another configuration ({header.get('spec')}); "
             f"this run is {spec}. Delete the file or choose another results folder."
         )
     done, good = {}, len(lines[0]) + 1
@@ -45,6 +48,17 @@ def read_log(path: Path, spec: dict) -> dict[str, list]:
         with path.open("r+") as handle:
             handle.truncate(good)
     return done
+
+
+def _header(path: Path, line: str) -> dict:
+    """The complete first line of a log as its header, or a ``StaleScoresError`` if it is not one."""
+    try:
+        header = json.loads(line)
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict):
+        raise StaleScoresError(f"{path} is not a score log (its first line is {line[:80]!r}); delete the file")
+    return header
 
 
 def _append(path: Path, spec: dict, rows: list[dict]) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
 
@@ -38,6 +38,27 @@ def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image
     return canvas
 
 
+def mean_colour(image_processor) -> tuple[int, ...]:
+    """The processor's normalisation mean as a 0-255 colour (what LLaVA pads with)."""
+    return tuple(int(round(255 * m)) for m in image_processor.image_mean)
+
+
+def fixed_input_side(model: torch.nn.Module, image_processor) -> int | None:
+    """The side images must already have when ``image_processor`` does not resize them (the toy models), else None."""
+    return None if image_processor.do_resize else model.config.vision_config.image_size
+
+
+def fit_to_input(images: list[Image.Image], side: int | None, fill: tuple[int, ...]) -> list[Image.Image]:
+    """Images letterboxed to ``side`` x ``side`` (scaled to fit, centred, padded with ``fill``); unchanged if
+    ``side`` is None (the processor resizes them itself)."""
+    if side is None:
+        return images
+    return [
+        image if image.size == (side, side) else ImageOps.pad(image, (side, side), Image.Resampling.BICUBIC, fill)
+        for image in images
+    ]
+
+
 def _device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter."""
     return next(model.parameters()).device
@@ -48,6 +69,7 @@ class CosineScorer:
 
     name = "CLIP cosine"
     batch_size: int
+    input_side: int | None = None  # the size every image is letterboxed to, where the scorer does so
 
     def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
         """Unnormalised embeddings of one batch of PIL images."""
@@ -87,9 +109,11 @@ class ClipScorer(CosineScorer):
 
     def __init__(self, model: CLIPModel, processor: CLIPProcessor, batch_size: int = 256) -> None:
         self.model, self.processor, self.batch_size = model.eval(), processor, batch_size
+        self.input_side = fixed_input_side(model, processor.image_processor)
 
     def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
-        """Projected image features of one batch."""
+        """Projected image features of one batch (letterboxed first if the processor does not resize)."""
+        images = fit_to_input(images, self.input_side, mean_colour(self.processor.image_processor))
         pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
         return self.model.get_image_features(pixel_values=pixels.to(_device(self.model)))
 
@@ -146,13 +170,16 @@ class VQAScorer:
         tokenizer = processor.tokenizer
         self.answer = prompt_format.answer_text(tokenizer.eos_token)
         self.answer_ids = tokenizer(self.answer, add_special_tokens=False)["input_ids"]
+        self.input_side = fixed_input_side(model, processor.image_processor)
 
     def pixel_values(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """Preprocessed images (padded to square with the processor's mean colour if the format says so)."""
+        """Preprocessed images (padded to square with the processor's mean colour if the format says so;
+        letterboxed to the input size if the processor does not resize)."""
         pil = [as_pil(im) for im in images]
         if self.format.pad_to_square:
-            fill = tuple(int(round(255 * m)) for m in self.processor.image_processor.image_mean)
+            fill = mean_colour(self.processor.image_processor)
             pil = [pad_to_square(im, fill) for im in pil]
+        pil = fit_to_input(pil, self.input_side, mean_colour(self.processor.image_processor))
         return self.processor.image_processor(pil, return_tensors="pt")["pixel_values"]
 
     def sequences(self, captions: Sequence[str]) -> list[list[int]]:

@@ -1,9 +1,12 @@
-"""A word-level tokenizer over the toy world's vocabulary, saved with each toy model."""
+"""A word-level tokenizer over the toy world's vocabulary, saved with each toy model, and the check that
+tells a user which words of a statement such a tokenizer does not know."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from analysis_lib.toyworld import vocabulary
 
@@ -33,3 +36,39 @@ def word_tokenizer(append_eos: bool) -> PreTrainedTokenizerFast:
         model_max_length=128,
         model_input_names=["input_ids", "attention_mask"],
     )
+
+
+def is_word_level(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether ``tokenizer`` knows a closed list of words (the toy models'), so unknown words become ``<unk>``."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and isinstance(backend.model, models.WordLevel)
+
+
+def unknown_words(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
+    """The words (and punctuation) of ``text`` that ``tokenizer`` turns into its unknown token, as written."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    pieces = zip(encoded["input_ids"], encoded["offset_mapping"])
+    return [text[start:end] for token, (start, end) in pieces if token == tokenizer.unk_token_id]
+
+
+def vocabulary_warnings(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[str]:
+    """A warning per statement that has words outside a word-level vocabulary, naming them and listing the
+    vocabulary; ``ValueError`` if a statement has no known word at all."""
+    if not is_word_level(tokenizer):
+        return []
+    special = set(tokenizer.all_special_tokens)
+    known = ", ".join(sorted(word for word in tokenizer.get_vocab() if word not in special))
+    warnings = []
+    for number, text in enumerate(texts, start=1):
+        unknown = unknown_words(tokenizer, text)
+        n_words = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if unknown and len(unknown) == n_words:
+            raise ValueError(
+                f"statement {number} ({text!r}) has no word the toy models know; write it with their words: {known}"
+            )
+        if unknown:
+            warnings.append(
+                f"statement {number}: the toy models do not know {', '.join(map(repr, unknown))} and read each as "
+                f"<unk>; they know only the toy world's words: {known}"
+            )
+    return warnings

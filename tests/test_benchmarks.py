@@ -10,7 +10,6 @@ from upstream_fixtures import write_csv, write_image, write_whatsup
 from analysis_lib.benchmarks import (
     PUBLISHED_SIZES,
     BenchmarkError,
-    load_image,
     load_mmvp,
     load_mmvp_statements,
     load_mmvp_vlm,
@@ -18,8 +17,8 @@ from analysis_lib.benchmarks import (
     load_whatsup_controlled,
     load_whatsup_spatial,
     size_report,
-    verify_images,
 )
+from analysis_lib.images import ImageError, load_image, verify_images
 from analysis_lib.metrics import caption_relation
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 
@@ -105,7 +104,7 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path):
     corrupt = tmp_path / "data" / "controlled_images" / "dog_on_table.jpeg"
     corrupt.write_bytes(b"not an image")
     (item,) = load_whatsup_controlled(path, image_root=tmp_path)
-    with pytest.raises(BenchmarkError, match="cannot be read"):
+    with pytest.raises(ImageError, match="cannot be read"):
         load_image(item.image_path)
 
 
@@ -166,7 +165,7 @@ def test_spatial_loader_errors_name_the_file(tmp_path):
         load_whatsup_spatial(path, tmp_path, "COCO")
     (tmp_path / "val2017" / "000000000002.jpg").write_bytes(b"not an image")
     items = load_whatsup_spatial(path, tmp_path, "COCO", expected_size=2)  # lazy: paths only
-    with pytest.raises(BenchmarkError, match="1 of 2 images cannot be used, first: image .*000000000002.jpg"):
+    with pytest.raises(ImageError, match="1 of 2 images cannot be used:\n  - image .*000000000002.jpg"):
         verify_images(item.image_path for item in items)
     with pytest.raises(BenchmarkError, match="published benchmark has 2247"):
         load_whatsup_spatial(path, tmp_path, "COCO", expected_size=PUBLISHED_SIZES["COCO-one"])

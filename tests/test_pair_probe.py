@@ -68,7 +68,7 @@ def test_widget_scores_uploads_and_explains_bad_input(scorers, world):
     assert "picks" in box.out.outputs[0]["data"]["text/html"]
     box.uploads[1].value = _upload("broken.png", b"abc")
     box.score()
-    assert "broken.png is not a readable image" in box.out.outputs[0]["text"]
+    assert "image broken.png cannot be read (empty, or not an image" in box.out.outputs[0]["text"]
 
 
 def test_command_line_scores_a_pair_with_saved_models(full_setup, tmp_path, world, capsys):

@@ -8,9 +8,9 @@ from PIL import Image
 
 
 def write_image(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> None:
-    """A tiny JPEG/PNG at ``path``."""
+    """A small JPEG/PNG at ``path`` (16x16, the smallest usable image)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (4, 4), colour).save(path)
+    Image.new("RGB", (16, 16), colour).save(path)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
