@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from analysis_lib import book
@@ -58,3 +60,63 @@ def test_unknown_chapter_lists_the_chapters():
 def test_cli_rejects_bad_parameter_without_running(capsys):
     with pytest.raises(book.BookError, match="unknown parameter 'bogus'"):
         book.main(["run", "--chapter", "01", "-p", "bogus", "1"])
+
+
+def _chapter_with_choices(tmp_path):
+    src = tmp_path / "02_demo.py"
+    src.write_text(
+        '# %% tags=["parameters"]\nscale = "toy"\ndevice = "cpu"\ndtype = "auto"\nfail = False\n\n'
+        '# %%\nif fail:\n    raise ValueError("boom: the chapter cannot run")\nprint("ran at", scale)\n'
+    )
+    return src
+
+
+def test_values_outside_the_allowed_ones_fail_before_anything_runs(tmp_path):
+    src = _chapter_with_choices(tmp_path)
+    out = tmp_path / "02_demo.ipynb"
+    with pytest.raises(book.BookError) as info:
+        book.execute_chapter(src, {"scale": "huge", "device": "gpu", "dtype": "float64"}, out)
+    message = str(info.value)
+    assert "parameter 'scale' must be one of 'toy', 'full', got 'huge'" in message
+    assert "'device' must be one of 'cpu', 'cuda', 'auto'" in message and "'dtype' must be one of" in message
+    assert not out.exists() and list(tmp_path.glob("*.ipynb")) == []
+    book.validate_parameters(book.read_chapter(src), {"scale": "full", "device": "cuda", "dtype": "bfloat16"})
+
+
+def test_failed_run_leaves_the_executed_notebook_alone(tmp_path):
+    src = _chapter_with_choices(tmp_path)
+    out = tmp_path / "02_demo.ipynb"
+    out.write_text("the committed notebook")
+    with pytest.raises(book.BookError) as info:
+        book.execute_chapter(src, {"fail": True}, out)
+    message = str(info.value)
+    assert "\n" not in message and "ValueError: boom: the chapter cannot run" in message
+    assert "02_demo.ipynb is unchanged" in message and "02_demo.failed.ipynb" in message
+    assert out.read_text() == "the committed notebook"
+    assert "boom" in (tmp_path / "02_demo.failed.ipynb").read_text()
+    assert not list(tmp_path.glob(".*running*"))
+    book.execute_chapter(src, {"scale": "full"}, out)  # a good run replaces it and clears the failed one
+    assert "ran at full" in out.read_text() and not (tmp_path / "02_demo.failed.ipynb").exists()
+
+
+def test_interrupted_run_leaves_the_executed_notebook_alone(tmp_path, monkeypatch):
+    def interrupted(nb, output, **kwargs):
+        Path(output).write_text("half executed")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(book.papermill, "execute_notebook", interrupted)
+    src, out = _chapter_with_choices(tmp_path), tmp_path / "02_demo.ipynb"
+    out.write_text("the committed notebook")
+    with pytest.raises(KeyboardInterrupt):
+        book.execute_chapter(src, {}, out)
+    assert out.read_text() == "the committed notebook"
+    assert (tmp_path / "02_demo.failed.ipynb").read_text() == "half executed"
+
+
+def test_cli_rejects_a_value_not_allowed_without_touching_the_chapter(monkeypatch):
+    committed = book.find_chapter("01").with_suffix(".ipynb")
+    before = committed.read_bytes()
+    monkeypatch.setattr(book.papermill, "execute_notebook", lambda *a, **k: pytest.fail("must not execute"))
+    with pytest.raises(book.BookError, match="parameter 'scale' must be one of 'toy', 'full', got 'huge'"):
+        book.main(["run", "--chapter", "01", "-p", "scale", "huge"])
+    assert committed.read_bytes() == before

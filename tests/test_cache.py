@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -51,3 +54,16 @@ def test_cache_location_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("ANALYSIS_LIB_CACHE", str(tmp_path / "elsewhere"))
     folder, _ = cached_artifact("model", {"seed": 3}, _writer([]))
     assert folder.is_relative_to(tmp_path / "elsewhere")
+
+
+def test_stale_temporary_folders_of_dead_processes_are_removed():
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    kind = cache_root() / "model"
+    dead = kind / f".{'a' * 20}.tmp-{finished.pid}-0123abcd"  # left by a killed training run
+    live = kind / f".{'b' * 20}.tmp-{os.getpid()}-4567cdef"  # a build in progress in a running process
+    for folder in (dead, live):
+        folder.mkdir(parents=True)
+        (folder / "weights.txt").write_text("half")
+    cached_artifact("other-kind", {"seed": 4}, _writer([]))
+    assert not dead.exists() and (live / "weights.txt").read_text() == "half"

@@ -2,12 +2,14 @@
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis_lib import book, full_scale
+from analysis_lib.benchmarks import BenchmarkError
 from analysis_lib.score_log import StaleScoresError
 
 
@@ -98,3 +100,42 @@ def test_preflight_lists_every_missing_piece_with_its_fix(full_setup, tmp_path, 
     assert "[LLaVA weights]" in message and "hf download llava-hf/llava-1.5-7b-hf" in message
     assert "[benchmarks]" in message and "no_mmvp" in message
     assert "[CLIP weights]" not in message
+
+
+def _check_args(config: full_scale.FullScaleConfig, results) -> list[str]:
+    """``--check`` command-line arguments for ``config`` (sizes not enforced, as for the tiny fixtures)."""
+    args = ["--clip-model", config.clip_model, "--llava-model", config.llava_model, "--no-strict-sizes"]
+    args += ["--whatsup-root", config.whatsup_root, "--mmvp-vlm-root", config.mmvp_vlm_root, "--mmvp-root"]
+    return [*args, config.mmvp_root, "--device", "cpu", "--results", str(results), "--check"]
+
+
+def test_check_opens_every_image_and_lists_every_bad_one(full_setup, tmp_path, capsys):
+    controlled = tmp_path / "whatsup" / "data" / "controlled_images" / "mug_on_plate.jpeg"
+    controlled.write_bytes(b"")  # killed download
+    pair_image = tmp_path / "mmvp" / "MLLM_VLM Images" / "Spatial" / "3.jpg"
+    pair_image.write_bytes(pair_image.read_bytes()[:200])  # truncated
+    with pytest.raises(full_scale.NotReadyError) as info:
+        full_scale.main(_check_args(full_setup, tmp_path / "out"))
+    message = str(info.value)
+    assert "[images] 2 of" in message and "images cannot be used" in message
+    assert "mug_on_plate.jpeg cannot be read" in message and "3.jpg cannot be read" in message
+    assert "checking images" in capsys.readouterr().err  # the progress bar
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_subset_is_one_clear_error(full_setup, tmp_path):
+    (tmp_path / "whatsup" / "data" / "coco_qa_two_obj.json").write_text("[]")
+    with pytest.raises(full_scale.NotReadyError, match=r"\[benchmarks\] .*coco_qa_two_obj.json lists no items"):
+        full_scale.main(_check_args(full_setup, tmp_path / "out"))
+    (tmp_path / "mmvp" / "Questions.csv").write_text("Question ID,Type,Statement\n")
+    with pytest.raises(BenchmarkError, match="Questions.csv has no rows below its header"):
+        full_scale.load_mmvp_vlm(tmp_path / "mmvp")
+
+
+def test_missing_annotation_file_shows_in_the_size_table(full_setup, tmp_path, capsys):
+    (tmp_path / "whatsup" / "data" / "vg_qa_one_obj.json").unlink()
+    full_scale.main(_check_args(full_setup, tmp_path / "out"))
+    sizes = full_scale.size_table(full_scale.load_full_benchmarks(full_setup)).set_index("subset")
+    assert sizes.loc["GQA-one", "found"] == "missing" and not sizes.loc["GQA-one", "matches"]
+    assert re.search(r"GQA-one\s+missing\s+1160", capsys.readouterr().out)
+    assert not (tmp_path / "out").exists()

@@ -1,16 +1,22 @@
 import io
+import re
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
+from upstream_fixtures import photo_like
 
 from analysis_lib import pair_probe
+from analysis_lib.images import load_image
+from analysis_lib.models import toy_image_processor
 from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.scoring import ClipScorer, VQAScorer
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.scoring import ClipScorer, VQAScorer, mean_colour
+from analysis_lib.toyworld import WorldConfig, render_all, sample_scenes
 
 TEXTS = ["a red circle left of a blue square", "a red circle right of a blue square"]
+IMAGE_PROCESSOR = toy_image_processor(WorldConfig())
 
 
 @pytest.fixture
@@ -83,3 +89,89 @@ def test_command_line_scores_a_pair_with_saved_models(full_setup, tmp_path, worl
     with pytest.raises(SystemExit):
         pair_probe.main(args)  # --clip without --llava
     assert "give both --clip and --llava" in capsys.readouterr().err
+
+
+def _photos(tmp_path, sizes=((600, 512), (512, 600))) -> list[str]:
+    """Photograph-sized JPEGs, as a user would pass them."""
+    paths = []
+    for seed, (width, height) in enumerate(sizes):
+        paths.append(str(tmp_path / f"photo{seed + 1}.jpg"))
+        Image.fromarray(photo_like(width, height, seed)).save(paths[-1], quality=90)
+    return paths
+
+
+def _no_models(*args, **kwargs):
+    raise AssertionError("bad input must be refused before any model loads or trains")
+
+
+def test_real_size_photographs_are_probed_end_to_end(scorers, tmp_path, monkeypatch, capsys):
+    paths = _photos(tmp_path)
+    monkeypatch.setattr(pair_probe, "toy_scorers", lambda seed, device: scorers)
+    pair_probe.main([*paths, "--text", TEXTS[0], "--text", TEXTS[1]])
+    captured = capsys.readouterr()
+    assert "note: image 1 (600x512) is letterboxed to 24x24" in captured.out
+    assert "note: image 2 (512x600) is letterboxed to 24x24" in captured.out
+    assert "pair correct" in captured.out and "warning" not in captured.err
+    photos = [load_image(path) for path in paths]
+    letterboxed = [
+        ImageOps.pad(photo, (24, 24), Image.Resampling.BICUBIC, mean_colour(IMAGE_PROCESSOR)) for photo in photos
+    ]
+    for scorer in scorers.values():
+        pairs = [(i, text) for i in range(2) for text in TEXTS]
+        assert np.allclose(scorer.score_pairs(photos, pairs), scorer.score_pairs(letterboxed, pairs), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "sizes, texts, message",
+    [
+        (((600, 512), (600, 3)), TEXTS, r"photo2.jpg is 600x3 pixels; images need at least 16"),
+        (((600, 512), (1, 1)), TEXTS, r"photo2.jpg is 1x1 pixels"),
+        (((600, 512), (512, 600)), [TEXTS[0], "perro grande"], r"statement 2 \('perro grande'\) has no word"),
+        (((600, 512), (512, 600)), [TEXTS[0], "  "], "neither empty"),
+    ],
+)
+def test_bad_input_is_refused_before_models_load(tmp_path, monkeypatch, capsys, sizes, texts, message):
+    monkeypatch.setattr(pair_probe, "toy_scorers", _no_models)
+    paths = _photos(tmp_path, sizes)
+    with pytest.raises(SystemExit):
+        pair_probe.main([*paths, "--text", texts[0], "--text", texts[1]])
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_missing_and_unreadable_files_are_refused_before_models_load(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pair_probe, "toy_scorers", _no_models)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    for name, message in (("gone.jpg", "image not found: .*gone.jpg"), ("empty.jpg", "empty.jpg cannot be read")):
+        with pytest.raises(SystemExit):
+            pair_probe.main([_photos(tmp_path)[0], str(tmp_path / name), "--text", TEXTS[0], "--text", TEXTS[1]])
+        assert re.search(message, capsys.readouterr().err)
+
+
+def test_unknown_words_are_named_with_the_toy_vocabulary(scorers, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pair_probe, "toy_scorers", lambda seed, device: scorers)
+    pair_probe.main([*_photos(tmp_path), "--text", "a dog facing left", "--text", "a dog facing right"])
+    captured = capsys.readouterr()
+    assert "warning: statement 1: the toy models do not know 'dog', 'facing'" in captured.err
+    assert "warning: statement 2" in captured.err and "only the toy world's words: " in captured.err
+    assert "circle" in captured.err and "square" in captured.err  # the vocabulary is listed
+    assert "pair correct" in captured.out  # a warning, not an error: the pair is still scored
+
+
+def test_widget_shows_the_same_messages(scorers, tmp_path):
+    box = pair_probe.probe_widget(scorers)
+    for upload, path in zip(box.uploads, _photos(tmp_path)):
+        upload.value = _upload(Path(path).name, Path(path).read_bytes())
+    box.texts[0].value, box.texts[1].value = "a dog facing left", TEXTS[1]
+    box.score()
+    text = "".join(output.get("text", "") for output in box.out.outputs)
+    assert "warning: statement 1: the toy models do not know 'dog', 'facing'" in text
+    assert "note: image 1 (600x512) is letterboxed to 24x24" in text
+    assert "picks" in box.out.outputs[-1]["data"]["text/html"]
+    box.texts[0].value = "perro grande"
+    box.score()
+    assert "cannot score: statement 1 ('perro grande') has no word the toy models know" in box.out.outputs[0]["text"]
+    small = io.BytesIO()
+    Image.new("RGB", (600, 3)).save(small, format="PNG")
+    box.uploads[1].value = _upload("thin.png", small.getvalue())
+    box.score()
+    assert "cannot score: image thin.png is 600x3 pixels" in box.out.outputs[0]["text"]

@@ -83,3 +83,22 @@ def test_two_processes_give_the_single_process_scores(tmp_path):
     subprocess.run(command + [str(SCRIPT), str(tmp_path / "two"), str(double)], check=True, env=env)
     assert np.array_equal(np.load(single), np.load(double))
     assert len(list((tmp_path / "two").glob("scores.part*.jsonl"))) == 2
+
+
+@pytest.mark.parametrize("content", ["", '{"spec": {"model": "m", "bench'], ids=["empty", "half-written header"])
+def test_interrupted_header_write_is_dropped_and_rewritten(tmp_path, content):
+    path = tmp_path / "scores.jsonl"
+    path.write_text(content)  # killed between creating the file and finishing its header
+    assert read_log(path, SPEC) == {} and not path.exists()
+    path.write_text(content)
+    got = score_with_log(_squares([]), [1, 2], ["a", "b"], path, SPEC)
+    assert got[:, 1].tolist() == [1, 4]
+    assert [json.loads(line) for line in path.read_text().splitlines()][0] == {"spec": SPEC}
+
+
+def test_file_that_is_not_a_score_log_is_never_overwritten(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    path.write_text("metric,value\n0.5\n")
+    with pytest.raises(StaleScoresError, match="is not a score log .*delete the file"):
+        read_log(path, SPEC)
+    assert path.read_text() == "metric,value\n0.5\n"

@@ -1,10 +1,20 @@
-"""Tiny benchmark folders in the exact upstream formats (REFERENCE.md §2), shared by the tests."""
+"""Tiny benchmark folders in the exact upstream formats (REFERENCE.md §2) and photograph-like images, shared by
+the tests."""
 
 import csv
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """An ``height x width x 3`` uint8 array that looks like a photograph: gradients plus noise."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    base = np.stack([xs / width, ys / height, (xs + ys) / (width + height)], axis=-1) * 200
+    return np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
 def write_image(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> None:
