@@ -79,8 +79,9 @@ def input_messages(scorers: dict, images: Sequence[Image.Image], texts: Sequence
 def toy_scorers(seed: int = 0, device: str = "cpu") -> dict:
     """Chapter 1's toy CLIP and LLaVA of ``seed`` (trained and cached on first use)."""
     from analysis_lib.book import declared_parameters, find_chapter, read_chapter
-    from analysis_lib.chapters.ch01_same_encoder import model_scorers, toy_setup
+    from analysis_lib.chapters.ch01_same_encoder import toy_setup
     from analysis_lib.pipeline import toy_models
+    from analysis_lib.toy_runs import model_scorers
 
     chapter = declared_parameters(read_chapter(find_chapter("01")))  # the chapter's default recipe
     return model_scorers(toy_models(toy_setup(chapter["clip_steps"], smoke=False), seed, device))

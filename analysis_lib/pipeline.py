@@ -12,6 +12,7 @@ from transformers import CLIPModel, CLIPProcessor, LlamaForCausalLM, LlavaForCon
 
 from analysis_lib.cache import cached_artifact
 from analysis_lib.features import cached_features, llava_selected_features, pixel_tensor
+from analysis_lib.image_tokens import ImageTokens, apply_variant, install_hooks
 from analysis_lib.lm_pretraining import LmPretrainConfig, pretrain_lm
 from analysis_lib.models import ClipSize, LlavaSize, load_language_model, toy_clip, toy_llava_from_clip, toy_lm
 from analysis_lib.prompts import TOY_FORMAT, PromptFormat
@@ -31,6 +32,7 @@ class ToySetup:
     llava_train: LlavaTrainConfig = field(default_factory=LlavaTrainConfig)
     lm_pretrain: LmPretrainConfig | None = field(default_factory=LmPretrainConfig)
     prompt_format: PromptFormat = TOY_FORMAT
+    image_tokens: ImageTokens = field(default_factory=ImageTokens)
 
     def lm_spec(self, seed: int) -> dict | None:
         """What determines the pre-trained toy LM (None: the LLaVA's LM starts from scratch)."""
@@ -49,8 +51,9 @@ class ToySetup:
         }
 
     def llava_spec(self, seed: int) -> dict:
-        """What determines the toy LLaVA (its CLIP's spec included)."""
-        return {
+        """What determines the toy LLaVA (its CLIP's spec included; the image-token variant when it is
+        not LLaVA-1.5's own, so that models trained before variants existed keep their key)."""
+        spec = {
             "clip": self.clip_spec(seed),
             "llava_size": asdict(self.llava_size),
             "lm": self.lm_spec(seed),
@@ -58,6 +61,11 @@ class ToySetup:
             "prompt_format": asdict(self.prompt_format),
             "seed": seed,
         }
+        return spec if self.image_tokens.is_default else {**spec, "image_tokens": asdict(self.image_tokens)}
+
+    def feature_spec(self, seed: int, layer: int) -> dict:
+        """What determines the frozen-encoder features the LLaVA trains on."""
+        return {"clip": self.clip_spec(seed), "layer": layer, **self.image_tokens.feature_key()}
 
 
 @dataclass
@@ -135,11 +143,12 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
 
     def build_llava(folder: Path) -> None:
         model, processor = toy_llava_from_clip(clip, clip_processor, setup.llava_size, seed)
+        apply_variant(model, setup.image_tokens)
         if setup.lm_pretrain is not None:
             load_language_model(model, LlamaForCausalLM.from_pretrained(folders["lm"]))
         with watch.time("features"):
             features = cached_features(
-                {"clip": setup.clip_spec(seed), "layer": model.config.vision_feature_layer},
+                setup.feature_spec(seed, model.config.vision_feature_layer),
                 lambda: llava_selected_features(model, data.get(clip_processor.image_processor)[1]),
             )
         scenes, _ = data.get(clip_processor.image_processor)
@@ -161,7 +170,7 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
 
     with watch.time("llava"):
         llava_dir, llava_reused = cached_artifact("llava", setup.llava_spec(seed), build_llava)
-        llava = LlavaForConditionalGeneration.from_pretrained(llava_dir).eval()
+        llava = install_hooks(LlavaForConditionalGeneration.from_pretrained(llava_dir).eval())
         llava_processor = LlavaProcessor.from_pretrained(llava_dir, use_fast=False)
     if "features" in watch.seconds:
         watch.seconds["llava"] -= watch.seconds["features"]

@@ -18,6 +18,7 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
+from analysis_lib.image_tokens import variant_position_ids
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.toyworld import (
     COL_WORDS,
@@ -232,10 +233,12 @@ def teacher_forced(
     ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, model.config.image_seq_length)
     device = next(model.parameters()).device
     logprobs = []
+    positions = variant_position_ids(model, ids, torch.Generator().manual_seed(EVAL_RNG_SEED))
     for start in range(0, len(ids), chunk):
         part = slice(start, start + chunk)
         embeds = embed_with_features(model, ids[part].to(device), features[part].to(device))
-        logits = model(inputs_embeds=embeds, attention_mask=mask[part].to(device)).logits
+        where = None if positions is None else positions[part].to(device)
+        logits = model(inputs_embeds=embeds, attention_mask=mask[part].to(device), position_ids=where).logits
         logprobs.append(logits[:, :-1].float().log_softmax(-1).cpu())
     model.train(was_training)
     return torch.cat(logprobs), labels[:, 1:]
@@ -386,6 +389,7 @@ def train_llava(
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
+    permutations = torch.Generator().manual_seed(seed)  # image-token positions of a ``permuted`` variant
     device = next(model.parameters()).device
     n_train = len(scenes) - cfg.validation_scenes
     mean, std = features[:n_train].mean(dim=(0, 1)), features[:n_train].std(dim=(0, 1)) + 1e-6
@@ -405,7 +409,11 @@ def train_llava(
         conversations = [[instruction_example(scenes[i], rng, tasks, foils)] for i in idx]
         ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens, cfg.question_loss)
         embeds = embed_with_features(model, ids.to(device), standardised[idx])
-        loss = model(inputs_embeds=embeds, attention_mask=mask.to(device), labels=labels.to(device)).loss
+        positions = variant_position_ids(model, ids, permutations)
+        positions = None if positions is None else positions.to(device)
+        loss = model(
+            inputs_embeds=embeds, attention_mask=mask.to(device), position_ids=positions, labels=labels.to(device)
+        ).loss
         return clipped_step(loss, params, *optimisers[stage.train_lm])
 
     def check(name: str) -> dict[str, float]:

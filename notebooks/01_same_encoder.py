@@ -64,7 +64,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from analysis_lib import anchors, full_scale, pair_probe, plots
+from analysis_lib import anchors, full_scale, pair_probe, plots, toy_runs
 from analysis_lib.chapters import ch01_same_encoder as chapter
 
 if scale not in ("toy", "full"):
@@ -129,8 +129,8 @@ if scale == "toy":
 # %%
 pd.set_option("display.precision", 3)
 if scale == "toy":
-    rows = chapter.headline(run.metrics)
-    summary = chapter.seed_summary(rows)
+    rows = toy_runs.headline(run.metrics)
+    summary = toy_runs.seed_summary(rows)
     display(summary)
 
 # %% [markdown]
@@ -140,7 +140,7 @@ if scale == "toy":
 # %%
 if scale == "toy":
     display(chapter.target_checks(rows))
-    fig = plots.accuracy_bars(rows, chapter.CHANCE)
+    fig = plots.accuracy_bars(rows, toy_runs.CHANCE)
     saved = plots.save(fig, "01_same_encoder_accuracy", figures_root or None)
 
 # %% [markdown]
@@ -188,7 +188,7 @@ if scale == "toy" and ablations:
     ablation_table = chapter.ablation_summary(ablation)
     display(ablation_table)
     title = "LLaVA variants on the same frozen encoder (dashed: chance)"
-    fig = plots.accuracy_bars(chapter.ablation_rows(ablation), chapter.CHANCE, title)
+    fig = plots.accuracy_bars(chapter.ablation_rows(ablation), toy_runs.CHANCE, title)
     saved = plots.save(fig, "01_same_encoder_ablations", figures_root or None)
 
 # %% [markdown]
@@ -200,9 +200,9 @@ if scale == "toy" and ablations:
 
 # %%
 if scale == "toy" and ablations:
-    transitions = chapter.transitions(ablation)
+    transitions = toy_runs.transitions(ablation)
     display(transitions[transitions.target.notna()])
-    fig = plots.transition_figure(chapter.check_curves(ablation), transitions)
+    fig = plots.transition_figure(toy_runs.check_curves(ablation), transitions)
     saved = plots.save(fig, "01_same_encoder_transitions", figures_root or None)
 
 # %% [markdown]
@@ -248,14 +248,14 @@ if scale == "toy":
 # `analysis_lib.pair_probe` scores any two images and two statements the way MMVP-VLM scores a
 # pair: each statement should score higher with its own image. Below, the first MMVP-style spatial
 # pair of the toy test set, with the last seed's models. In JupyterLab,
-# `pair_probe.probe_widget(chapter.model_scorers(run.models))` gives upload boxes for your own images;
+# `pair_probe.probe_widget(toy_runs.model_scorers(run.models))` gives upload boxes for your own images;
 # from the shell, `python -m analysis_lib.pair_probe a.jpg b.jpg --text "..." --text "..."` does the
 # same (add `--clip` and `--llava` to use real models).
 
 # %%
 if scale == "toy":
     images, statements = chapter.probe_example(run)
-    display(pair_probe.probe_pair(chapter.model_scorers(run.models), images, statements))
+    display(pair_probe.probe_pair(toy_runs.model_scorers(run.models), images, statements))
 
 # %% [markdown]
 # ## What the numbers say

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis_lib.chapters import ch01_same_encoder as ch
+from analysis_lib.toy_runs import VariantRun, check_curves, transitions
 
 
 def test_variants_share_clip_and_differ_only_where_they_say():
@@ -36,10 +37,10 @@ def test_transitions_and_curves_count_steps_across_stages(tmp_path):
          "checks": [{"step": 300, "value": 0.4}]},
     ]  # fmt: skip
     write_log(tmp_path / "a", stages)
-    run = ch.AblationRun(pd.DataFrame(), {ch.MAIN: {0: tmp_path / "a"}}, {})
-    table = ch.transitions(run).set_index("stage")
+    run = VariantRun(pd.DataFrame(), {ch.MAIN: {0: tmp_path / "a"}}, {})
+    table = transitions(run).set_index("stage")
     assert table.loc["list", "starts at"] == 100 and table.loc["list", "passed at"] == 300
     assert pd.isna(table.loc["instructions", "passed at"]) and table.loc["instructions", "final check"] == 0.4
     assert table.loc["instructions", "starts at"] == 300
-    curves = ch.check_curves(run)
+    curves = check_curves(run)
     assert curves["step"].tolist() == [200, 300, 600]

@@ -17,17 +17,32 @@ from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
 from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
 from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.cache import cached_artifact
-from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
-from analysis_lib.features import llava_selected_features, pixel_tensor
+from analysis_lib.features import llava_selected_features
 from analysis_lib.lm_pretraining import LmPretrainConfig
-from analysis_lib.metrics import opposite_option, seed_interval
+from analysis_lib.metrics import opposite_option
 from analysis_lib.models import load_language_model, toy_llava_from_clip
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.results import results_dir, write_results
-from analysis_lib.scoring import ClipScorer, VQAScorer
-from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
-from analysis_lib.toyworld import instruction_example, render_all, sample_scenes
+from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE
+from analysis_lib.toy_runs import (
+    CLIP_NAME,
+    EVAL_SEED,
+    LLAVA_NAME,
+    VARIANT_TESTS,
+    VariantRun,
+    evaluation_sets,
+    fresh_pixels,
+    headline,
+    model_scorers,
+    run_variants,
+    score_all,
+    seed_summary,
+    show,
+    smoke_curriculum,
+    variant_table,
+)
+from analysis_lib.toyworld import instruction_example, sample_scenes
 from analysis_lib.training import (
     GROUNDED_CURRICULUM,
     UNGROUNDED_CURRICULUM,
@@ -38,39 +53,11 @@ from analysis_lib.training import (
     train_llava,
 )
 
-EVAL_SEED = 12345
-EVAL_PAIRS = 100
-HEADLINE = {
-    ("relations", "4-way individual"): "relation 4-way",
-    ("relations", "4-way axis"): "relation axis (4-way choice on the right axis)",
-    ("relations", "2-way individual"): "relation 2-way",
-    ("relations", "2-way pair"): "relation 2-way pair",
-    ("attributes", "4-way individual"): "attribute 4-way",
-    ("pairs", "pair Spatial"): "MMVP-style spatial pairs",
-    ("pairs", "pair Color"): "MMVP-style colour pairs",
-}
-ABLATION_TESTS = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
-CHANCE = {
-    "relation 4-way": 0.25,
-    "relation axis (4-way choice on the right axis)": 0.5,
-    "relation 2-way": 0.5,
-    "relation 2-way pair": 0.25,
-    "attribute 4-way": 0.25,
-    "MMVP-style spatial pairs": 0.25,
-    "MMVP-style colour pairs": 0.25,
-}
-
-
 MAIN = "pre-trained LM + grounding task (the chapter's LLaVA)"
 FROM_SCRATCH = "LM from scratch + grounding task"
 NO_GROUNDING = "pre-trained LM, no grounding task"
 VARIANTS = (MAIN, FROM_SCRATCH, NO_GROUNDING)
 """What makes the extraction possible: the chapter's LLaVA recipe and its two ablations."""
-
-
-def smoke_curriculum(curriculum: tuple[Stage, ...]) -> tuple[Stage, ...]:
-    """The same stages, two steps each, checked every step (numbers meaningless)."""
-    return tuple(dataclasses.replace(stage, max_steps=2) for stage in curriculum)
 
 
 def toy_setup(clip_steps: int, smoke: bool, variant: str = MAIN) -> ToySetup:
@@ -112,28 +99,6 @@ class SameEncoderRun:
     folders: dict[int, dict[str, Path]] = field(default_factory=dict)
 
 
-def model_scorers(models: ToyModels) -> dict[str, ClipScorer | VQAScorer]:
-    """The chapter's two scorers on one seed's toy models."""
-    return {
-        "CLIP (cosine)": ClipScorer(models.clip, models.clip_processor),
-        "LLaVA (VQAScore)": VQAScorer(models.llava, models.llava_processor, models.prompt_format),
-    }
-
-
-def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[dict]:
-    """Metric records of every scorer on the relation, attribute and pair sets."""
-    relations = load_whatsup_controlled(bench_dir / RELATION_FILE)
-    attributes = load_whatsup_controlled(bench_dir / ATTRIBUTE_FILE)
-    pairs = load_mmvp_vlm(bench_dir / MMVP_FOLDER)
-    records = []
-    for model, scorer in scorers.items():
-        rows = whatsup_records(relations, whatsup_option_scores(scorer, relations), "relations", seed)
-        rows += whatsup_records(attributes, whatsup_option_scores(scorer, attributes), "attributes", seed, False)
-        rows += mmvp_records(pairs, mmvp_scores(scorer, pairs), "pairs", seed)
-        records += [{"model": model, "seed": seed, **row} for row in rows]
-    return records
-
-
 def _train_seconds(folder: Path) -> float | None:
     """The training wall time recorded with a cached model."""
     return training_log(folder).get("train_seconds")
@@ -144,7 +109,7 @@ def same_encoder_experiment(
 ) -> SameEncoderRun:
     """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks."""
     setup = toy_setup(clip_steps, smoke)
-    bench_dir = export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)
+    bench_dir = evaluation_sets(setup, smoke)
     records, seconds, reused, trained, folders = [], {}, {}, {}, {}
     for seed in seeds:
         models = toy_models(setup, seed, device, progress)
@@ -169,63 +134,15 @@ def timing_table(run: SameEncoderRun) -> pd.DataFrame:
     return this.join(trained).rename_axis("seed")
 
 
-@dataclass
-class AblationRun:
-    """The LLaVA variants of "what makes the extraction possible": metrics and training logs per seed."""
-
-    metrics: pd.DataFrame
-    folders: dict[str, dict[int, Path]]
-    seconds: dict[str, dict[int, float]]
-
-
-def ablation_experiment(run: SameEncoderRun, device: str, progress: bool = True) -> AblationRun:
-    """Train or load each variant's LLaVA on every seed of ``run`` (same CLIP) and score it."""
-    seeds = run.config["parameters"]["seeds"]
-    clip_steps, smoke = run.config["parameters"]["clip_steps"], run.config["parameters"]["smoke"]
-    main = run.metrics[run.metrics.model == "LLaVA (VQAScore)"]
-    records, folders, seconds = [main], {MAIN: {s: run.folders[s]["llava"] for s in seeds}}, {}
-    for variant in VARIANTS[1:]:
-        setup = toy_setup(clip_steps, smoke, variant)
-        folders[variant], seconds[variant] = {}, {}
-        for seed in seeds:
-            start = time.perf_counter()
-            models = toy_models(setup, seed, device, progress)
-            scorer = {"LLaVA (VQAScore)": model_scorers(models)["LLaVA (VQAScore)"]}
-            rows = score_all(scorer, run.benchmark_dir, seed)
-            records.append(pd.DataFrame([{"condition": variant, **r} for r in rows]))
-            folders[variant][seed], seconds[variant][seed] = models.folders["llava"], time.perf_counter() - start
-    return AblationRun(pd.concat(records, ignore_index=True), folders, seconds)
-
-
-def transitions(ablations: AblationRun) -> pd.DataFrame:
-    """Per variant, seed and curriculum stage: where the stage started (in stage-2 steps), how many
-    steps it ran, and the step at which its held-out check first passed (None: it ran to its cap)."""
-    rows = []
-    for variant, by_seed in ablations.folders.items():
-        for seed, folder in by_seed.items():
-            start = 0
-            for stage in training_log(folder)["stages"]:
-                passed = stage["passed_at"]
-                last = stage["checks"][-1] if stage["checks"] else {}
-                rows.append({"variant": variant, "seed": seed, "stage": stage["stage"], "starts at": start,
-                             "steps": stage["steps"], "passed at": None if passed is None else start + passed,
-                             "final check": last.get("value"), "target": stage["target"] if stage["checks"] else None,
-                             "cap": stage["max_steps"]})  # fmt: skip
-                start += stage["steps"]
-    return pd.DataFrame(rows)
-
-
-def check_curves(ablations: AblationRun) -> pd.DataFrame:
-    """Every held-out check of every variant and seed, at its cumulative training step."""
-    rows = []
-    for variant, by_seed in ablations.folders.items():
-        for seed, folder in by_seed.items():
-            start = 0
-            for stage in training_log(folder)["stages"]:
-                rows += [{"variant": variant, "seed": seed, "stage": stage["stage"], "step": start + c["step"],
-                          "value": c["value"]} for c in stage["checks"]]  # fmt: skip
-                start += stage["steps"]
-    return pd.DataFrame(rows)
+def ablation_experiment(run: SameEncoderRun, device: str, progress: bool = True) -> VariantRun:
+    """Train or load each ablated variant's LLaVA on every seed of ``run`` (same CLIP) and score it,
+    beside the chapter's own LLaVA."""
+    params = run.config["parameters"]
+    setups = {v: toy_setup(params["clip_steps"], params["smoke"], v) for v in VARIANTS[1:]}
+    variants = run_variants(setups, params["seeds"], run.benchmark_dir, device, progress)
+    main = run.metrics[run.metrics.model == LLAVA_NAME]
+    folders = {MAIN: {s: run.folders[s]["llava"] for s in params["seeds"]}, **variants.folders}
+    return VariantRun(pd.concat([main, variants.metrics], ignore_index=True), folders, variants.seconds)
 
 
 def lm_pretraining_table(run: SameEncoderRun) -> pd.DataFrame:
@@ -239,51 +156,21 @@ def lm_pretraining_table(run: SameEncoderRun) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_rows(ablations: AblationRun) -> pd.DataFrame:
+def ablation_rows(ablations: VariantRun) -> pd.DataFrame:
     """The ablation's headline LLaVA tests, one row per variant and seed, the variant in ``model``."""
     rows = headline(ablations.metrics)
-    return rows[rows.test.isin(ABLATION_TESTS)].assign(model=lambda r: r.condition)
+    return rows[rows.test.isin(VARIANT_TESTS)].assign(model=lambda r: r.condition)
 
 
-def ablation_summary(ablations: AblationRun) -> pd.DataFrame:
+def ablation_summary(ablations: VariantRun) -> pd.DataFrame:
     """Headline LLaVA tests per variant: mean over seeds with 95% CI and the per-seed values."""
-    return seed_summary(ablation_rows(ablations)).rename(columns={"model": "variant"})
-
-
-def headline(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The chapter's headline metrics, one row per seed, with readable test names."""
-    keys = list(zip(metrics["benchmark"], metrics["metric"]))
-    rows = metrics[[k in HEADLINE for k in keys]].copy()
-    rows["test"] = [HEADLINE[k] for k in zip(rows["benchmark"], rows["metric"])]
-    order = {name: i for i, name in enumerate(HEADLINE.values())}
-    return rows.sort_values(by="test", key=lambda s: s.map(order), kind="stable")
-
-
-def seed_summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean across seeds with its 95% t-interval and the per-seed values, per test and model."""
-    out = []
-    for (test, model), group in rows.groupby(["test", "model"], sort=False):
-        mean, low, high = seed_interval(group["value"])
-        low, high = max(0.0, low), min(1.0, high)  # accuracies: clip the t-interval to [0, 1]
-        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
-        out.append(
-            {
-                "test": test,
-                "model": model,
-                "mean": mean,
-                "ci95_low": low,
-                "ci95_high": high,
-                "per seed": per_seed,
-                "chance": CHANCE.get(test),
-            }
-        )
-    return pd.DataFrame(out)
+    return variant_table(ablations.metrics).rename(columns={"condition": "variant"})
 
 
 def target_checks(rows: pd.DataFrame) -> pd.DataFrame:
     """The chapter's targets, set before the run (issue "Chapter 1 must show the claim"), each marked
     met or not: on every seed (the worst seed) where the target says so, else on the seed mean."""
-    clip, llava = "CLIP (cosine)", "LLaVA (VQAScore)"
+    clip, llava = CLIP_NAME, LLAVA_NAME
     value = rows.groupby(["test", "model"])["value"]
     mean, worst, best = value.mean(), value.min(), value.max()
     checks = [
@@ -317,10 +204,7 @@ def findings(
 ) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
     row = {(r["test"], r["model"]): r for r in summary.to_dict("records")}
-    clip, llava = "CLIP (cosine)", "LLaVA (VQAScore)"
-
-    def show(r: dict) -> str:
-        return f"{r['mean']:.1%} (95% CI {r['ci95_low']:.1%}-{r['ci95_high']:.1%}; seeds {r['per seed']})"
+    clip, llava = CLIP_NAME, LLAVA_NAME
 
     def pick(test: str, model: str) -> str:
         return show(row[(test, model)])
@@ -352,17 +236,9 @@ def findings(
     return "\n".join(lines)
 
 
-def fresh_scenes(run: SameEncoderRun, n_scenes: int, seed: int) -> tuple[list, torch.Tensor]:
-    """``n_scenes`` new scenes (``seed``) and their pixels, preprocessed for the run's CLIP."""
-    scenes = sample_scenes(n_scenes, run.setup.world, seed=seed)
-    return scenes, pixel_tensor(
-        render_all(scenes, run.setup.world, seed + 1), run.models.clip_processor.image_processor
-    )
-
-
 def encoder_probe_table(run: SameEncoderRun, n_scenes: int) -> pd.DataFrame:
     """Linear-probe accuracies on the last seed's frozen CLIP, beside each probe's majority-class rate."""
-    scenes, pixels = fresh_scenes(run, n_scenes, EVAL_SEED + 1)
+    scenes, pixels = fresh_pixels(run.setup, run.models.clip_processor.image_processor, n_scenes, EVAL_SEED + 1)
     return pd.DataFrame(
         {
             "probe accuracy": encoder_probes(run.models.clip, pixels, scenes),
@@ -453,7 +329,7 @@ def text_binding_accuracy(run: SameEncoderRun, seed: int, scenes: list, pretrain
 def binding_control(run: SameEncoderRun, n_scenes: int = 512) -> pd.DataFrame:
     """Binding, both ways, per seed: 'Where is X?' answered from the image by the chapter's LLaVA, and
     learned from text alone (both cells in the question) by a toy LM from scratch and by the pre-trained one."""
-    scenes, pixels = fresh_scenes(run, n_scenes, EVAL_SEED + 3)
+    scenes, pixels = fresh_pixels(run.setup, run.models.clip_processor.image_processor, n_scenes, EVAL_SEED + 3)
     rows = []
     for seed in run.config["parameters"]["seeds"]:
         llava = LlavaForConditionalGeneration.from_pretrained(run.folders[seed]["llava"]).eval()
@@ -483,7 +359,7 @@ def save_results(
     root: Path | None,
     total_seconds: float,
     tables: dict[str, pd.DataFrame],
-    ablations: AblationRun | None = None,
+    ablations: VariantRun | None = None,
 ) -> Path:
     """Write the run's ``metrics.csv`` (the ablation variants' LLaVA rows too, by ``condition``) and
     ``run.json`` (with ``tables``, e.g. the binding control, as records) under

@@ -1,0 +1,172 @@
+"""What every toy chapter does with its models: score them on chapter 1's sets, train or load LLaVA
+variants per seed, and read the scores and training logs as tables with seed confidence intervals."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
+from analysis_lib.features import pixel_tensor
+from analysis_lib.metrics import seed_interval
+from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
+from analysis_lib.scoring import ClipScorer, VQAScorer
+from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
+from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.training import Stage
+
+EVAL_SEED = 12345
+EVAL_PAIRS = 100
+CLIP_NAME, LLAVA_NAME = "CLIP (cosine)", "LLaVA (VQAScore)"
+HEADLINE = {
+    ("relations", "4-way individual"): "relation 4-way",
+    ("relations", "4-way axis"): "relation axis (4-way choice on the right axis)",
+    ("relations", "2-way individual"): "relation 2-way",
+    ("relations", "2-way pair"): "relation 2-way pair",
+    ("attributes", "4-way individual"): "attribute 4-way",
+    ("pairs", "pair Spatial"): "MMVP-style spatial pairs",
+    ("pairs", "pair Color"): "MMVP-style colour pairs",
+}
+VARIANT_TESTS = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
+CHANCE = {
+    "relation 4-way": 0.25,
+    "relation axis (4-way choice on the right axis)": 0.5,
+    "relation 2-way": 0.5,
+    "relation 2-way pair": 0.25,
+    "attribute 4-way": 0.25,
+    "MMVP-style spatial pairs": 0.25,
+    "MMVP-style colour pairs": 0.25,
+}
+
+
+def smoke_curriculum(curriculum: tuple[Stage, ...]) -> tuple[Stage, ...]:
+    """The same stages, two steps each, checked every step (numbers meaningless)."""
+    return tuple(dataclasses.replace(stage, max_steps=2) for stage in curriculum)
+
+
+def evaluation_sets(setup: ToySetup, smoke: bool) -> Path:
+    """Chapter 1's relation, attribute and pair sets (exported once in the upstream formats)."""
+    return export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)
+
+
+def model_scorers(models: ToyModels) -> dict[str, ClipScorer | VQAScorer]:
+    """The two scorers on one seed's toy models."""
+    return {
+        CLIP_NAME: ClipScorer(models.clip, models.clip_processor),
+        LLAVA_NAME: VQAScorer(models.llava, models.llava_processor, models.prompt_format),
+    }
+
+
+def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[dict]:
+    """Metric records of every scorer on the relation, attribute and pair sets."""
+    relations = load_whatsup_controlled(bench_dir / RELATION_FILE)
+    attributes = load_whatsup_controlled(bench_dir / ATTRIBUTE_FILE)
+    pairs = load_mmvp_vlm(bench_dir / MMVP_FOLDER)
+    records = []
+    for model, scorer in scorers.items():
+        rows = whatsup_records(relations, whatsup_option_scores(scorer, relations), "relations", seed)
+        rows += whatsup_records(attributes, whatsup_option_scores(scorer, attributes), "attributes", seed, False)
+        rows += mmvp_records(pairs, mmvp_scores(scorer, pairs), "pairs", seed)
+        records += [{"model": model, "seed": seed, **row} for row in rows]
+    return records
+
+
+def fresh_pixels(setup: ToySetup, image_processor, n_scenes: int, seed: int) -> tuple[list, torch.Tensor]:
+    """``n_scenes`` new scenes (``seed``) and their pixels, preprocessed by ``image_processor``."""
+    scenes = sample_scenes(n_scenes, setup.world, seed=seed)
+    return scenes, pixel_tensor(render_all(scenes, setup.world, seed + 1), image_processor)
+
+
+@dataclass
+class VariantRun:
+    """LLaVA variants scored on chapter 1's sets: metrics (variant in ``condition``), model folders and
+    wall seconds per variant and seed."""
+
+    metrics: pd.DataFrame
+    folders: dict[str, dict[int, Path]]
+    seconds: dict[str, dict[int, float]]
+
+
+def run_variants(
+    setups: dict[str, ToySetup], seeds: list[int], bench_dir: Path, device: str, progress: bool = True
+) -> VariantRun:
+    """Train or load each variant's LLaVA on every seed and score it with VQAScore."""
+    records, folders, seconds = [], {}, {}
+    for variant, setup in setups.items():
+        folders[variant], seconds[variant] = {}, {}
+        for seed in seeds:
+            start = time.perf_counter()
+            models = toy_models(setup, seed, device, progress)
+            scorer = {LLAVA_NAME: model_scorers(models)[LLAVA_NAME]}
+            records += [{"condition": variant, **r} for r in score_all(scorer, bench_dir, seed)]
+            folders[variant][seed], seconds[variant][seed] = models.folders["llava"], time.perf_counter() - start
+    return VariantRun(pd.DataFrame(records), folders, seconds)
+
+
+def transitions(run: VariantRun) -> pd.DataFrame:
+    """Per variant, seed and curriculum stage: where the stage started (in stage-2 steps), how many
+    steps it ran, and the step at which its held-out check first passed (None: it ran to its cap)."""
+    rows = []
+    for variant, by_seed in run.folders.items():
+        for seed, folder in by_seed.items():
+            start = 0
+            for stage in training_log(folder)["stages"]:
+                passed = stage["passed_at"]
+                last = stage["checks"][-1] if stage["checks"] else {}
+                rows.append({"variant": variant, "seed": seed, "stage": stage["stage"], "starts at": start,
+                             "steps": stage["steps"], "passed at": None if passed is None else start + passed,
+                             "final check": last.get("value"), "target": stage["target"] if stage["checks"] else None,
+                             "cap": stage["max_steps"]})  # fmt: skip
+                start += stage["steps"]
+    return pd.DataFrame(rows)
+
+
+def check_curves(run: VariantRun) -> pd.DataFrame:
+    """Every held-out check of every variant and seed, at its cumulative training step."""
+    rows = []
+    for variant, by_seed in run.folders.items():
+        for seed, folder in by_seed.items():
+            start = 0
+            for stage in training_log(folder)["stages"]:
+                rows += [{"variant": variant, "seed": seed, "stage": stage["stage"], "step": start + c["step"],
+                          "value": c["value"]} for c in stage["checks"]]  # fmt: skip
+                start += stage["steps"]
+    return pd.DataFrame(rows)
+
+
+def headline(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The headline metrics, one row per seed, with readable test names."""
+    keys = list(zip(metrics["benchmark"], metrics["metric"]))
+    rows = metrics[[k in HEADLINE for k in keys]].copy()
+    rows["test"] = [HEADLINE[k] for k in zip(rows["benchmark"], rows["metric"])]
+    order = {name: i for i, name in enumerate(HEADLINE.values())}
+    return rows.sort_values(by="test", key=lambda s: s.map(order), kind="stable")
+
+
+def seed_summary(rows: pd.DataFrame, by: str = "model") -> pd.DataFrame:
+    """Mean across seeds with its 95% t-interval and the per-seed values, per test and ``by`` column."""
+    out = []
+    for (test, name), group in rows.groupby(["test", by], sort=False):
+        mean, low, high = seed_interval(group["value"])
+        low, high = max(0.0, low), min(1.0, high)  # accuracies: clip the t-interval to [0, 1]
+        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
+        out.append({"test": test, by: name, "mean": mean, "ci95_low": low, "ci95_high": high,
+                    "per seed": per_seed, "chance": CHANCE.get(test)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def variant_table(metrics: pd.DataFrame, tests: tuple[str, ...] = VARIANT_TESTS) -> pd.DataFrame:
+    """Headline ``tests`` per ``condition`` (mean over seeds, 95% CI, per seed), conditions in order of appearance."""
+    rows = headline(metrics)
+    return seed_summary(rows[rows.test.isin(tests)], by="condition")
+
+
+def show(row: dict) -> str:
+    """A summary row as text: mean (95% CI; per seed)."""
+    return f"{row['mean']:.1%} (95% CI {row['ci95_low']:.1%}-{row['ci95_high']:.1%}; seeds {row['per seed']})"
