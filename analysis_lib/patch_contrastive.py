@@ -41,7 +41,7 @@ class PatchHeadConfig:
 
     loss: str = "pacl"
     rope: bool = False
-    steps: int = 1000
+    steps: int = 500
     batch_size: int = 256
     lr: float = 1e-3
     temperature: float = 0.1
@@ -125,16 +125,11 @@ def sparc_local_loss(
     grouped = F.normalize(grouped_patches(patches, words), dim=-1)
     logits = torch.einsum("nld,nkd->nlk", grouped, F.normalize(words, dim=-1)) / temperature
     pad = ~mask.bool()
-    logits = logits.masked_fill(pad[:, None, :], float("-inf"))
-    target = torch.arange(logits.shape[1], device=logits.device).expand(len(logits), -1)
-    to_words = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
-    to_vision = F.cross_entropy(
-        logits.transpose(1, 2).masked_fill(pad[:, None, :], float("-inf")).flatten(0, 1),
-        target.flatten(),
-        reduction="none",
-    )
-    keep = mask.flatten().float()
-    return ((to_words + to_vision) * keep).sum() / (2 * keep.sum())
+    target = torch.arange(logits.shape[1], device=logits.device).expand(len(logits), -1).masked_fill(pad, -100)
+    to_words = logits.masked_fill(pad[:, None, :], float("-inf"))
+    to_vision = logits.transpose(1, 2).masked_fill(pad[:, None, :], float("-inf"))
+    total = sum(F.cross_entropy(x.flatten(0, 1), target.flatten(), reduction="sum") for x in (to_words, to_vision))
+    return total / (2 * mask.sum())
 
 
 class PatchAligned(nn.Module):

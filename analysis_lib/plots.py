@@ -109,3 +109,32 @@ def transition_figure(curves: pd.DataFrame, transitions: pd.DataFrame) -> plt.Fi
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
+
+
+def probe_layers_figure(probes: pd.DataFrame) -> plt.Figure:
+    """Probe accuracy against encoder layer: one panel per target, a line per view, solid = linear and
+    dashed = MLP probe, error bars = 95% CI over seeds, dotted = majority class."""
+    targets = list(dict.fromkeys(probes["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.3 * len(targets), 3.4), sharey=True, squeeze=False)
+    views = list(dict.fromkeys(probes["view"]))
+    colours = dict(zip(views, sns.color_palette("colorblind", len(views))))
+    for ax, target in zip(axes[0], targets):
+        mine = probes[probes.target == target]
+        for (view, kind), line in mine.groupby(["view", "probe"], sort=False):
+            err = [line["mean"] - line["ci95_low"], line["ci95_high"] - line["mean"]]
+            ax.errorbar(line["layer"], line["mean"], yerr=err, color=colours[view], capsize=2, linewidth=1.3,
+                        linestyle="-" if kind == "linear" else "--", marker="o", markersize=3)  # fmt: skip
+        majority = mine.groupby("layer")["majority class"].mean()
+        ax.plot(majority.index, majority.values, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(target if target == "relation" else f"patch token: {target}", fontsize=9)
+        ax.set_xlabel("encoder layer (0 = embeddings)")
+        ax.set_xticks(sorted(mine["layer"].unique()))
+        ax.set_ylim(0, 1.02)
+    axes[0, 0].set_ylabel("probe accuracy (held-out scenes)")
+    handles = [plt.Line2D([], [], color=c, label=v) for v, c in colours.items()]
+    kinds = (("linear", "-"), ("MLP", "--"))
+    handles += [plt.Line2D([], [], color="k", linestyle=style, label=f"{k} probe") for k, style in kinds]
+    handles.append(plt.Line2D([], [], color="grey", linestyle=":", label="majority class"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return fig

@@ -16,6 +16,7 @@ from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_sc
 from analysis_lib.features import pixel_tensor
 from analysis_lib.metrics import seed_interval
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
+from analysis_lib.results import results_dir, write_results
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 from analysis_lib.toyworld import render_all, sample_scenes
@@ -170,3 +171,31 @@ def variant_table(metrics: pd.DataFrame, tests: tuple[str, ...] = VARIANT_TESTS)
 def show(row: dict) -> str:
     """A summary row as text: mean (95% CI; per seed)."""
     return f"{row['mean']:.1%} (95% CI {row['ci95_low']:.1%}-{row['ci95_high']:.1%}; seeds {row['per seed']})"
+
+
+def condition_lines(table: pd.DataFrame, names: list[str] | None = None) -> list[str]:
+    """One Markdown bullet per condition of a ``variant_table``: relations and attributes 4-way with CIs."""
+    row = {(r["test"], r["condition"]): r for r in table.to_dict("records")}
+    names = names or list(dict.fromkeys(table["condition"]))
+    return [f"* {name}: relations 4-way {show(row[('relation 4-way', name)])}, "
+            f"attributes {show(row[('attribute 4-way', name)])}."
+            for name in names if ("relation 4-way", name) in row]  # fmt: skip
+
+
+def save_chapter_results(
+    chapter: str,
+    scale: str,
+    root: Path | None,
+    metrics: pd.DataFrame,
+    config: dict,
+    extra: dict,
+    tables: dict[str, pd.DataFrame],
+) -> Path:
+    """Write a chapter's ``metrics.csv`` and ``run.json`` (its config, ``extra`` bookkeeping and ``tables``
+    as records) under ``<root>/<chapter>/<scale>[-smoke]``."""
+    smoke = config["parameters"]["smoke"]
+    folder = results_dir(chapter, scale + ("-smoke" if smoke else ""), root)
+    record = {"chapter": chapter, "scale": scale, **config, **extra}
+    record |= {name: table.to_dict("records") for name, table in tables.items()}
+    write_results(folder, metrics, record)
+    return folder

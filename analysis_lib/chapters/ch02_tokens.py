@@ -1,0 +1,252 @@
+"""Chapter 2, "Is the information in the encoder, and which tokens carry it?": layer-wise probes of the
+frozen toy CLIP, LLaVA retrained on other image tokens, and patch-aligned contrastive heads (PACL, SPARC)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from analysis_lib.attribution import patch_attribution, vqa_margin_fn
+from analysis_lib.benchmarks import load_image, load_whatsup_controlled
+from analysis_lib.cache import cached_artifact
+from analysis_lib.chapters.ch01_same_encoder import toy_setup
+from analysis_lib.image_tokens import ImageTokens
+from analysis_lib.metrics import opposite_option, seed_interval
+from analysis_lib.patch_contrastive import (
+    PatchAlignedScorer,
+    PatchHeadConfig,
+    last_layer_patches,
+    load_heads,
+    save_heads,
+    train_patch_heads,
+)
+from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
+from analysis_lib.scoring import VQAScorer
+from analysis_lib.toy_benchmarks import RELATION_FILE
+from analysis_lib.toy_runs import (
+    CLIP_NAME,
+    EVAL_SEED,
+    LLAVA_NAME,
+    condition_lines,
+    evaluation_sets,
+    fresh_pixels,
+    model_scorers,
+    run_variants,
+    save_chapter_results,
+    score_all,
+    variant_table,
+)
+from analysis_lib.toyworld import render_all, sample_scenes
+
+ALL_PATCHES = "LLaVA: all patch tokens (LLaVA-1.5)"
+TOKEN_VARIANTS = {
+    ALL_PATCHES: ImageTokens(),
+    "LLaVA: CLS token only": ImageTokens(tokens="cls"),
+    "LLaVA: mean patch token only": ImageTokens(tokens="mean"),
+    "LLaVA: CLS + patch tokens": ImageTokens(tokens="cls+patches"),
+}
+"""The token-usage variants: every one trained through the same curriculum, same caps."""
+PACL, SPARC = "PACL heads (patch tokens)", "SPARC heads (patch + word tokens)"
+HEADS = {PACL: PatchHeadConfig(loss="pacl"), SPARC: PatchHeadConfig(loss="sparc")}
+PROBE_SCENES = {"train": 3000, "test": 1000}
+SMOKE_PROBE_SCENES = {"train": 64, "test": 32}
+
+
+def chapter_setup(clip_steps: int, smoke: bool, tokens: ImageTokens | None = None) -> ToySetup:
+    """Chapter 1's toy setup (same CLIP, pre-trained LM and curriculum) with the given image tokens."""
+    return dataclasses.replace(toy_setup(clip_steps, smoke), image_tokens=tokens or ImageTokens())
+
+
+def smoke_heads(cfg: PatchHeadConfig, smoke: bool) -> PatchHeadConfig:
+    """The head recipe, or two small steps of it in a smoke run."""
+    return dataclasses.replace(cfg, steps=2, batch_size=16) if smoke else cfg
+
+
+def layer_probes(setup: ToySetup, models: ToyModels, seed: int, smoke: bool) -> pd.DataFrame:
+    """Layer-wise probe table of one seed's frozen CLIP on fresh disjoint scenes (cached)."""
+    sizes = SMOKE_PROBE_SCENES if smoke else PROBE_SCENES
+    steps = 5 if smoke else PROBE_STEPS
+    probe = {"mlp_hidden": MLP_HIDDEN, "steps": steps, "patch_scenes": PATCH_PROBE_SCENES}
+    spec = {"clip": setup.clip_spec(seed), "scenes": sizes, "eval_seed": EVAL_SEED, "probe": probe, "probe_seed": seed}
+
+    def build(folder: Path) -> None:
+        processor = models.clip_processor.image_processor
+        train_scenes, train_pixels = fresh_pixels(setup, processor, sizes["train"], EVAL_SEED + 20)
+        test_scenes, test_pixels = fresh_pixels(setup, processor, sizes["test"], EVAL_SEED + 22)
+        train, test = (train_pixels, train_scenes), (test_pixels, test_scenes)
+        table = layer_probe_table(models.clip, train, test, setup.world.grid, seed=seed, steps=steps)
+        (folder / "probes.csv").write_text(table.to_csv(index=False))
+
+    folder, _ = cached_artifact("layer-probes", spec, build)
+    return pd.read_csv(folder / "probes.csv").assign(seed=seed, n_test=sizes["test"])
+
+
+def probe_summary(probes: pd.DataFrame) -> pd.DataFrame:
+    """Probe accuracy per layer, view, target and probe kind: mean over seeds with its 95% CI."""
+    rows = []
+    for keys, group in probes.groupby(["target", "view", "probe", "layer"], sort=False):
+        mean, low, high = seed_interval(group["accuracy"])
+        rows.append(dict(zip(["target", "view", "probe", "layer"], keys)) | {
+            "mean": mean, "ci95_low": max(0.0, low), "ci95_high": min(1.0, high),
+            "majority class": group["majority class"].mean()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def patch_heads(setup: ToySetup, models: ToyModels, seed: int, cfg: PatchHeadConfig, progress: bool = True):
+    """Train (or load from the cache) PACL / SPARC heads on one seed's frozen CLIP: ``(scorer, folder)``."""
+    spec = {"clip": setup.clip_spec(seed), "heads": dataclasses.asdict(cfg), "seed": seed}
+
+    def build(folder: Path) -> None:
+        scenes = sample_scenes(setup.n_train_scenes, setup.world, seed)
+        pixels = models.clip_processor.image_processor(
+            list(render_all(scenes, setup.world, seed + 10_000)), return_tensors="pt"
+        )["pixel_values"]
+        start = time.perf_counter()
+        heads, curve = train_patch_heads(
+            models.clip, models.clip_processor, scenes, last_layer_patches(models.clip, pixels), setup.world, cfg,
+            seed, progress,
+        )  # fmt: skip
+        save_heads(heads, cfg, folder)
+        log = {"curve": curve, "train_seconds": time.perf_counter() - start}
+        (folder / "training_log.json").write_text(json.dumps(log))
+
+    folder, _ = cached_artifact("patch-heads", spec, build)
+    heads = load_heads(models.clip, folder).to(next(models.clip.parameters()).device)
+    return PatchAlignedScorer(models.clip, models.clip_processor, heads, cfg.loss), folder
+
+
+@dataclass
+class TokensRun:
+    """Everything chapter 2 shows: scores of every scorer (``condition``), probes, folders and timings."""
+
+    metrics: pd.DataFrame
+    probes: pd.DataFrame
+    folders: dict[str, dict[int, Path]]
+    head_folders: dict[str, dict[int, Path]]
+    seconds: dict[str, dict[int, float]]
+    setup: ToySetup
+    benchmark_dir: Path
+    config: dict
+
+
+def tokens_experiment(seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True) -> TokensRun:
+    """Per seed: probe the frozen CLIP layer by layer, score CLIP, every token variant's LLaVA and the
+    PACL / SPARC heads on chapter 1's sets."""
+    setup = chapter_setup(clip_steps, smoke)
+    bench_dir = evaluation_sets(setup, smoke)
+    records, probes, seconds = [], [], {"probes": {}, "heads": {}}
+    heads: dict[str, dict[int, Path]] = {name: {} for name in HEADS}
+    folders: dict[str, dict[int, Path]] = {ALL_PATCHES: {}}
+    for seed in seeds:
+        models = toy_models(setup, seed, device, progress)
+        start = time.perf_counter()
+        probes.append(layer_probes(setup, models, seed, smoke))
+        seconds["probes"][seed] = time.perf_counter() - start
+        scorers = model_scorers(models)
+        scorers = {CLIP_NAME: scorers[CLIP_NAME], ALL_PATCHES: scorers[LLAVA_NAME]}
+        start = time.perf_counter()
+        for name, cfg in HEADS.items():
+            scorers[name], heads[name][seed] = patch_heads(setup, models, seed, smoke_heads(cfg, smoke), progress)
+        seconds["heads"][seed] = time.perf_counter() - start
+        records += [{**r, "condition": r["model"]} for r in score_all(scorers, bench_dir, seed)]
+        folders[ALL_PATCHES][seed] = models.folders["llava"]
+    setups = {name: chapter_setup(clip_steps, smoke, tokens) for name, tokens in TOKEN_VARIANTS.items()}
+    variants = run_variants({k: v for k, v in setups.items() if k != ALL_PATCHES}, seeds, bench_dir, device, progress)
+    metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
+    config = {
+        "parameters": {"seeds": seeds, "device": device, "clip_steps": clip_steps, "smoke": smoke},
+        "eval_seed": EVAL_SEED,
+        "setups": {name: dataclasses.asdict(s) for name, s in setups.items()},
+        "heads": {name: dataclasses.asdict(smoke_heads(cfg, smoke)) for name, cfg in HEADS.items()},
+        "probe_scenes": SMOKE_PROBE_SCENES if smoke else PROBE_SCENES,
+    }
+    return TokensRun(metrics, pd.concat(probes, ignore_index=True), {**folders, **variants.folders}, heads,
+                     {**seconds, **variants.seconds}, setup, bench_dir, config)  # fmt: skip
+
+
+def comparison(run: TokensRun) -> pd.DataFrame:
+    """Headline tests per scorer: CLIP, every LLaVA token variant and the heads, mean with 95% CI."""
+    order = [CLIP_NAME, *TOKEN_VARIANTS, *HEADS]
+    table = variant_table(run.metrics)
+    return table.sort_values(by="condition", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+
+
+def attribution_maps(run: TokensRun, seed: int) -> tuple[Image.Image, dict[str, np.ndarray], str]:
+    """Patch attributions of the VQAScore margin (true minus opposite-relation caption) on the first
+    relation-set image, for the all-patches and the CLS-only LLaVA of ``seed``."""
+    item = load_whatsup_controlled(run.benchmark_dir / RELATION_FILE)[0]
+    gold = item.caption_options[0]
+    foil = item.caption_options[opposite_option(item.caption_options, item.relation)]
+    image, maps = load_image(item.image_path), {}
+    for name in (ALL_PATCHES, "LLaVA: CLS token only"):
+        params = run.config["parameters"]
+        models = toy_models(chapter_setup(params["clip_steps"], params["smoke"], TOKEN_VARIANTS[name]), seed)
+        scorer = VQAScorer(models.llava, models.llava_processor, models.prompt_format)
+        pixels = scorer.pixel_values([image])
+        patch = models.llava.config.vision_config.patch_size
+        maps[name.removeprefix("LLaVA: ")] = patch_attribution(vqa_margin_fn(scorer, gold, foil), pixels, patch)
+    return image, maps, f'true: "{gold}"   foil: "{foil}"   (seed {seed})'
+
+
+LLAVA_LAYER = 3  # hidden_states index of the toy LLaVA's feature layer (-2 of 4 layers)
+
+
+def target_checks(table: pd.DataFrame, probe_table: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's targets, set before the run (from the paper's claims 2 and 7), each marked met or not
+    on the seed means."""
+    mean = {(r["test"], r["condition"]): r["mean"] for r in table.to_dict("records")}
+    probe = probe_table.set_index(["target", "view", "probe", "layer"])["mean"].sort_index()
+    pooled_best = probe.loc[("relation", "pooled embedding")].max()
+    rel, attr = "relation 4-way", "attribute 4-way"
+    cls_only = "LLaVA: CLS token only"
+    midpoint = (mean[(rel, CLIP_NAME)] + mean[(rel, ALL_PATCHES)]) / 2
+    checks = [
+        ("MLP probe on the flattened patch tokens at LLaVA's layer reads the relation >= 80%",
+         probe.loc[("relation", "patch tokens (flattened)", "mlp", LLAVA_LAYER)], lambda v: v >= 0.8),
+        ("best probe on CLIP's pooled embedding (any layer, linear or MLP) reads the relation <= 60%",
+         pooled_best, lambda v: v <= 0.6),
+        ("LLaVA CLS-only relation 4-way at least 30 points below all patch tokens",
+         mean[(rel, ALL_PATCHES)] - mean[(rel, cls_only)], lambda v: v >= 0.3),
+        ("LLaVA CLS-only attribute 4-way >= 80%", mean[(attr, cls_only)], lambda v: v >= 0.8),
+        ("PACL relation 4-way below the CLIP-LLaVA midpoint", mean[(rel, PACL)] - midpoint, lambda v: v < 0),
+        ("SPARC minus PACL relation 4-way within 10 points (extra text tokens add little)",
+         mean[(rel, SPARC)] - mean[(rel, PACL)], lambda v: abs(v) <= 0.1),
+    ]  # fmt: skip
+    return pd.DataFrame([{"target": t, "value": v, "met": bool(ok(v))} for t, v, ok in checks])
+
+
+def findings(table: pd.DataFrame, probe_table: pd.DataFrame) -> str:
+    """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
+    lines = condition_lines(table, [CLIP_NAME, *TOKEN_VARIANTS, *HEADS])
+    relation = probe_table[probe_table.target == "relation"]
+    best = relation.loc[relation.groupby(["view", "probe"])["mean"].idxmax()]
+    for r in best.sort_values(["probe", "view"]).to_dict("records"):
+        lines.append(f"* Relation probe, {r['probe']} on the {r['view']}: best at layer {r['layer']}, "
+                     f"{r['mean']:.1%} (95% CI {r['ci95_low']:.1%}-{r['ci95_high']:.1%}; majority class "
+                     f"{r['majority class']:.1%}).")  # fmt: skip
+    return "\n".join(lines)
+
+
+def probe_metrics(probes: pd.DataFrame) -> pd.DataFrame:
+    """The probe table in the tidy metrics format (model = the frozen encoder, one row per seed)."""
+    return pd.DataFrame({
+        "model": "toy CLIP vision encoder (frozen)",
+        "condition": [f"{p} probe on {v}, layer {n}" for p, v, n in zip(probes.probe, probes.view, probes.layer)],
+        "benchmark": "layer probes", "metric": probes.target, "seed": probes.seed, "value": probes.accuracy,
+        "ci_low": np.nan, "ci_high": np.nan, "n_units": probes.n_test,
+    })  # fmt: skip
+
+
+def save_results(run: TokensRun, scale: str, root: Path | None, total_seconds: float, tables: dict) -> Path:
+    """Write ``metrics.csv`` (scores and probes) and ``run.json`` under ``<root>/02_tokens/<scale>[-smoke]``."""
+    metrics = pd.concat([run.metrics, probe_metrics(run.probes)], ignore_index=True)
+    extra = {"total_wall_seconds": total_seconds, "wall_seconds": run.seconds}
+    return save_chapter_results("02_tokens", scale, root, metrics, run.config, extra, tables)
