@@ -151,7 +151,7 @@ def apply_variant(model: LlavaForConditionalGeneration, variant: ImageTokens) ->
 
 
 @contextmanager
-def tested_as(model: LlavaForConditionalGeneration, positions: str | None = None, vit_positions: bool = True):
+def ablated_at_test(model: LlavaForConditionalGeneration, positions: str | None = None, vit_positions: bool = True):
     """Within the block, score ``model`` with its image positions changed and/or the ViT's position
     embeddings zeroed, at test time only (weights and config are restored afterwards)."""
     install_hooks(model)

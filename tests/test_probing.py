@@ -1,8 +1,19 @@
 import torch
 
 from analysis_lib.features import pixel_tensor
-from analysis_lib.probing import EMPTY, chance_levels, encoder_probes, linear_probe, token_labels
-from analysis_lib.toyworld import COLOURS, render_all, sample_scenes
+from analysis_lib.probing import (
+    EMPTY,
+    IMAGE_VIEWS,
+    PATCH_TARGETS,
+    canonical_relation,
+    chance_levels,
+    encoder_probes,
+    fit_probe,
+    layer_probe_table,
+    linear_probe,
+    token_labels,
+)
+from analysis_lib.toyworld import COLOURS, RELATIONS, Obj, Scene, render_all, sample_scenes
 
 
 def test_linear_probe_separates_separable_data_and_not_noise():
@@ -28,3 +39,34 @@ def test_encoder_probes_run_on_a_tiny_clip(tiny_models, world):
     probes = encoder_probes(clip, pixels, scenes)
     assert set(probes) == set(chance_levels(scenes, world.grid)) == {"token colour", "token cell", "pooled relation"}
     assert all(0.0 <= v <= 1.0 for v in probes.values())
+
+
+def test_mlp_probe_reads_xor_where_a_linear_probe_cannot():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 2, (1200, 2), generator=g).float()
+    y = (x[:, 0] != x[:, 1]).long()
+    x = x + 0.05 * torch.randn(1200, 2, generator=g)
+    train, test = slice(0, 900), slice(900, None)
+    assert fit_probe(x[train], y[train], x[test], y[test], 2, "mlp") > 0.95
+    assert fit_probe(x[train], y[train], x[test], y[test], 2, "linear") < 0.7
+
+
+def test_canonical_relation_does_not_depend_on_which_object_is_named_first():
+    red, blue = Obj("red", "circle"), Obj("blue", "square")
+    named_red_first = Scene(red, blue, (0, 0), (0, 2), "left_of")
+    named_blue_first = Scene(blue, red, (0, 2), (0, 0), "right_of")
+    assert canonical_relation(named_red_first) == canonical_relation(named_blue_first) == RELATIONS.index("left_of")
+
+
+def test_layer_probe_table_covers_every_layer_view_and_target(tiny_models, world):
+    clip, processor, _, _ = tiny_models
+
+    def data(n, seed):
+        scenes = sample_scenes(n, world, seed=seed)
+        return pixel_tensor(render_all(scenes, world, seed + 1), processor.image_processor), scenes
+
+    table = layer_probe_table(clip, data(48, 0), data(16, 5), world.grid, steps=3)
+    layers = clip.config.vision_config.num_hidden_layers + 1
+    assert len(table) == layers * (len(IMAGE_VIEWS) + len(PATCH_TARGETS)) * 2
+    assert set(table.layer) == set(range(layers)) and table.accuracy.between(0, 1).all()
+    assert table["majority class"].between(0, 1).all()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis_lib.chapters.ch02_tokens import HEADS, PACL, chapter_setup, patch_heads, smoke_heads
-from analysis_lib.image_tokens import ImageTokens, tested_as
+from analysis_lib.image_tokens import ImageTokens, ablated_at_test
 from analysis_lib.pipeline import toy_models
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -32,7 +32,7 @@ ABLATIONS = {
     "image tokens' LM positions permuted": {"positions": "permuted"},
     "ViT position embeddings zeroed": {"vit_positions": False},
 }
-"""Each ablation as ``tested_as`` keywords; the trained variants are the same ``ImageTokens`` fields."""
+"""Each ablation as ``ablated_at_test`` keywords; the trained variants are the same ``ImageTokens`` fields."""
 TEST_ONLY, TRAINED = "ablated at test only", "trained that way"
 PACL_ROPE = "PACL heads + 1-D RoPE"
 ROPE_HEADS = {PACL: HEADS[PACL], PACL_ROPE: dataclasses.replace(HEADS[PACL], rope=True)}
@@ -73,7 +73,7 @@ def positions_experiment(
         scorers = model_scorers(models)
         rows = score_all({CLIP_NAME: scorers[CLIP_NAME], AS_USUAL: scorers[LLAVA_NAME]}, bench_dir, seed)
         for name, change in ABLATIONS.items():
-            with tested_as(models.llava, **change):
+            with ablated_at_test(models.llava, **change):
                 rows += score_all({condition_name(name, TEST_ONLY): scorers[LLAVA_NAME]}, bench_dir, seed)
         for name, cfg in ROPE_HEADS.items():
             scorer, _ = patch_heads(setup, models, seed, smoke_heads(cfg, smoke), progress)
