@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check analysis_lib tests benchmarks notebooks/*.py
 	$(VENV)/bin/ruff format --check analysis_lib tests benchmarks
 
-## Wall times of chapter 1, cold (training) and warm (cached models).
+## Wall times of every chapter, cold (training) and warm (cached models), and of the whole book.
 bench: $(STAMP)
 	$(PY) benchmarks/chapter_times.py
 
