@@ -162,10 +162,23 @@ def seed_summary(rows: pd.DataFrame, by: str = "model") -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def variant_table(metrics: pd.DataFrame, tests: tuple[str, ...] = VARIANT_TESTS) -> pd.DataFrame:
-    """Headline ``tests`` per ``condition`` (mean over seeds, 95% CI, per seed), conditions in order of appearance."""
+def variant_rows(
+    metrics: pd.DataFrame, order: list[str] | None = None, tests: tuple[str, ...] = VARIANT_TESTS
+) -> pd.DataFrame:
+    """Headline ``tests``, one row per condition and seed, with ``model`` = the condition; conditions in
+    ``order`` (else as they appear), tests in headline order within each."""
     rows = headline(metrics)
-    return seed_summary(rows[rows.test.isin(tests)], by="condition")
+    rows = rows[rows.test.isin(tests)].assign(model=lambda r: r.condition)
+    if order is not None:
+        rows = rows.sort_values(by="condition", key=lambda s: s.map(order.index), kind="stable")
+    return rows
+
+
+def variant_table(
+    metrics: pd.DataFrame, order: list[str] | None = None, tests: tuple[str, ...] = VARIANT_TESTS
+) -> pd.DataFrame:
+    """Headline ``tests`` per condition (mean over seeds, 95% CI, per seed), conditions in ``order``."""
+    return seed_summary(variant_rows(metrics, order, tests), by="condition").reset_index(drop=True)
 
 
 def show(row: dict) -> str:

@@ -97,10 +97,8 @@ plots.save(fig, "02_tokens_probes", figures_root or None)
 # %%
 table = chapter.comparison(run)
 display(table)
-rows = toy_runs.headline(run.metrics).assign(model=lambda r: r.condition)
-fig = plots.accuracy_bars(
-    rows[rows.test.isin(toy_runs.VARIANT_TESTS)], toy_runs.CHANCE, "Which tokens are read (dashed: chance)"
-)
+rows = toy_runs.variant_rows(run.metrics, chapter.ORDER)
+fig = plots.accuracy_bars(rows, toy_runs.CHANCE, "Which tokens are read (dashed: chance)")
 plots.save(fig, "02_tokens_accuracy", figures_root or None)
 
 # %% [markdown]

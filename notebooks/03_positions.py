@@ -70,11 +70,8 @@ display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 # %%
 table = chapter.comparison(run)
 display(table)
-rows = toy_runs.headline(run.metrics).assign(model=lambda r: r.condition)
-fig = plots.accuracy_bars(
-    rows[rows.test.isin(["relation 4-way", "attribute 4-way"])], toy_runs.CHANCE,
-    "Position taken away at test time, or in training (dashed: chance)",
-)  # fmt: skip
+rows = toy_runs.variant_rows(run.metrics, chapter.ORDER, ("relation 4-way", "attribute 4-way"))
+fig = plots.accuracy_bars(rows, toy_runs.CHANCE, "Position taken away at test time, or in training (dashed: chance)")
 plots.save(fig, "03_positions_accuracy", figures_root or None)
 
 # %% [markdown]

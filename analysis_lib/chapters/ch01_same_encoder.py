@@ -29,17 +29,16 @@ from analysis_lib.toy_runs import (
     CLIP_NAME,
     EVAL_SEED,
     LLAVA_NAME,
-    VARIANT_TESTS,
     VariantRun,
     evaluation_sets,
     fresh_pixels,
-    headline,
     model_scorers,
     run_variants,
     score_all,
     seed_summary,
     show,
     smoke_curriculum,
+    variant_rows,
     variant_table,
 )
 from analysis_lib.toyworld import instruction_example, sample_scenes
@@ -158,8 +157,7 @@ def lm_pretraining_table(run: SameEncoderRun) -> pd.DataFrame:
 
 def ablation_rows(ablations: VariantRun) -> pd.DataFrame:
     """The ablation's headline LLaVA tests, one row per variant and seed, the variant in ``model``."""
-    rows = headline(ablations.metrics)
-    return rows[rows.test.isin(VARIANT_TESTS)].assign(model=lambda r: r.condition)
+    return variant_rows(ablations.metrics)
 
 
 def ablation_summary(ablations: VariantRun) -> pd.DataFrame:

@@ -172,11 +172,12 @@ def tokens_experiment(seeds: list[int], device: str, clip_steps: int, smoke: boo
                      {**seconds, **variants.seconds}, setup, bench_dir, config)  # fmt: skip
 
 
+ORDER = [CLIP_NAME, *TOKEN_VARIANTS, *HEADS]
+
+
 def comparison(run: TokensRun) -> pd.DataFrame:
     """Headline tests per scorer: CLIP, every LLaVA token variant and the heads, mean with 95% CI."""
-    order = [CLIP_NAME, *TOKEN_VARIANTS, *HEADS]
-    table = variant_table(run.metrics)
-    return table.sort_values(by="condition", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+    return variant_table(run.metrics, ORDER)
 
 
 def attribution_maps(run: TokensRun, seed: int) -> tuple[Image.Image, dict[str, np.ndarray], str]:
@@ -225,7 +226,7 @@ def target_checks(table: pd.DataFrame, probe_table: pd.DataFrame) -> pd.DataFram
 
 def findings(table: pd.DataFrame, probe_table: pd.DataFrame) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
-    lines = condition_lines(table, [CLIP_NAME, *TOKEN_VARIANTS, *HEADS])
+    lines = condition_lines(table, ORDER)
     relation = probe_table[probe_table.target == "relation"]
     best = relation.loc[relation.groupby(["view", "probe"])["mean"].idxmax()]
     for r in best.sort_values(["probe", "view"]).to_dict("records"):

@@ -91,13 +91,12 @@ def positions_experiment(
     return PositionsRun(metrics, {**folders, **variants.folders}, {**seconds, **variants.seconds}, config)
 
 
+ORDER = [CLIP_NAME, AS_USUAL, *[condition_name(n, r) for r in (TEST_ONLY, TRAINED) for n in ABLATIONS], *ROPE_HEADS]
+
+
 def comparison(run: PositionsRun) -> pd.DataFrame:
     """Relation and attribute tests per condition (mean over seeds, 95% CI), conditions in the chapter's order."""
-    order = [CLIP_NAME, AS_USUAL]
-    order += [condition_name(name, regime) for regime in (TEST_ONLY, TRAINED) for name in ABLATIONS]
-    order += list(ROPE_HEADS)
-    table = variant_table(run.metrics)
-    return table.sort_values(by="condition", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+    return variant_table(run.metrics, ORDER)
 
 
 def effect_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -135,8 +134,12 @@ def target_checks(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings(table: pd.DataFrame) -> str:
-    """The chapter's reading of its own numbers, as Markdown written from the comparison table."""
-    return "\n".join(condition_lines(table))
+    """The chapter's reading of its own numbers, as Markdown written from the comparison and effect tables."""
+    lines = condition_lines(table, ORDER)
+    for r in effect_table(table).to_dict("records"):
+        change = f"relation 4-way {r['relation 4-way change']:+.1%}, attribute 4-way {r['attribute 4-way change']:+.1%}"
+        lines.append(f"* {r['ablation']}, {r['regime']}: {change} against LLaVA as usual (seed means).")
+    return "\n".join(lines)
 
 
 def save_results(run: PositionsRun, scale: str, root: Path | None, total_seconds: float, tables: dict) -> Path:
