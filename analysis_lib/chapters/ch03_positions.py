@@ -34,6 +34,7 @@ ABLATIONS = {
 }
 """Each ablation as ``ablated_at_test`` keywords; the trained variants are the same ``ImageTokens`` fields."""
 TEST_ONLY, TRAINED = "ablated at test only", "trained that way"
+ATTRIBUTE_TOLERANCE = 0.1  # an ablation that costs more attribute accuracy than this does more than remove position
 PACL_ROPE = "PACL heads + 1-D RoPE"
 ROPE_HEADS = {PACL: HEADS[PACL], PACL_ROPE: dataclasses.replace(HEADS[PACL], rope=True)}
 
@@ -124,7 +125,7 @@ def target_checks(table: pd.DataFrame) -> pd.DataFrame:
          base - min(mean[(rel, condition_name(n, TEST_ONLY))] for n in ABLATIONS), lambda v: v >= 0.2),
         ("no test-only ablation costs more than 10 points of attribute 4-way",
          mean[(attr, AS_USUAL)] - min(mean[(attr, condition_name(n, TEST_ONLY))] for n in ABLATIONS),
-         lambda v: v <= 0.1),
+         lambda v: v <= ATTRIBUTE_TOLERANCE),
         ("LLaVA trained with the ViT's position embeddings zeroed still reads relations >= 80% (the LM's RoPE "
          "alone carries order)", mean[(rel, condition_name(zeroed, TRAINED))], lambda v: v >= 0.8),
         ("PACL + RoPE minus PACL, relation 4-way, within 10 points", mean[(rel, PACL_ROPE)] - mean[(rel, PACL)],
@@ -139,6 +140,9 @@ def findings(table: pd.DataFrame) -> str:
     for r in effect_table(table).to_dict("records"):
         change = f"relation 4-way {r['relation 4-way change']:+.1%}, attribute 4-way {r['attribute 4-way change']:+.1%}"
         lines.append(f"* {r['ablation']}, {r['regime']}: {change} against LLaVA as usual (seed means).")
+        if r["attribute 4-way change"] < -ATTRIBUTE_TOLERANCE:
+            lines.append("  It costs attributes too, so part of its effect is a shift of the features away from what "
+                         "LLaVA was trained on, not the loss of position alone.")  # fmt: skip
     return "\n".join(lines)
 
 
