@@ -138,3 +138,26 @@ def probe_layers_figure(probes: pd.DataFrame) -> plt.Figure:
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
+
+
+def share_bars(shares: pd.DataFrame, title: str) -> plt.Figure:
+    """One panel per object count: attribution share per region and scoring (bars = seed mean with 95% CI
+    across seeds, dots = seeds); ``shares`` has columns condition, objects, region, seed, value."""
+    counts = sorted(shares["objects"].unique())
+    fig, axes = plt.subplots(1, len(counts), figsize=(3.6 * len(counts), 3.6), sharey=True, squeeze=False)
+    for ax, count in zip(axes[0], counts):
+        mine = shares[shares.objects == count]
+        sns.barplot(data=mine, x="region", y="value", hue="condition", errorbar=("ci", 95), ax=ax, alpha=0.85,
+                    capsize=0.1, legend=ax is axes[0, 0])  # fmt: skip
+        sns.stripplot(data=mine, x="region", y="value", hue="condition", dodge=True, ax=ax, palette="dark:black",
+                      size=3, legend=False)  # fmt: skip
+        ax.set_title(f"{count}-object scenes", fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylim(0, 1.02)
+    axes[0, 0].set_ylabel("share of |attribution|")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    axes[0, 0].get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig

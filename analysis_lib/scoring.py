@@ -15,8 +15,9 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
 
+from analysis_lib.features import llava_selected_features
 from analysis_lib.prompts import PromptFormat
-from analysis_lib.training import expand_image_tokens
+from analysis_lib.training import answer_logprob, expand_image_tokens
 
 ImageLike = Image.Image | np.ndarray
 Pairs = Sequence[tuple[int, str]]
@@ -285,6 +286,31 @@ class VQAScorer:
             progress.update(len(positions))
         progress.close()
         return scores
+
+
+class CaptionLikelihoodScorer(VQAScorer):
+    """The caption's own likelihood: mean log-probability of its tokens and the end token as the answer of
+    the image turn, after ``question`` (empty: no question, the image turn is followed by the caption)."""
+
+    name = "LLaVA caption likelihood"
+
+    def __init__(
+        self,
+        model: LlavaForConditionalGeneration,
+        processor: LlavaProcessor,
+        prompt_format: PromptFormat,
+        question: str = "",
+        batch_size: int = 128,
+    ) -> None:
+        super().__init__(model, processor, prompt_format, batch_size, prefix_cache=False)
+        self.question = question
+
+    @torch.no_grad()
+    def score_batch(self, pixel_values: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
+        """Mean log-probability of caption i (and the end token) given image i, laid out as in training."""
+        features = llava_selected_features(self.model, pixel_values.to(_device(self.model), self._dtype))
+        conversations = [[(self.question, caption)] for caption in captions]
+        return answer_logprob(self.model, self.processor.tokenizer, self.format, conversations, features).cpu()
 
 
 def shared_prefix_length(sequences: Sequence[Sequence[int]], keep: int) -> int:

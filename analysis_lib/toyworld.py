@@ -156,11 +156,18 @@ def _shape_masks(size: int) -> dict[str, np.ndarray]:
 
 def render(scene: Scene, config: WorldConfig, rng: np.random.Generator) -> np.ndarray:
     """Render a scene to an ``H x W x 3`` uint8 image with pixel noise and brightness jitter."""
+    return render_objects(placed_objects(scene), config, rng)
+
+
+def render_objects(
+    objects: list[tuple[Obj, tuple[int, int]]], config: WorldConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Render any placed objects (one per cell) the way ``render`` renders a scene's two."""
     side = config.image_size
     image = np.full((side, side, 3), 128.0) + rng.normal(0, config.noise_std, (side, side, 3))
     masks = _shape_masks(config.object_size)
     slack = config.cell - config.object_size
-    for obj, (row, col) in placed_objects(scene):
+    for obj, (row, col) in objects:
         dy, dx = rng.integers(0, slack + 1, size=2)
         top, left = row * config.cell + dy, col * config.cell + dx
         window = image[top : top + config.object_size, left : left + config.object_size]
@@ -168,6 +175,43 @@ def render(scene: Scene, config: WorldConfig, rng: np.random.Generator) -> np.nd
         window[masks[obj.shape]] = colour
     image += rng.uniform(-config.brightness_jitter, config.brightness_jitter)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class MultiScene:
+    """A two-object ``scene`` (the objects a caption names) plus distractor objects in other cells."""
+
+    scene: Scene
+    distractors: tuple[tuple[Obj, tuple[int, int]], ...]
+
+    @property
+    def objects(self) -> list[tuple[Obj, tuple[int, int]]]:
+        """Every placed object: the named two first, then the distractors."""
+        return placed_objects(self.scene) + list(self.distractors)
+
+
+def random_multi_scene(rng: np.random.Generator, config: WorldConfig, n_objects: int, relation: str) -> MultiScene:
+    """A scene of ``n_objects`` (3 or 4: one per shape at most), all differing in colour and shape, whose first
+    two are in ``relation``; the distractors sit in random free cells."""
+    if not 2 <= n_objects <= len(SHAPES):
+        raise ValueError(f"n_objects must be 2-{len(SHAPES)} (objects differ in shape); got {n_objects}")
+    scene = random_scene(rng, config, relation)
+    free = [
+        c for c in itertools.product(range(config.grid), repeat=2) if c not in (scene.first_cell, scene.second_cell)
+    ]
+    colours = [c for c in COLOURS if c not in (scene.first.colour, scene.second.colour)]
+    shapes = [s for s in SHAPES if s not in (scene.first.shape, scene.second.shape)]
+    n = n_objects - 2
+    cells = [free[i] for i in rng.choice(len(free), n, replace=False)]
+    picked = zip(rng.choice(len(colours), n, replace=False), rng.choice(len(shapes), n, replace=False))
+    objects = [Obj(colours[c], shapes[s]) for c, s in picked]
+    return MultiScene(scene, tuple(zip(objects, cells)))
+
+
+def sample_multi_scenes(n: int, n_objects: int, config: WorldConfig, seed: int) -> list[MultiScene]:
+    """``n`` scenes of ``n_objects`` objects with balanced relations of the named pair, deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [random_multi_scene(rng, config, n_objects, RELATIONS[i % len(RELATIONS)]) for i in range(n)]
 
 
 def relational_caption(scene: Scene) -> str:

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from analysis_lib.attribution import attribution_shares, patch_attribution, patch_attributions
+from analysis_lib.chapters.ch04_prompt_weighting import CaptionBlindScorer
+from analysis_lib.metrics import mmvp_pair_units, option_correct
+from analysis_lib.prompts import TOY_FORMAT
+from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer
+from analysis_lib.toyworld import (
+    RELATIONS,
+    VQA_QUESTION,
+    placed_objects,
+    relation_of,
+    render,
+    render_all,
+    render_objects,
+    sample_multi_scenes,
+    sample_scenes,
+)
+
+
+def _images(world, n=2):
+    return list(render_all(sample_scenes(n, world, seed=0), world, seed=1))
+
+
+@pytest.mark.parametrize("question", ["", "Describe the image."])
+def test_caption_likelihood_equals_hand_computation(tiny_models, world, question):
+    """Mean log-probability of the caption's tokens and the end token after <s> + the image turn."""
+    _, _, llava, processor = tiny_models
+    image = _images(world, 1)[0]
+    caption = "a red circle left of a blue square"
+    got = CaptionLikelihoodScorer(llava, processor, TOY_FORMAT, question).score_pairs([image], [(0, caption)])[0]
+
+    tok = processor.tokenizer
+    prompt = f"USER: <image>\n{question} ASSISTANT: ".replace("<image>", "<image>" * llava.config.image_seq_length)
+    answer = tok(caption + "</s>", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([[tok.bos_token_id, *tok(prompt, add_special_tokens=False)["input_ids"], *answer]])
+    pixels = processor.image_processor([image], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        logprobs = F.log_softmax(llava(input_ids=ids, pixel_values=pixels).logits[0].float(), dim=-1)
+    n = len(answer)
+    expected = logprobs[-n - 1 : -1].gather(1, torch.tensor(answer)[:, None]).mean()
+    assert len(answer) == 9 and answer[-1] == tok.eos_token_id
+    assert np.isclose(got, float(expected), atol=1e-5)
+
+
+def test_caption_likelihood_of_yes_after_the_question_is_log_vqascore(tiny_models, world):
+    _, _, llava, processor = tiny_models
+    images = _images(world)
+    caption = "a green cross above a yellow triangle"
+    question = VQA_QUESTION.format(caption)
+    likelihood = CaptionLikelihoodScorer(llava, processor, TOY_FORMAT, question).score_pairs(
+        images, [(0, "Yes"), (1, "Yes")]
+    )
+    vqa = VQAScorer(llava, processor, TOY_FORMAT).score_pairs(images, [(0, caption), (1, caption)])
+    assert np.allclose(likelihood, np.log(vqa), atol=1e-5)
+
+
+def test_caption_blind_scorer_ignores_the_caption(tiny_models, world):
+    _, _, llava, processor = tiny_models
+    images = _images(world)
+    blind = CaptionBlindScorer(VQAScorer(llava, processor, TOY_FORMAT))
+    scores = blind.score_pairs(images, [(0, "a red circle"), (0, "a blue square"), (1, "a red circle")])
+    assert scores[0] == pytest.approx(scores[1], abs=1e-7) and scores[0] != pytest.approx(scores[2], abs=1e-7)
+
+
+def test_each_pair_protocol_cancels_one_prior():
+    """An image-only term cannot change a one-image choice; a caption-only term cannot change a one-caption one."""
+    rng = np.random.default_rng(0)
+    options, pairs = rng.normal(size=(50, 4)), rng.normal(size=(50, 2, 2))
+    image_term, caption_term = rng.normal(size=(50, 1)), rng.normal(size=(50, 1, 2))
+    assert (option_correct(options - image_term) == option_correct(options)).all()
+    assert (mmvp_pair_units(pairs - caption_term) == mmvp_pair_units(pairs)).all()
+    assert mmvp_pair_units(np.repeat(rng.normal(size=(50, 2, 1)), 2, axis=2)).sum() == 0  # image term alone
+
+
+def test_attribution_shares_sum_to_one_and_match_hand_computation():
+    attr = np.array([[1.0, -2.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, -1.5]])
+    shares = attribution_shares(attr, {"named objects": [(0, 0), (0, 1)], "distractors": [(2, 2)]})
+    assert shares == pytest.approx({"named objects": 3 / 5, "distractors": 1.5 / 5, "elsewhere": 0.5 / 5})
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["elsewhere"] == pytest.approx(0.1)
+    assert np.isnan(attribution_shares(np.zeros((3, 3)), {"a": [(0, 0)]})["a"])
+    with pytest.raises(ValueError, match="disjoint"):
+        attribution_shares(attr, {"a": [(0, 0)], "b": [(0, 0)]})
+
+
+def test_batched_patch_attributions_match_hand_computation():
+    """A linear score's ablation attribution of a patch is the patch's weighted pixel sum."""
+    torch.manual_seed(0)
+    pixels, weight = torch.randn(3, 3, 24, 24), torch.randn(3, 24, 24)
+    attr = patch_attributions(lambda px: (px * weight).flatten(1).sum(1), pixels, 8)
+    expected = (pixels * weight).unflatten(2, (3, 8)).unflatten(4, (3, 8)).sum(dim=(1, 3, 5))
+    assert attr.shape == (3, 3, 3) and np.allclose(attr, expected.numpy(), atol=1e-3)
+    assert np.allclose(patch_attribution(lambda px: (px * weight).flatten(1).sum(1), pixels, 8), attr[0])
+
+
+def test_render_objects_renders_a_scene_as_render_does(world):
+    scene = sample_scenes(1, world, seed=3)[0]
+    first = render(scene, world, np.random.default_rng(7))
+    assert (render_objects(placed_objects(scene), world, np.random.default_rng(7)) == first).all()
+
+
+@pytest.mark.parametrize("n_objects", [3, 4])
+def test_multi_object_scenes_are_distinct_and_keep_the_named_relation(world, n_objects):
+    scenes = sample_multi_scenes(16, n_objects, world, seed=0)
+    assert [s.scene.relation for s in scenes[:4]] == list(RELATIONS)
+    for multi in scenes:
+        objects = multi.objects
+        assert len(objects) == n_objects
+        assert len({o.colour for o, _ in objects}) == len({o.shape for o, _ in objects}) == n_objects
+        assert len({cell for _, cell in objects}) == n_objects
+        assert relation_of(multi.scene.first_cell, multi.scene.second_cell) == multi.scene.relation
+    assert sample_multi_scenes(4, n_objects, world, seed=0) == scenes[:4]
+    with pytest.raises(ValueError, match="n_objects"):
+        sample_multi_scenes(1, 5, world, seed=0)
