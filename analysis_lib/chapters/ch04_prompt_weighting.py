@@ -397,7 +397,7 @@ def findings(table: pd.DataFrame, shares: pd.DataFrame, accuracy: pd.DataFrame, 
 
 def _per_seed(values: pd.Series) -> str:
     """Per-seed differences as signed percentage points."""
-    return ", ".join(f"{v:+.1%}" for v in values)
+    return ", ".join(f"{100 * v:+.1f}" for v in values)
 
 
 def verdict(table: pd.DataFrame, run: PromptRun) -> list[str]:
@@ -420,12 +420,14 @@ def verdict(table: pd.DataFrame, run: PromptRun) -> list[str]:
          if mean[(rel, worst)] < t2v - 0.1 else
          f"The wording of the question matters little: the furthest template, {worst}, gives {mean[(rel, worst)]:.1%}")
         + " (the toy LLaVA was instruction-tuned on one yes/no question only).",
-        f"On {most}-object scenes the question prompt's attribution falls on the named objects more than the caption "
-        f"likelihood's by {_per_seed(gain)} per seed (seeds {', '.join(map(str, named.index))}; the describe "
-        f"question's by {_per_seed(named[DESCRIBE] - named[CAPTION_ONLY])}): a prompt shifts weight toward the "
-        f"query's objects {'on every seed' if (gain > 0).all() else 'not on every seed'}, by "
-        f"{'a few points' if gain.mean() < 0.1 else 'a wide margin'}, while every scoring puts "
-        f"{named.min().min():.0%} or more of its attribution on the named objects.",
+        f"On {most}-object scenes the share of the question prompt's attribution on the named objects minus the "
+        f"caption likelihood's is {_per_seed(gain)} points per seed (seeds {', '.join(map(str, named.index))}; the "
+        f"describe question's minus it: {_per_seed(named[DESCRIBE] - named[CAPTION_ONLY])}). "
+        + ("A prompt shifts weight toward the query's objects on every seed"
+           if (gain > 0).all() else
+           f"A prompt does not shift weight toward the query's objects on every seed (mean {100 * gain.mean():+.1f} "
+           "points, inside the seed spread)")
+        + f"; every scoring puts {named.min().min():.0%} or more of its attribution on the named objects.",
         "The pair protocols behave as their arithmetic says: a caption-only term moves What'sUp-style accuracy and "
         "never MMVP-style pair accuracy; an image-only term the reverse. A score whose captions carry different "
         "priors is therefore judged differently by "
