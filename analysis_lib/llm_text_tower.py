@@ -25,10 +25,10 @@ PROJECTION_FILE = "projection.safetensors"
 class LmTowerConfig:
     """Contrastive alignment of the LM text tower to the frozen image tower (the LM is fine-tuned too)."""
 
-    steps: int = 500
+    steps: int = 800  # NegCLIP's budget (analysis_lib.negclip.NegClipConfig)
     batch_size: int = 128
-    lr: float = 5e-4
-    warmup: int = 50
+    lr: float = 1e-3
+    warmup: int = 80
     weight_decay: float = 0.0
     temperature: float = 0.05
 

@@ -23,10 +23,10 @@ SWAPS = {RELATION_PHRASES[r]: RELATION_PHRASES[OPPOSITE[r]] for r in RELATION_PH
 class NegClipConfig:
     """Fine-tuning the toy CLIP on captions of the toy LLaVA's training scenes, with or without hard negatives."""
 
-    steps: int = 500
+    steps: int = 800  # about 5 epochs of the 20,000 training scenes (the paper: 5 epochs)
     batch_size: int = 128
-    lr: float = 5e-4
-    warmup: int = 50
+    lr: float = 1e-3  # half the toy CLIP's pre-training rate
+    warmup: int = 80
     weight_decay: float = 0.0
     lock_image: bool = True
     hard_negatives: bool = True

@@ -195,24 +195,40 @@ def target_checks(table: pd.DataFrame) -> pd.DataFrame:
 def findings(table: pd.DataFrame) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the comparison table."""
     lines = condition_lines(table, ORDER)
+    mean = {(r["test"], r["condition"]): r["mean"] for r in table.to_dict("records")}
     closed = gap_closed(table)
-    lines += [f"* {r['variant']}: closes {r['gap closed']:.0%} of the CLIP-LLaVA relation 4-way gap."
+    lines += [f"* {r['variant']}: closes {r['gap closed']:.0%} of the CLIP-LLaVA relation 4-way gap; relation 2-way "
+              f"(gold against the opposite relation) {mean[('relation 2-way', r['variant'])]:.1%}."
               for r in closed.to_dict("records")]  # fmt: skip
     by_name = closed.set_index("variant")["gap closed"]
     best = by_name.idxmax()
     unlock = by_name[NEGCLIP_UNLOCKED] - by_name[NEGCLIP_LOCKED]
+    frozen_best = by_name[[NEGCLIP_LOCKED, LM_TOWER, *HEAD_NAMES.values()]].max()
+    two, four = mean[("relation 2-way", NEGCLIP_UNLOCKED)], mean[("relation 4-way", NEGCLIP_UNLOCKED)]
     verdict = (
         f"**Verdict.** The variant that closes most of the gap is {best} ({by_name[best]:.0%}). "
         f"Hard negatives with the image tower locked close {by_name[NEGCLIP_LOCKED]:.0%}, the LM text tower "
         f"{by_name[LM_TOWER]:.0%}, SPARC's per-word text tokens {by_name[HEAD_NAMES[SPARC]]:.0%} (PACL "
-        f"{by_name[HEAD_NAMES[PACL]]:.0%}). Unlocking the image tower "
-        + (f"changes the answer: NegCLIP closes {unlock:+.0%} more of the gap when the encoder itself may change."
-           if abs(unlock) >= 0.25 else f"moves NegCLIP by {unlock:+.0%} of the gap only.")
+        f"{by_name[HEAD_NAMES[PACL]]:.0%})"
+        + (": with the encoder frozen, neither better data nor a stronger text encoder nor more text tokens lets the "
+           "cosine protocol read what LLaVA reads. " if frozen_best < 0.25 else
+           f"; the best of them with the encoder frozen closes {frozen_best:.0%}. ")
+        + "Unlocking the image tower "
+        + (f"changes the answer: NegCLIP closes {100 * unlock:+.0f} points more of the gap when the encoder itself "
+           f"may change. Its relation 2-way accuracy (the contrast its hard negatives train) is {two:.1%}, its "
+           f"4-way {four:.1%}." if abs(unlock) >= 0.25 else
+           f"moves NegCLIP by {100 * unlock:+.0f} points of the gap only.")
     )  # fmt: skip
     return "\n".join(lines) + "\n\n" + verdict
 
 
+def train_seconds(run: NotSufficientRun) -> dict[str, dict[int, float]]:
+    """Per variant and seed: the training seconds logged beside the cached variant when it was trained."""
+    return {name: {seed: json.loads((folder / "training_log.json").read_text())["train_seconds"]
+                   for seed, folder in by_seed.items()} for name, by_seed in run.folders.items()}  # fmt: skip
+
+
 def save_results(run: NotSufficientRun, scale: str, root: Path | None, total_seconds: float, tables: dict) -> Path:
     """Write ``metrics.csv`` and ``run.json`` under ``<root>/05_not_sufficient/<scale>[-smoke]``."""
-    extra = {"total_wall_seconds": total_seconds, "wall_seconds": run.seconds}
+    extra = {"total_wall_seconds": total_seconds, "wall_seconds": run.seconds, "train_seconds": train_seconds(run)}
     return save_chapter_results("05_not_sufficient", scale, root, run.metrics, run.config, extra, tables)
