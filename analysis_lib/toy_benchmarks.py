@@ -32,12 +32,15 @@ from analysis_lib.toyworld import (
     random_cells,
     relational_caption,
     render,
+    render_objects,
+    sample_multi_scenes,
     with_relation,
 )
 
 RELATION_FILE = "controlled_toy_relations.json"
 ATTRIBUTE_FILE = "controlled_toy_attributes.json"
 MMVP_FOLDER = "mmvp_vlm_toy"
+MULTI_OBJECT_FILE = "controlled_toy_{}_objects.json"
 
 
 def data_root() -> Path:
@@ -122,3 +125,30 @@ def export_toy_benchmarks(world: WorldConfig, n_pairs: int, seed: int) -> Path:
     spec = {"world": dataclasses.asdict(world), "n_pairs": n_pairs, "seed": seed}
     folder, _ = cached_artifact("benchmarks", spec, build, root=data_root())
     return folder
+
+
+def export_multi_object_set(world: WorldConfig, n_scenes: int, n_objects: int, seed: int) -> Path:
+    """Write (or reuse) a What'sUp Controlled-style set of ``n_objects``-object scenes and return its JSON file.
+
+    Scenes are ``sample_multi_scenes(n_scenes, n_objects, world, seed)`` rendered in order with the generator of
+    ``seed + 10``; the caption options name the first two objects in each of the four relations, gold first. Each
+    image sits in its own folder (``{index:04d}/{obj1}_{rel}_{obj2}.png``: names repeat across scenes); each item
+    also lists ``object_cells``, every object's (row, col), the named two first (What'sUp's loader ignores it).
+    """
+
+    def build(folder: Path) -> None:
+        rng = np.random.default_rng(seed + 10)
+        items = []
+        for index, multi in enumerate(sample_multi_scenes(n_scenes, n_objects, world, seed)):
+            scene = multi.scene
+            name = f"{index:04d}/{scene.first.slug}_{scene.relation}_{scene.second.slug}.png"
+            path = _save(render_objects(multi.objects, world, rng), folder / name)
+            others = [caption_with(scene, relation=r) for r in RELATIONS if r != scene.relation]
+            cells = [list(cell) for _, cell in multi.objects]
+            items.append({"image_path": path, "caption_options": [relational_caption(scene), *others],
+                          "object_cells": cells})  # fmt: skip
+        (folder / MULTI_OBJECT_FILE.format(n_objects)).write_text(json.dumps(items, indent=1))
+
+    spec = {"world": dataclasses.asdict(world), "n_scenes": n_scenes, "n_objects": n_objects, "seed": seed}
+    folder, _ = cached_artifact("multi-object-benchmarks", spec, build, root=data_root())
+    return folder / MULTI_OBJECT_FILE.format(n_objects)

@@ -17,7 +17,9 @@
 #    probability of "Yes" with no caption at all (the prior). Chapter 1's relation, attribute and
 #    pair sets; CLIP's cosine for reference.
 # 2. **Weighting made visible.** Scenes of 2, 3 and 4 objects (all differing in colour and shape)
-#    whose caption names two of them. captum's feature ablation replaces each patch by the mean
+#    whose caption names two of them, exported in What'sUp's Controlled format (96 scenes per object
+#    count, the four relation captions of the named pair as options, gold first) and read back through
+#    the same loader as the real benchmark. captum's feature ablation replaces each patch by the mean
 #    colour and records the drop of the log-score of the true caption; the share of the absolute
 #    attribution that falls on the named objects' patches, on the distractors' and elsewhere is
 #    compared between the question prompt and the caption likelihood.

@@ -1,18 +1,23 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from analysis_lib.attribution import attribution_shares, patch_attribution, patch_attributions
+from analysis_lib.benchmarks import load_image, load_whatsup_controlled
 from analysis_lib.chapters.ch04_prompt_weighting import CaptionBlindScorer
-from analysis_lib.metrics import mmvp_pair_units, option_correct
+from analysis_lib.metrics import caption_relation, mmvp_pair_units, option_correct
 from analysis_lib.prompts import TOY_FORMAT
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer
+from analysis_lib.toy_benchmarks import export_multi_object_set
 from analysis_lib.toyworld import (
     RELATIONS,
     VQA_QUESTION,
     placed_objects,
     relation_of,
+    relational_caption,
     render,
     render_all,
     render_objects,
@@ -116,3 +121,16 @@ def test_multi_object_scenes_are_distinct_and_keep_the_named_relation(world, n_o
     assert sample_multi_scenes(4, n_objects, world, seed=0) == scenes[:4]
     with pytest.raises(ValueError, match="n_objects"):
         sample_multi_scenes(1, 5, world, seed=0)
+
+
+def test_multi_object_set_is_whatsup_format_and_renders_the_sampled_scenes(world):
+    path = export_multi_object_set(world, 6, 4, seed=5)
+    items = load_whatsup_controlled(path)
+    scenes = sample_multi_scenes(6, 4, world, seed=5)
+    rng = np.random.default_rng(15)
+    entries = json.loads(path.read_text())
+    for item, entry, multi in zip(items, entries, scenes, strict=True):
+        assert item.relation == multi.scene.relation and item.caption_options[0] == relational_caption(multi.scene)
+        assert caption_relation(item.caption_options[0]) == item.relation and len(set(item.caption_options)) == 4
+        assert [tuple(c) for c in entry["object_cells"]] == [cell for _, cell in multi.objects]
+        assert (np.asarray(load_image(item.image_path)) == render_objects(multi.objects, world, rng)).all()

@@ -5,6 +5,7 @@ where its score's attribution falls on 3- and 4-object scenes, and how the two p
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 
 from analysis_lib.attribution import attribution_shares, patch_attributions
-from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.benchmarks import WhatsUpItem, load_image, load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import (
     MMVP_TEXT_TEMPLATE,
     mmvp_records,
@@ -26,7 +27,7 @@ from analysis_lib.evaluation import (
 from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct, seed_interval
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
-from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE
+from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     EVAL_SEED,
@@ -37,7 +38,7 @@ from analysis_lib.toy_runs import (
     save_chapter_results,
     variant_table,
 )
-from analysis_lib.toyworld import RELATIONS, VQA_QUESTION, MultiScene, caption_with, render_objects, sample_multi_scenes
+from analysis_lib.toyworld import VQA_QUESTION
 
 from .ch02_tokens import chapter_setup
 
@@ -175,17 +176,13 @@ def protocol_rows(scorers: dict[str, object], raw: dict[str, Scored], bench_dir:
     return rows
 
 
-def render_multi(scenes: list[MultiScene], setup: ToySetup, seed: int) -> np.ndarray:
-    """Render multi-object scenes to an ``N x H x W x 3`` uint8 array, deterministic in ``seed``."""
-    rng = np.random.default_rng(seed)
-    return np.stack([render_objects(s.objects, setup.world, rng) for s in scenes])
-
-
-def multi_scenes(setup: ToySetup, n_objects: int, smoke: bool) -> tuple[list[MultiScene], np.ndarray]:
-    """The chapter's evaluation scenes of ``n_objects`` objects (the same for every seed) and their images."""
+def multi_object_set(setup: ToySetup, n_objects: int, smoke: bool) -> tuple[list[WhatsUpItem], list[list[tuple]]]:
+    """The chapter's ``n_objects``-object set (the same for every seed), exported in What'sUp's format and read
+    back through its loader, with every object's cell per item (the named two first)."""
     n = SMOKE_MULTI_SCENES if smoke else MULTI_SCENES
-    scenes = sample_multi_scenes(n, n_objects, setup.world, EVAL_SEED + 40 + n_objects)
-    return scenes, render_multi(scenes, setup, EVAL_SEED + 50 + n_objects)
+    path = export_multi_object_set(setup.world, n, n_objects, EVAL_SEED + 40 + n_objects)
+    cells = [[tuple(cell) for cell in entry["object_cells"]] for entry in json.loads(path.read_text())]
+    return load_whatsup_controlled(path), cells
 
 
 def log_score_fn(name: str, scorer: VQAScorer, captions: list[str]):
@@ -195,16 +192,11 @@ def log_score_fn(name: str, scorer: VQAScorer, captions: list[str]):
     return lambda pixels: torch.log(scorer.score_batch(pixels, captions))
 
 
-def region_shares(attributions: np.ndarray, scenes: list[MultiScene]) -> pd.DataFrame:
-    """Per scene: the share of the absolute attribution on the named objects' patches, on the distractors'
-    and elsewhere (the objects sit one per patch)."""
-    rows = []
-    for attr, scene in zip(attributions, scenes):
-        named = [scene.scene.first_cell, scene.scene.second_cell]
-        rows.append(
-            attribution_shares(attr, {"named objects": named, "distractors": [c for _, c in scene.distractors]})
-        )
-    return pd.DataFrame(rows)
+def region_shares(attributions: np.ndarray, cells: list[list[tuple]]) -> pd.DataFrame:
+    """Per image: the share of the absolute attribution on the named objects' patches (the first two cells), on
+    the distractors' and elsewhere (the objects sit one per patch)."""
+    groups = [{"named objects": c[:2], "distractors": c[2:]} for c in cells]
+    return pd.DataFrame([attribution_shares(attr, group) for attr, group in zip(attributions, groups)])
 
 
 def multi_object_rows(
@@ -214,24 +206,24 @@ def multi_object_rows(
     records), the mean attribution share per region (rows) and one 4-object example's maps."""
     records, shares, example = [], [], {}
     for n_objects in OBJECT_COUNTS:
-        scenes, images = multi_scenes(setup, n_objects, smoke)
-        options = [[caption_with(s.scene, relation=r) for r in (s.scene.relation, *[
-            r for r in RELATIONS if r != s.scene.relation])] for s in scenes]  # fmt: skip
+        items, cells = multi_object_set(setup, n_objects, smoke)
+        images = [load_image(item.image_path) for item in items]
+        options = [list(item.caption_options) for item in items]
         gold = [o[0] for o in options]
         for name in ATTRIBUTED:
             scorer = scorers[name]
-            correct = option_correct(score_options(scorer, list(images), options)).astype(float)
+            correct = option_correct(score_options(scorer, images, options)).astype(float)
             low, high = bootstrap_ci(correct, seed=seed)
             records.append({"model": LLAVA_NAME, "condition": name, "seed": seed,
                             "benchmark": f"{n_objects}-object scenes", "metric": "relation 4-way",
                             "value": correct.mean(), "ci_low": low, "ci_high": high,
                             "n_units": len(correct)})  # fmt: skip
-            pixels = scorer.pixel_values(list(images))
+            pixels = scorer.pixel_values(images)
             patch = scorer.model.config.vision_config.patch_size
             attributions = patch_attributions(log_score_fn(name, scorer, gold), pixels, patch)
-            for region, value in region_shares(attributions, scenes).mean().items():
+            for region, value in region_shares(attributions, cells).mean().items():
                 shares.append({"condition": name, "objects": n_objects, "region": region, "seed": seed,
-                               "value": value, "n_units": len(scenes)})  # fmt: skip
+                               "value": value, "n_units": len(items)})  # fmt: skip
             if n_objects == max(OBJECT_COUNTS):
                 example[name] = attributions[0]
         if n_objects == max(OBJECT_COUNTS):
