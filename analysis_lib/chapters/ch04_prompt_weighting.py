@@ -17,6 +17,7 @@ from PIL import Image
 
 from analysis_lib.attribution import attribution_shares, patch_attributions
 from analysis_lib.benchmarks import WhatsUpItem, load_image, load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.chapters.ch02_tokens import chapter_setup
 from analysis_lib.evaluation import (
     MMVP_TEXT_TEMPLATE,
     mmvp_records,
@@ -39,8 +40,6 @@ from analysis_lib.toy_runs import (
     variant_table,
 )
 from analysis_lib.toyworld import VQA_QUESTION
-
-from .ch02_tokens import chapter_setup
 
 T2V = "VQAScore: t2v question (default)"
 TEMPLATES = {
@@ -127,7 +126,7 @@ def score_sets(scorers: dict[str, object], bench_dir: Path, seed: int) -> tuple[
 
 def blank_image(scorer: VQAScorer) -> Image.Image:
     """An image of the processor's mean colour only (0 after normalisation): no objects at all."""
-    side = scorer.input_side or max(scorer.model.config.vision_config.image_size, 16)
+    side = scorer.input_side or scorer.model.config.vision_config.image_size
     return Image.new("RGB", (side, side), mean_colour(scorer.processor.image_processor))
 
 

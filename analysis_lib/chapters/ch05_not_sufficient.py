@@ -16,6 +16,7 @@ import torch
 from transformers import CLIPModel, LlamaForCausalLM
 
 from analysis_lib.cache import cached_artifact
+from analysis_lib.chapters.ch02_tokens import HEADS, PACL, SPARC, chapter_setup, patch_heads, smoke_heads
 from analysis_lib.features import pixel_tensor
 from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, image_embeddings, train_lm_tower
 from analysis_lib.negclip import NegClipConfig, train_negclip
@@ -33,8 +34,6 @@ from analysis_lib.toy_runs import (
     variant_table,
 )
 from analysis_lib.toyworld import render_all, sample_scenes
-
-from .ch02_tokens import HEADS, PACL, SPARC, chapter_setup, patch_heads, smoke_heads
 
 NEGCLIP_LOCKED = "(a) NegCLIP, image tower locked"
 NEGCLIP_UNLOCKED = "(a) NegCLIP, image tower unlocked"
