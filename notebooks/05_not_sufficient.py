@@ -17,6 +17,8 @@
 #   cross-entropy over the B captions and B negatives, text->image over the B images only
 #   (REFERENCE §3). Once with the image tower **locked** (the paper's setting), once **unlocked**.
 #   800 steps of 128 captions (about 5 epochs, as the paper's 5), AdamW at 1e-3, no weight decay.
+#   A control, added after the first run: the same captions, image tower unlocked, **no** hard
+#   negatives (plain symmetric InfoNCE), to tell the negatives' part from the data's.
 # * **(b) LM text tower** (LLM2CLIP-style): CLIP's text tower replaced by the pre-trained toy LM of
 #   chapter 1 (the same LM the toy LLaVA starts from): its last hidden state at the end token and a
 #   linear projection, fine-tuned with the symmetric InfoNCE against the frozen CLIP image tower's
