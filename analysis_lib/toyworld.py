@@ -2,7 +2,8 @@
 
 Objects sit one per cell of a ``grid x grid`` lattice whose cells coincide with the ViT's patches,
 so one object ~ one patch token. Every scene holds two objects that differ in colour and shape,
-in the same row (left of / right of) or the same column (above / below).
+in the same row (left of / right of) or the same column (above / below). ``MultiScene`` adds distractor
+objects to such a pair (chapter 4's 3- and 4-object scenes; the toy models are trained on two-object scenes).
 """
 
 from __future__ import annotations
