@@ -212,3 +212,14 @@ def save_chapter_results(
     record |= {name: table.to_dict("records") for name, table in tables.items()}
     write_results(folder, metrics, record)
     return folder
+
+
+def start_toy_chapter(chapter: str, scale: str, torch_threads: int, why: str) -> float:
+    """Refuse any scale but ``toy`` (``why`` says what full scale would need), set torch's CPU threads
+    (0 keeps torch's default) and pandas' display precision; returns the start time."""
+    if scale != "toy":
+        raise ValueError(f"chapter {chapter} runs at scale='toy' only (got {scale!r}): {why}")
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    pd.set_option("display.precision", 3)
+    return time.perf_counter()

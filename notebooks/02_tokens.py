@@ -45,22 +45,13 @@ figures_root = ""  # folder for figures; empty means the repository figures fold
 import time
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from analysis_lib import plots, toy_runs
 from analysis_lib.chapters import ch02_tokens as chapter
 
-if scale != "toy":
-    raise ValueError(
-        f"chapter 2 runs at scale='toy' only (got {scale!r}): its variants retrain LLaVA, which at full scale "
-        "means retraining LLaVA-1.5-7B per variant; the paper's CLS-only checkpoint is not loadable by "
-        "transformers (see analysis_lib.registry)"
-    )
-started = time.perf_counter()
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
-pd.set_option("display.precision", 3)
+FULL_SCALE = "its variants retrain LLaVA (at full scale: LLaVA-1.5-7B per variant)"
+started = toy_runs.start_toy_chapter("2", scale, torch_threads, FULL_SCALE)
 
 run = chapter.tokens_experiment(seeds, device, clip_steps, smoke)
 display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))

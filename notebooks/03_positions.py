@@ -42,21 +42,13 @@ figures_root = ""  # folder for figures; empty means the repository figures fold
 import time
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from analysis_lib import plots, toy_runs
 from analysis_lib.chapters import ch03_positions as chapter
 
-if scale != "toy":
-    raise ValueError(
-        f"chapter 3 runs at scale='toy' only (got {scale!r}): its trained variants retrain LLaVA, which at full "
-        "scale means retraining LLaVA-1.5-7B per variant"
-    )
-started = time.perf_counter()
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
-pd.set_option("display.precision", 3)
+FULL_SCALE = "its trained variants retrain LLaVA (at full scale: LLaVA-1.5-7B per variant)"
+started = toy_runs.start_toy_chapter("3", scale, torch_threads, FULL_SCALE)
 
 run = chapter.positions_experiment(seeds, device, clip_steps, smoke)
 display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))

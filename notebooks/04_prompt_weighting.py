@@ -52,21 +52,13 @@ figures_root = ""  # folder for figures; empty means the repository figures fold
 import time
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from analysis_lib import plots, toy_runs
 from analysis_lib.chapters import ch04_prompt_weighting as chapter
 
-if scale != "toy":
-    raise ValueError(
-        f"chapter 4 runs at scale='toy' only (got {scale!r}): it scores chapter 1's toy LLaVA several ways and "
-        "attributes on the toy world's multi-object scenes; no full-scale path is wired for it"
-    )
-started = time.perf_counter()
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
-pd.set_option("display.precision", 3)
+FULL_SCALE = "it needs the toy world's multi-object scenes; no full-scale path is wired"
+started = toy_runs.start_toy_chapter("4", scale, torch_threads, FULL_SCALE)
 
 run = chapter.prompt_experiment(seeds, device, clip_steps, smoke)
 display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))

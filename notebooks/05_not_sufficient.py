@@ -48,21 +48,13 @@ figures_root = ""  # folder for figures; empty means the repository figures fold
 import time
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from analysis_lib import plots, toy_runs
 from analysis_lib.chapters import ch05_not_sufficient as chapter
 
-if scale != "toy":
-    raise ValueError(
-        f"chapter 5 runs at scale='toy' only (got {scale!r}): its variants fine-tune CLIP or train heads and text "
-        "towers, which at full scale means training CLIP ViT-L/14-336 per variant"
-    )
-started = time.perf_counter()
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
-pd.set_option("display.precision", 3)
+FULL_SCALE = "its variants train CLIPs, heads and text towers (at full scale: ViT-L/14-336 each)"
+started = toy_runs.start_toy_chapter("5", scale, torch_threads, FULL_SCALE)
 
 run = chapter.not_sufficient_experiment(seeds, device, clip_steps, smoke)
 display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))

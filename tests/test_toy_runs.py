@@ -1,0 +1,24 @@
+"""Shared toy-chapter helpers: the scale guard and the ordered variant tables."""
+
+import pandas as pd
+import pytest
+
+from analysis_lib.toy_runs import start_toy_chapter, variant_rows, variant_table
+
+
+def test_toy_only_chapters_refuse_full_scale_with_the_reason():
+    with pytest.raises(ValueError, match=r"chapter 2 runs at scale='toy' only \(got 'full'\): needs retraining"):
+        start_toy_chapter("2", "full", 0, "needs retraining")
+    assert start_toy_chapter("2", "toy", 0, "") > 0
+
+
+def test_variant_tables_follow_the_given_order_with_seed_intervals():
+    values = {"b": [0.5, 0.52, 0.54], "a": [0.9, 0.92, 0.94]}
+    rows = [{"model": "m", "condition": c, "benchmark": "relations", "metric": "4-way individual", "seed": s,
+             "value": v} for c, per_seed in values.items() for s, v in enumerate(per_seed)]  # fmt: skip
+    metrics = pd.DataFrame(rows)
+    assert list(dict.fromkeys(variant_rows(metrics, ["a", "b"]).condition)) == ["a", "b"]
+    table = variant_table(metrics, ["a", "b"])
+    assert table.condition.tolist() == ["a", "b"] and table["mean"].round(2).tolist() == [0.92, 0.52]
+    assert (table.ci95_low < table["mean"]).all() and (table["mean"] < table.ci95_high).all()
+    assert table["per seed"][0] == "90.0%, 92.0%, 94.0%" and table.chance.tolist() == [0.25, 0.25]
