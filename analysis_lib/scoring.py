@@ -196,12 +196,9 @@ class VQAScorer:
 
     def input_batch(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """Left-padded prompt + answer ids, with matching mask and positions (the reference path)."""
-        enc = self.processor.tokenizer.pad(
-            {"input_ids": self.sequences(captions)}, padding=True, padding_side="left", return_tensors="pt"
-        )
-        mask = enc["attention_mask"]
+        ids, mask = pad_token_ids(self.sequences(captions), self.processor.tokenizer.pad_token_id, "left")
         return {
-            "input_ids": enc["input_ids"],
+            "input_ids": ids,
             "attention_mask": mask,
             "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
         }
@@ -238,10 +235,8 @@ class VQAScorer:
         pixels = pixel_values.to(device, self._dtype)
         cache = self.model.model(input_ids=prefix_ids, pixel_values=pixels, use_cache=True).past_key_values
         cache.batch_select_indices(rows.to(device))
-        enc = self.processor.tokenizer.pad(
-            {"input_ids": list(suffixes)}, padding=True, padding_side="right", return_tensors="pt"
-        )
-        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        ids, mask = pad_token_ids(suffixes, self.processor.tokenizer.pad_token_id, "right")
+        ids, mask = ids.to(device), mask.to(device)
         full_mask = torch.cat([torch.ones(len(ids), len(prefix), dtype=mask.dtype, device=device), mask], dim=1)
         positions = (len(prefix) + torch.arange(ids.shape[1], device=device)).expand_as(ids)
         hidden = self.model.model(
@@ -311,6 +306,21 @@ class CaptionLikelihoodScorer(VQAScorer):
         features = llava_selected_features(self.model, pixel_values.to(_device(self.model), self._dtype))
         conversations = [[(self.question, caption)] for caption in captions]
         return answer_logprob(self.model, self.processor.tokenizer, self.format, conversations, features).cpu()
+
+
+def pad_token_ids(sequences: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Already tokenized sequences padded on ``side`` (``left`` or ``right``) to one length: ids and attention mask.
+
+    (A fast tokenizer's ``pad`` does the same but warns that tokenizing and padding in one call is faster;
+    here the ids are checked between the two.)
+    """
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        where = slice(length - len(seq), length) if side == "left" else slice(0, len(seq))
+        ids[row, where], mask[row, where] = torch.tensor(list(seq), dtype=torch.long), 1
+    return ids, mask
 
 
 def shared_prefix_length(sequences: Sequence[Sequence[int]], keep: int) -> int:
