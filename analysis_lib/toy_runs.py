@@ -223,3 +223,15 @@ def start_toy_chapter(chapter: str, scale: str, torch_threads: int, why: str) ->
         torch.set_num_threads(torch_threads)
     pd.set_option("display.precision", 3)
     return time.perf_counter()
+
+
+def stalled_lines(transition_table: pd.DataFrame) -> list[str]:
+    """One Markdown bullet per variant whose last curriculum stage reached its cap without passing, naming the seeds."""
+    checked = transition_table[transition_table.target.notna()]
+    last = checked.groupby(["variant", "seed"], sort=False).tail(1)
+    lines = []
+    for variant, group in last[last["passed at"].isna()].groupby("variant", sort=False):
+        seeds = ", ".join(str(s) for s in group.seed)
+        lines.append(f"* {variant}: its last stage ({group.stage.iloc[0]}) ran to its cap without passing its "
+                     f"held-out check on seed(s) {seeds}.")  # fmt: skip
+    return lines

@@ -121,9 +121,14 @@ plots.save(fig, "02_tokens_attribution", figures_root or None)
 # ## What the run shows
 
 # %%
-display(Markdown(chapter.findings(table, probe_table)))
+display(Markdown(chapter.findings(table, probe_table, transitions)))
 
 # %% [markdown]
+# A variant that cannot pass the instruction stage's check trains on the instruction mix until its cap;
+# how well it then keeps the attribute control varies from seed to seed, which is why the
+# token-starved variants' attribute rows have wide intervals. A variant that can read relations may
+# still not cross within the caps on every seed (learning here has sudden transitions; chapter 1).
+#
 # **Where the toy differs from the paper.** The toy encoder is 4 layers deep and its scenes have two
 # objects on a 3x3 grid, so "shallow vs deep layers" spans only a few layers here. The paper's
 # CLS-only LLaVA keeps more of its advantage than ours can: a real CLS token summarises a 576-patch

@@ -93,7 +93,7 @@ display(targets)
 # ## What the run shows
 
 # %%
-display(Markdown(chapter.findings(table)))
+display(Markdown(chapter.findings(table, transitions)))
 
 # %% [markdown]
 # **Where the toy differs from the paper.** In the toy, every object fills one ViT patch and the

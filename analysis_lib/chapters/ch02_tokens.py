@@ -42,6 +42,7 @@ from analysis_lib.toy_runs import (
     run_variants,
     save_chapter_results,
     score_all,
+    stalled_lines,
     variant_table,
 )
 from analysis_lib.toyworld import render_all, sample_scenes
@@ -224,9 +225,9 @@ def target_checks(table: pd.DataFrame, probe_table: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame([{"target": t, "value": v, "met": bool(ok(v))} for t, v, ok in checks])
 
 
-def findings(table: pd.DataFrame, probe_table: pd.DataFrame) -> str:
+def findings(table: pd.DataFrame, probe_table: pd.DataFrame, transition_table: pd.DataFrame) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
-    lines = condition_lines(table, ORDER)
+    lines = condition_lines(table, ORDER) + stalled_lines(transition_table)
     relation = probe_table[probe_table.target == "relation"]
     best = relation.loc[relation.groupby(["view", "probe"])["mean"].idxmax()]
     for r in best.sort_values(["probe", "view"]).to_dict("records"):

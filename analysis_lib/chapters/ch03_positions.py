@@ -23,6 +23,7 @@ from analysis_lib.toy_runs import (
     run_variants,
     save_chapter_results,
     score_all,
+    stalled_lines,
     variant_table,
 )
 
@@ -134,9 +135,9 @@ def target_checks(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{"target": t, "value": v, "met": bool(ok(v))} for t, v, ok in checks])
 
 
-def findings(table: pd.DataFrame) -> str:
+def findings(table: pd.DataFrame, transition_table: pd.DataFrame) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the comparison and effect tables."""
-    lines = condition_lines(table, ORDER)
+    lines = condition_lines(table, ORDER) + stalled_lines(transition_table)
     for r in effect_table(table).to_dict("records"):
         change = f"relation 4-way {r['relation 4-way change']:+.1%}, attribute 4-way {r['attribute 4-way change']:+.1%}"
         lines.append(f"* {r['ablation']}, {r['regime']}: {change} against LLaVA as usual (seed means).")
