@@ -139,7 +139,8 @@ def findings(table: pd.DataFrame, transition_table: pd.DataFrame) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the comparison and effect tables."""
     lines = condition_lines(table, ORDER) + stalled_lines(transition_table)
     for r in effect_table(table).to_dict("records"):
-        change = f"relation 4-way {r['relation 4-way change']:+.1%}, attribute 4-way {r['attribute 4-way change']:+.1%}"
+        change = (f"relation 4-way {100 * r['relation 4-way change']:+.1f} points, "
+                  f"attribute 4-way {100 * r['attribute 4-way change']:+.1f} points")  # fmt: skip
         lines.append(f"* {r['ablation']}, {r['regime']}: {change} against LLaVA as usual (seed means).")
         if r["attribute 4-way change"] < -ATTRIBUTE_TOLERANCE:
             lines.append("  It costs attributes too, so part of its effect is a shift of the features away from what "
