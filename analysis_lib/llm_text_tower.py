@@ -10,13 +10,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from analysis_lib.patch_contrastive import symmetric_infonce
 from analysis_lib.scoring import ClipScorer, CosineScorer
 from analysis_lib.toyworld import Scene, relational_caption
-from analysis_lib.training import adamw_schedule, clipped_step
+from analysis_lib.training import minibatch_training
 
 PROJECTION_FILE = "projection.safetensors"
 
@@ -80,19 +79,13 @@ def train_lm_tower(
 ) -> list[float]:
     """Align ``tower`` to fixed image embeddings (row i for scene i) with the symmetric InfoNCE on the scenes'
     relational captions; returns the loss curve."""
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    params = [p for p in tower.parameters() if p.requires_grad]
-    opt, sched = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
-    tower.train()
-    losses = []
-    for _ in tqdm(range(cfg.steps), desc="LM text tower", disable=not progress, mininterval=5):
-        idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         text = nn.functional.normalize(tower([relational_caption(scenes[i]) for i in idx]), dim=-1)
         image = nn.functional.normalize(images[idx].to(text.device), dim=-1)
-        losses.append(clipped_step(symmetric_infonce(image @ text.T, cfg.temperature), params, opt, sched))
-    tower.eval()
-    return losses
+        return symmetric_infonce(image @ text.T, cfg.temperature)
+
+    return minibatch_training(tower, len(scenes), cfg, seed, batch_loss, "LM text tower", progress)
 
 
 class LmTowerScorer(CosineScorer):

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor
 
 from analysis_lib.toyworld import OPPOSITE, RELATION_PHRASES, Scene, relational_caption
-from analysis_lib.training import adamw_schedule, clipped_step
+from analysis_lib.training import minibatch_training
 
 SWAPS = {RELATION_PHRASES[r]: RELATION_PHRASES[OPPOSITE[r]] for r in RELATION_PHRASES}
 """Each relation phrase and the one its hard negative puts in its place."""
@@ -70,24 +69,17 @@ def train_negclip(
 ) -> list[float]:
     """Fine-tune ``model`` in place on the scenes' relational captions (the toy LLaVA's describe answers);
     returns the loss curve."""
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
     if cfg.lock_image:
         lock_image_tower(model)
     device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt, sched = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
-    model.train()
-    losses = []
-    for _ in tqdm(range(cfg.steps), desc="NegCLIP", disable=not progress, mininterval=5):
-        idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         captions = [relational_caption(scenes[i]) for i in idx]
         negatives = [hard_negative(c) for c in captions] if cfg.hard_negatives else []
         text = processor.tokenizer(captions + negatives, padding=True, return_tensors="pt").to(device)
         text_features = model.get_text_features(**text)
         image_features = model.get_image_features(pixel_values=pixels[idx].to(device))
         n = len(captions)
-        loss = negclip_loss(image_features, text_features[:n], text_features[n:], model.logit_scale.exp())
-        losses.append(clipped_step(loss, params, opt, sched))
-    model.eval()
-    return losses
+        return negclip_loss(image_features, text_features[:n], text_features[n:], model.logit_scale.exp())
+
+    return minibatch_training(model, len(scenes), cfg, seed, batch_loss, "NegCLIP", progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -139,20 +140,37 @@ def train_clip(
     progress: bool = True,
 ) -> list[float]:
     """Train CLIP with the symmetric InfoNCE loss on web-style captions; returns the loss curve."""
+    device = next(model.parameters()).device
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        captions = [training_caption(scenes[i], rng, world) for i in idx]
+        text = processor.tokenizer(captions, padding=True, return_tensors="pt").to(device)
+        return model(**text, pixel_values=pixels[idx].to(device), return_loss=True).loss
+
+    return minibatch_training(model, len(scenes), cfg, seed, batch_loss, "CLIP (contrastive)", progress)
+
+
+def minibatch_training(
+    model: torch.nn.Module,
+    n_items: int,
+    cfg,
+    seed: int,
+    batch_loss: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
+    desc: str,
+    progress: bool = True,
+) -> list[float]:
+    """Seeded training of ``model``'s trainable parameters: ``cfg.steps`` clipped AdamW steps (``cfg.lr``,
+    ``weight_decay``, ``warmup``; cosine decay), each on ``batch_loss(idx, rng)`` for ``cfg.batch_size`` of
+    ``n_items`` drawn without replacement; returns the loss curve."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
     model.train()
     losses = []
-    for _ in tqdm(range(cfg.steps), desc="CLIP (contrastive)", disable=not progress, mininterval=5):
-        idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
-        text = processor.tokenizer(
-            [training_caption(scenes[i], rng, world) for i in idx], padding=True, return_tensors="pt"
-        ).to(device)
-        out = model(**text, pixel_values=pixels[idx].to(device), return_loss=True)
-        losses.append(clipped_step(out.loss, params, opt, sched))
+    for _ in tqdm(range(cfg.steps), desc=desc, disable=not progress, mininterval=5):
+        idx = rng.choice(n_items, cfg.batch_size, replace=False)
+        losses.append(clipped_step(batch_loss(idx, rng), params, opt, sched))
     model.eval()
     return losses
 
