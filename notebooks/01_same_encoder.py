@@ -159,8 +159,9 @@ if scale == "toy":
 # own feature at the layer LLaVA reads (the penultimate): the colour of the object in that patch
 # (or "empty"), and — for object tokens — which cell the token sits in, read from its content rather
 # than from its index in the sequence. From CLIP's pooled, projected image embedding (what the
-# cosine score uses): the scene's relation. "majority class" is what always guessing the most
-# frequent label scores.
+# cosine score uses): the scene's relation, as an image-level label (the relation of the object whose
+# colour comes first in the colour list to the other). "majority class" is what always guessing the
+# most frequent label scores. Chapter 2 probes every layer, with linear and MLP probes.
 
 # %%
 if scale == "toy":
