@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
+
+from analysis_lib.progress import progress_bar
 
 MIN_IMAGE_SIDE = 16  # pixels; smaller files hold no usable picture and break the models' image processors
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -81,7 +82,7 @@ def verify_images(paths: Iterable[Path], desc: str = "checking images") -> int:
     """Open every image once, with a progress bar; the number checked, or one ``ImageError`` listing every bad file."""
     paths = list(dict.fromkeys(Path(p) for p in paths))
     bad = []
-    for path in tqdm(paths, desc=desc, unit="image"):
+    for path in progress_bar(paths, desc=desc, unit="image"):
         try:
             load_image(path)
         except ImageError as err:

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor
 
+from analysis_lib.progress import progress_bar
 from analysis_lib.scoring import Pairs, as_pil
 from analysis_lib.toyworld import Scene, WorldConfig, training_caption
 
@@ -175,7 +175,7 @@ def train_patch_heads(
     model = PatchAligned(clip, cfg).to(patches.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses = []
-    for _ in tqdm(range(cfg.steps), desc=f"{cfg.loss.upper()} heads", disable=not progress, mininterval=5):
+    for _ in progress_bar(range(cfg.steps), desc=f"{cfg.loss.upper()} heads", disable=not progress, mininterval=5):
         idx = rng.choice(len(scenes), cfg.batch_size, replace=False)
         tokens, mask, eot = text_features(clip, processor, [training_caption(scenes[i], rng, world) for i in idx])
         image = model.patch_head(patches[idx])

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+
+from analysis_lib.progress import progress_bar
 
 
 class StaleScoresError(RuntimeError):
@@ -93,7 +94,7 @@ def score_with_log(
     path = Path(path)
     known = {**(done or {}), **read_log(path, spec)}
     todo = [i for i, key in enumerate(keys) if key not in known]
-    for start in tqdm(range(0, len(todo), chunk_size), desc=desc, disable=not todo):
+    for start in progress_bar(range(0, len(todo), chunk_size), desc=desc, disable=not todo):
         positions = todo[start : start + chunk_size]
         scores = np.asarray(score_fn([items[i] for i in positions]))
         rows = [{"key": keys[i], "scores": s.tolist()} for i, s in zip(positions, scores)]

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
 
 from analysis_lib.features import llava_selected_features
+from analysis_lib.progress import progress_bar
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.training import answer_logprob, expand_image_tokens
 
@@ -255,7 +255,7 @@ class VQAScorer:
         pixels = self.pixel_values(images)
         scores = []
         starts = range(0, len(pairs), self.batch_size)
-        for start in tqdm(starts, desc="VQAScore", disable=not self.progress):
+        for start in progress_bar(starts, desc="VQAScore", disable=not self.progress):
             chunk = pairs[start : start + self.batch_size]
             index = torch.tensor([i for i, _ in chunk])
             scores.append(self.score_batch(pixels[index], [t for _, t in chunk]))
@@ -271,7 +271,7 @@ class VQAScorer:
         for position, (image, _) in enumerate(pairs):
             by_image.setdefault(image, []).append(position)
         scores = np.empty(len(pairs), dtype=np.float64)
-        progress = tqdm(total=len(pairs), desc="VQAScore (prefix cache)", disable=not self.progress)
+        progress = progress_bar(total=len(pairs), desc="VQAScore (prefix cache)", disable=not self.progress)
         for chunk in chunk_images(by_image, self.batch_size):
             positions = [p for image in chunk for p in by_image[image]]
             rows = torch.tensor([k for k, image in enumerate(chunk) for _ in by_image[image]])

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from transformers import (
     CLIPModel,
     CLIPProcessor,
@@ -20,6 +19,7 @@ from transformers import (
 )
 
 from analysis_lib.image_tokens import variant_position_ids
+from analysis_lib.progress import progress_bar
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.toyworld import (
     COL_WORDS,
@@ -168,7 +168,7 @@ def minibatch_training(
     opt, sched = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
     model.train()
     losses = []
-    for _ in tqdm(range(cfg.steps), desc=desc, disable=not progress, mininterval=5):
+    for _ in progress_bar(range(cfg.steps), desc=desc, disable=not progress, mininterval=5):
         idx = rng.choice(n_items, cfg.batch_size, replace=False)
         losses.append(clipped_step(batch_loss(idx, rng), params, opt, sched))
     model.eval()
@@ -374,7 +374,7 @@ def run_stage(
     """
     log: dict = {"stage": stage.name, "target": stage.target, "max_steps": stage.max_steps, "checks": [],
                  "curve": [], "passed_at": None}  # fmt: skip
-    bar = tqdm(total=stage.max_steps, desc=stage.name, disable=not progress, mininterval=5)
+    bar = progress_bar(total=stage.max_steps, desc=stage.name, disable=not progress, mininterval=5)
     for step in range(1, stage.max_steps + 1):
         log["curve"].append(train_step(stage))
         bar.update()

@@ -2,6 +2,7 @@
 
 import json
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -18,6 +19,9 @@ def test_chapter_smoke(chapter, tmp_path):
     }
     out = book.execute_chapter(chapter, params, tmp_path / f"{chapter.stem}.ipynb")
     assert out.is_file()
+    executed = nbformat.read(out, as_version=4)
+    stderr = [o["text"] for c in executed.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not stderr, f"the executed chapter shows stderr output: {stderr[:3]}"
     folder = tmp_path / "results" / chapter.stem / "toy-smoke"
     metrics = pd.read_csv(folder / "metrics.csv")
     assert {"model", "condition", "benchmark", "metric", "seed", "value"} <= set(metrics.columns)

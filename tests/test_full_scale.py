@@ -109,7 +109,7 @@ def _check_args(config: full_scale.FullScaleConfig, results) -> list[str]:
     return [*args, config.mmvp_root, "--device", "cpu", "--results", str(results), "--check"]
 
 
-def test_check_opens_every_image_and_lists_every_bad_one(full_setup, tmp_path, capsys):
+def test_check_opens_every_image_and_lists_every_bad_one(full_setup, tmp_path, capfd):
     controlled = tmp_path / "whatsup" / "data" / "controlled_images" / "mug_on_plate.jpeg"
     controlled.write_bytes(b"")  # killed download
     pair_image = tmp_path / "mmvp" / "MLLM_VLM Images" / "Spatial" / "3.jpg"
@@ -119,7 +119,7 @@ def test_check_opens_every_image_and_lists_every_bad_one(full_setup, tmp_path, c
     message = str(info.value)
     assert "[images] 2 of" in message and "images cannot be used" in message
     assert "mug_on_plate.jpeg cannot be read" in message and "3.jpg cannot be read" in message
-    assert "checking images" in capsys.readouterr().err  # the progress bar
+    assert "checking images" in capfd.readouterr().err  # the progress bar, on the console's stderr
     assert not (tmp_path / "out").exists()
 
 
