@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from analysis_lib.models import TINY_LLAVA_336, random_llava
 from analysis_lib.prompts import PromptFormat
@@ -28,6 +29,9 @@ def main(log_dir: str, out: str) -> None:
     scores = sharded_scores(score, images, keys, Path(log_dir) / "scores.jsonl", {"test": 1}, chunk_size=2)
     if process_state().is_main_process:
         np.save(out, scores)
+    if torch.distributed.is_initialized():  # a clean shutdown: gloo's threads otherwise may abort at exit
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -206,6 +206,9 @@ def findings(table: pd.DataFrame) -> str:
               f"(gold against the opposite relation) {mean[('relation 2-way', r['variant'])]:.1%}."
               for r in closed.to_dict("records")]  # fmt: skip
     by_name = closed.set_index("variant")["gap closed"]
+    if by_name.isna().all():  # LLaVA does not beat CLIP in this run (e.g. a smoke run): no gap to share out
+        no_gap = "LLaVA does not beat CLIP on relation 4-way in this run, so no variant's share of the gap is defined."
+        return "\n".join(lines) + f"\n\n**Verdict.** {no_gap}"
     best = by_name.idxmax()
     unlock = by_name[NEGCLIP_UNLOCKED] - by_name[NEGCLIP_LOCKED]
     frozen_best = by_name[[NEGCLIP_LOCKED, LM_TOWER, *HEAD_NAMES.values()]].max()
