@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from transformers import CLIPModel
+from transformers import CLIPModel, CLIPVisionModel
 
 from analysis_lib.features import encode_images
 from analysis_lib.toyworld import COLOURS, OPPOSITE, RELATIONS, SHAPES, Scene
@@ -98,15 +98,24 @@ def patch_labels(scenes: list[Scene], grid: int) -> dict[str, torch.Tensor]:
     return {"colour": colour, "shape": shape, "cell": torch.arange(grid * grid).repeat(len(scenes), 1)}
 
 
+def _pooling(encoder: CLIPModel | CLIPVisionModel) -> torch.nn.Module:
+    """The encoder's own pooling of a CLS token: post-LayerNorm, then CLIP's visual projection if it has one."""
+    norm = encoder.vision_model.post_layernorm
+    return torch.nn.Sequential(norm, encoder.visual_projection) if isinstance(encoder, CLIPModel) else norm
+
+
 @torch.no_grad()
-def layer_views(clip: CLIPModel, pixel_values: torch.Tensor, batch_size: int = 512) -> list[dict[str, torch.Tensor]]:
+def layer_views(
+    clip: CLIPModel | CLIPVisionModel, pixel_values: torch.Tensor, batch_size: int = 512
+) -> list[dict[str, torch.Tensor]]:
     """Per encoder layer (0 = embeddings): the image-level ``IMAGE_VIEWS`` and the ``patch tokens``.
 
-    The pooled embedding of layer l is CLIP's own pooling applied there: post-LayerNorm and the visual
-    projection of that layer's CLS token (at the last layer, exactly what CLIP scores with).
+    The pooled embedding of layer l is the encoder's own pooling applied there: post-LayerNorm and, for a
+    ``CLIPModel``, the visual projection of that layer's CLS token (at the last layer, exactly what CLIP
+    scores with); a bare ``CLIPVisionModel`` (e.g. the self-supervised encoder) has no projection.
     """
-    vision, device = clip.vision_model, next(clip.parameters()).device
-    layers = [[] for _ in range(clip.config.vision_config.num_hidden_layers + 1)]
+    vision, device, pool = clip.vision_model, next(clip.parameters()).device, _pooling(clip)
+    layers = [[] for _ in range(vision.config.num_hidden_layers + 1)]
     for start in range(0, len(pixel_values), batch_size):
         hidden = vision(pixel_values[start : start + batch_size].to(device), output_hidden_states=True).hidden_states
         for layer, h in enumerate(hidden):
@@ -114,7 +123,7 @@ def layer_views(clip: CLIPModel, pixel_values: torch.Tensor, batch_size: int = 5
     views = []
     for chunks in layers:
         h = torch.cat(chunks)
-        pooled = clip.visual_projection(vision.post_layernorm(h[:, 0]))
+        pooled = pool(h[:, 0])
         views.append({"CLS token": h[:, 0].cpu(), "pooled embedding": pooled.cpu(),
                       "mean patch token": h[:, 1:].mean(1).cpu(), "patch tokens (flattened)": h[:, 1:].flatten(1).cpu(),
                       "patch tokens": h[:, 1:].cpu()})  # fmt: skip
@@ -127,7 +136,7 @@ def _majority(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
 
 
 def layer_probe_table(
-    clip: CLIPModel,
+    clip: CLIPModel | CLIPVisionModel,
     train: tuple[torch.Tensor, list[Scene]],
     test: tuple[torch.Tensor, list[Scene]],
     grid: int,
