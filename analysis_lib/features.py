@@ -12,11 +12,12 @@ from transformers import CLIPVisionModel, LlavaForConditionalGeneration
 from analysis_lib.cache import cached_artifact
 
 
-def select_features(hidden_states: tuple[torch.Tensor, ...], layer: int, strategy: str) -> torch.Tensor:
-    """LLaVA's selection: one hidden-state layer; ``default`` drops the CLS token, ``full`` keeps it."""
+def select_features(hidden_states: tuple[torch.Tensor, ...], layer: int | list[int], strategy: str) -> torch.Tensor:
+    """LLaVA's selection: one hidden-state layer (a list: those layers concatenated along channels, as
+    transformers does); ``default`` drops the CLS token, ``full`` keeps it."""
     if strategy not in ("default", "full"):
         raise ValueError(f"unknown vision_feature_select_strategy {strategy!r}; use 'default' or 'full'")
-    features = hidden_states[layer]
+    features = hidden_states[layer] if isinstance(layer, int) else torch.cat([hidden_states[i] for i in layer], -1)
     return features[:, 1:] if strategy == "default" else features
 
 
@@ -24,7 +25,7 @@ def select_features(hidden_states: tuple[torch.Tensor, ...], layer: int, strateg
 def encode_images(
     vision_tower: CLIPVisionModel,
     pixel_values: torch.Tensor,
-    layer: int,
+    layer: int | list[int],
     strategy: str,
     batch_size: int = 512,
 ) -> torch.Tensor:

@@ -8,9 +8,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import CLIPModel, CLIPProcessor, LlamaForCausalLM, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import (
+    CLIPModel,
+    CLIPProcessor,
+    CLIPVisionModel,
+    LlamaForCausalLM,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
 
 from analysis_lib.cache import cached_artifact
+from analysis_lib.comm_merge import VisionSource, load_toy_llava, with_source
 from analysis_lib.features import cached_features, llava_selected_features, pixel_tensor
 from analysis_lib.image_tokens import ImageTokens, apply_variant, install_hooks
 from analysis_lib.lm_pretraining import LmPretrainConfig, pretrain_lm
@@ -33,6 +41,7 @@ class ToySetup:
     lm_pretrain: LmPretrainConfig | None = field(default_factory=LmPretrainConfig)
     prompt_format: PromptFormat = TOY_FORMAT
     image_tokens: ImageTokens = field(default_factory=ImageTokens)
+    vision: VisionSource = field(default_factory=VisionSource)
 
     def lm_spec(self, seed: int) -> dict | None:
         """What determines the pre-trained toy LM (None: the LLaVA's LM starts from scratch)."""
@@ -61,11 +70,21 @@ class ToySetup:
             "prompt_format": asdict(self.prompt_format),
             "seed": seed,
         }
-        return spec if self.image_tokens.is_default else {**spec, "image_tokens": asdict(self.image_tokens)}
+        spec = spec if self.image_tokens.is_default else {**spec, "image_tokens": asdict(self.image_tokens)}
+        return spec if self.vision.is_default else {**spec, "vision": self.vision_spec(seed)}
 
-    def feature_spec(self, seed: int, layer: int) -> dict:
+    def vision_spec(self, seed: int) -> dict:
+        """The vision source of a non-default LLaVA and, when it reads the SSL encoder, that encoder's spec."""
+        if not self.vision.uses_ssl:
+            return asdict(self.vision)
+        from analysis_lib.ssl_encoder import ssl_spec  # it builds on this module
+
+        return {**asdict(self.vision), "ssl": ssl_spec(self, seed)}
+
+    def feature_spec(self, seed: int, layer: int | list[int]) -> dict:
         """What determines the frozen-encoder features the LLaVA trains on."""
-        return {"clip": self.clip_spec(seed), "layer": layer, **self.image_tokens.feature_key()}
+        spec = {"clip": self.clip_spec(seed), "layer": layer, **self.image_tokens.feature_key()}
+        return spec if self.vision.is_default else {**spec, "vision": self.vision_spec(seed)}
 
 
 @dataclass
@@ -115,6 +134,15 @@ def pretrained_lm(setup: ToySetup, seed: int, device: str = "cpu", progress: boo
     return cached_artifact("toy-lm", setup.lm_spec(seed), build)
 
 
+def ssl_tower(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> CLIPVisionModel | None:
+    """The SSL (DINO) toy encoder that ``setup``'s vision source reads (trained or loaded), else None."""
+    if not setup.vision.uses_ssl:
+        return None
+    from analysis_lib.ssl_encoder import ssl_vision_model  # it builds on this module
+
+    return ssl_vision_model(setup, seed, device, progress)[0].cpu()
+
+
 def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> ToyModels:
     """Train (or load from the cache) the toy CLIP and LLaVA for one seed."""
     watch = Stopwatch()
@@ -143,6 +171,7 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
 
     def build_llava(folder: Path) -> None:
         model, processor = toy_llava_from_clip(clip, clip_processor, setup.llava_size, seed)
+        model = with_source(model, setup.vision, ssl_tower(setup, seed, device, progress), seed)
         apply_variant(model, setup.image_tokens)
         if setup.lm_pretrain is not None:
             load_language_model(model, LlamaForCausalLM.from_pretrained(folders["lm"]))
@@ -170,7 +199,7 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
 
     with watch.time("llava"):
         llava_dir, llava_reused = cached_artifact("llava", setup.llava_spec(seed), build_llava)
-        llava = install_hooks(LlavaForConditionalGeneration.from_pretrained(llava_dir).eval())
+        llava = install_hooks(load_toy_llava(llava_dir).eval())
         llava_processor = LlavaProcessor.from_pretrained(llava_dir, use_fast=False)
     if "features" in watch.seconds:
         watch.seconds["llava"] -= watch.seconds["features"]
