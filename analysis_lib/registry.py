@@ -20,7 +20,14 @@ import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
-from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import (
+    CLIPModel,
+    CLIPProcessor,
+    Dinov2Model,
+    Dinov2WithRegistersModel,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
 
 from analysis_lib.prompts import (
     LLAMA3_FORMAT,
@@ -140,6 +147,8 @@ class ModelEntry:
             return "none (see notes)"
         if self.source.startswith(OPEN_CLIP):
             return "open_clip -> OpenClipScorer"
+        if self.family == "dinov2":
+            return "Dinov2Model -> features (load_vision_encoder)"
         loader = "CLIPModel -> ClipScorer" if self.family == "clip" else "LlavaForConditionalGeneration -> VQAScorer"
         return f"convert, then {loader}" if self.status == "convert" else loader
 
@@ -161,6 +170,12 @@ LLAVA_PP_CAVEAT = (
     " The script hard-codes LLaVA-1.5's Vicuna token ids (image 32000, pad 32001) and Llama key names, so it needs "
     "adapting for this LLaVA++ checkpoint."
 )
+
+DINOV2_HOWTO = (
+    "DINOv2 is a vision encoder without a text side: it gives features, not image-text scores. Load it with "
+    "registry.load_vision_encoder(name or folder) and read its layers with multilevel_features.multilevel_features."
+)
+VISION_ENCODER_TYPES = {"dinov2": Dinov2Model, "dinov2_with_registers": Dinov2WithRegistersModel}
 
 REGISTRY: tuple[ModelEntry, ...] = (
     ModelEntry(
@@ -277,6 +292,41 @@ REGISTRY: tuple[ModelEntry, ...] = (
             LLAVA_PP_CAVEAT,
         ),
     ),
+    ModelEntry(
+        "dinov2-small",
+        "dinov2",
+        "facebook/dinov2-small",
+        notes="DINOv2 ViT-S/14 (Oquab et al. 2023), self-supervised, no text side.",
+        howto=DINOV2_HOWTO,
+    ),
+    ModelEntry(
+        "dinov2-base",
+        "dinov2",
+        "facebook/dinov2-base",
+        notes="DINOv2 ViT-B/14, self-supervised, no text side.",
+        howto=DINOV2_HOWTO,
+    ),
+    ModelEntry(
+        "dinov2-large",
+        "dinov2",
+        "facebook/dinov2-large",
+        notes="DINOv2 ViT-L/14: COMM's self-supervised encoder (arXiv 2310.08825).",
+        howto=DINOV2_HOWTO,
+    ),
+    ModelEntry(
+        "dinov2-giant",
+        "dinov2",
+        "facebook/dinov2-giant",
+        notes="DINOv2 ViT-g/14, self-supervised, no text side.",
+        howto=DINOV2_HOWTO,
+    ),
+    ModelEntry(
+        "dinov2-large-registers",
+        "dinov2",
+        "facebook/dinov2-with-registers-large",
+        notes="DINOv2 ViT-L/14 with 4 register tokens (Darcet et al. 2024).",
+        howto=DINOV2_HOWTO,
+    ),
 )
 ENTRIES = {e.name: e for e in REGISTRY}
 
@@ -375,6 +425,8 @@ def folder_kind(path: Path) -> str:
     kind = config.get("model_type", "")
     if kind.startswith("llava_") or "mm_vision_tower" in config:
         return "original-llava"
+    if kind in VISION_ENCODER_TYPES:
+        return "dinov2"
     return kind if kind in ("clip", "llava") else "unknown"
 
 
@@ -394,6 +446,7 @@ def unsupported_folder(path: Path, kind: str) -> UnsupportedModelError:
         "original-llava": convert_howto(path.name, str(path), "<the LLM it was trained from>"),
         "adapter": f"{path} is a PEFT adapter; merge it into its base model and save_pretrained the result.",
         "checkpoint": f"{path} is a bare checkpoint: name its architecture, load_scorer('open_clip:ARCH', path=...).",
+        "dinov2": f"{path} holds a DINOv2 model. {DINOV2_HOWTO}",
     }
     default = f"{path} holds neither a CLIPModel / LLaVA config.json nor an {OPEN_CLIP_CONFIG}."
     return UnsupportedModelError(reasons.get(kind, default))
@@ -578,7 +631,7 @@ def load_entry(
     entry: ModelEntry, path: str | Path | None, opts: LoadOptions, allow: bool, fmt: PromptFormat | None
 ) -> Scorer:
     """The scorer of a registered (or ad-hoc ``open_clip:``) entry."""
-    if entry.status == "unsupported":
+    if entry.status == "unsupported" or entry.family == "dinov2":
         raise UnsupportedModelError(entry.howto)
     if entry.source.startswith(OPEN_CLIP):
         return load_open_clip(with_download(lambda: locate_open_clip(entry, path), allow), opts)
@@ -641,3 +694,33 @@ def load_scorer(
     if path is None and local.exists():
         return load_path(local, opts, prompt_format)
     return load_entry(find_entry(model), path, opts, download_allowed(allow_download), prompt_format)
+
+
+def load_vision_encoder(
+    model: str,
+    path: str | Path | None = None,
+    *,
+    device: str = "auto",
+    dtype: torch.dtype | str = "auto",
+    allow_download: bool | None = None,
+) -> Dinov2Model | Dinov2WithRegistersModel:
+    """A DINOv2 encoder (eval mode) by registered name (e.g. ``dinov2-large``), hub id or local folder, offline
+    first like ``load_scorer``: ``path``, else ``$ANALYSIS_LIB_MODELS/<name>``, else the HF cache."""
+    local = Path(model).expanduser()
+    if path is None and local.exists():
+        folder = local
+    else:
+        entry = find_entry(model)
+        if entry.family != "dinov2":
+            raise UnsupportedModelError(
+                f"{model!r} is a {entry.family} model, not a vision encoder; load it with load_scorer. "
+                f"Vision encoders: {', '.join(e.name for e in REGISTRY if e.family == 'dinov2')}."
+            )
+        folder = with_download(lambda: locate_transformers(entry, path), download_allowed(allow_download))
+    kind = folder_kind(folder)
+    if kind != "dinov2":
+        raise UnsupportedModelError(f"{folder} holds no DINOv2 config.json (model_type {kind!r}); {DINOV2_HOWTO}")
+    where = resolve_device(device)
+    model_type = json.loads((folder / "config.json").read_text())["model_type"]
+    encoder = VISION_ENCODER_TYPES[model_type].from_pretrained(folder, dtype=resolve_dtype(dtype, where))
+    return encoder.to(where).eval()

@@ -17,6 +17,7 @@ from analysis_lib.registry import (
     UnknownModelError,
     UnsupportedModelError,
     load_scorer,
+    load_vision_encoder,
     registry_table,
     resolve_dtype,
 )
@@ -218,3 +219,36 @@ def test_vqascore_ends_the_answer_with_the_chat_end_token():
     assert scorer.answer_ids[-1] == processor.tokenizer.convert_tokens_to_ids("<|end|>")
     score = scorer.score_pairs([np.zeros((20, 20, 3), dtype=np.uint8)], [(0, "a red circle")])
     assert 0 < score[0] < 1
+
+
+def _tiny_dinov2():
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=14)
+    return Dinov2Model(config).eval()
+
+
+def test_dinov2_resolves_by_name_hub_id_and_models_folder_offline(tmp_path):
+    model = _tiny_dinov2()
+    model.save_pretrained(tmp_path / "models" / "dinov2-small")
+    model.save_pretrained(_fake_hub_cache(tmp_path / "hf", "facebook/dinov2-large"))
+    pixels = torch.randn(1, 3, 28, 28)
+    with torch.no_grad():
+        expected = model(pixel_values=pixels).last_hidden_state
+    for name in ("dinov2-small", "dinov2-large", "facebook/dinov2-large"):
+        loaded = load_vision_encoder(name, device="cpu")
+        with torch.no_grad():
+            assert torch.allclose(loaded(pixel_values=pixels).last_hidden_state, expected, atol=1e-6), name
+    assert "Dinov2Model" in registry_table().set_index("name").loc["dinov2-large", "loader"]
+
+
+def test_dinov2_missing_or_misused_says_what_to_do(tmp_path):
+    with pytest.raises(ModelNotFoundError) as error:
+        load_vision_encoder("dinov2-large")
+    assert f"{tmp_path / 'models' / 'dinov2-large'}: does not exist" in str(error.value)
+    assert 'hf download facebook/dinov2-large --exclude "*.h5"' in str(error.value)
+    with pytest.raises(UnsupportedModelError, match="load_vision_encoder"):
+        load_scorer("dinov2-large")
+    with pytest.raises(UnsupportedModelError, match="not a vision encoder.*dinov2-large"):
+        load_vision_encoder("llava-1.5-7b")
