@@ -14,6 +14,7 @@ import ast
 import html
 import os
 import sys
+import time
 from pathlib import Path
 
 import jupytext
@@ -27,6 +28,7 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KERNEL = "python3"
+FRONT_PAGE = "00_claims"  # the claims scoreboard: executed last, rendered as the book's index page
 # Parameter name -> the only values a chapter that declares it accepts (checked before anything runs).
 ALLOWED_VALUES: dict[str, tuple] = {
     "scale": ("toy", "full"),
@@ -42,6 +44,11 @@ class BookError(ValueError):
 def chapters(folder: Path = NOTEBOOKS) -> list[Path]:
     """The chapter sources, ``NN_name.py``, in order."""
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.py"))
+
+
+def run_order(paths: list[Path]) -> list[Path]:
+    """The order to execute chapters in: the front page (``00_claims``, which reads the others' results) last."""
+    return sorted(paths, key=lambda p: p.stem == FRONT_PAGE)
 
 
 def find_chapter(name: str, folder: Path = NOTEBOOKS) -> Path:
@@ -98,6 +105,21 @@ def _parameter_problem(name: str, value: object, declared: dict[str, object]) ->
     return None
 
 
+def chapter_parameters(paths: list[Path], parameters: dict[str, object]) -> dict[Path, dict[str, object]]:
+    """Each chapter's share of ``parameters``: those it declares, each checked. A name that no chapter of ``paths``
+    declares is an error, as is a value of the wrong type or not allowed; one ``BookError`` lists them all."""
+    declared = {path: declared_parameters(read_chapter(path)) for path in paths}
+    unknown = [name for name in parameters if not any(name in d for d in declared.values())]
+    problems = [f"unknown parameter {name!r}" for name in unknown]
+    for path, names in declared.items():
+        problems += [f"chapter {path.stem}: {p}" for n, v in parameters.items() if n in names
+                     and (p := _parameter_problem(n, v, names))]  # fmt: skip
+    if problems:
+        known = sorted({name for d in declared.values() for name in d})
+        raise BookError("; ".join(dict.fromkeys(problems)) + f". The chapters' parameters are: {', '.join(known)}")
+    return {path: {n: v for n, v in parameters.items() if n in names} for path, names in declared.items()}
+
+
 def validate_parameters(nb: nbformat.NotebookNode, parameters: dict[str, object], chapter: str = "") -> None:
     """Raise one ``BookError`` listing every unknown name, wrongly typed value or value not allowed."""
     declared = declared_parameters(nb)
@@ -118,9 +140,7 @@ def _error_line(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
-def execute_chapter(
-    path: Path, parameters: dict[str, object], output: Path | None = None, log_output: bool = False
-) -> Path:
+def execute_chapter(path: Path, parameters: dict[str, object], output: Path | None = None) -> Path:
     """Validate ``parameters`` and execute the chapter with papermill; the executed ``.ipynb`` replaces
     ``output`` only on success, a failed or interrupted run goes to ``failed_path(output)``."""
     nb = read_chapter(path)
@@ -135,7 +155,6 @@ def execute_chapter(
             kernel_name=KERNEL,
             language="python",
             cwd=str(REPO_ROOT),
-            log_output=log_output,
         )
         os.replace(running, output)
     except Exception as err:
@@ -158,7 +177,11 @@ def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR) -> Path:
         nb = nbformat.read(nb_path, as_version=4)
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": nb_path.stem}})
         (out_dir / f"{nb_path.stem}.html").write_text(body, encoding="utf-8")
-        entries.append((nb_path.stem, _chapter_title(nb, nb_path.stem)))
+        entries.append((nb_path.stem, chapter_title(nb, nb_path.stem)))
+    front = out_dir / f"{FRONT_PAGE}.html"
+    if front.is_file():  # the claims scoreboard, with the chapter list, is the book's front page
+        (out_dir / "index.html").write_text(front.read_text(encoding="utf-8"), encoding="utf-8")
+        return out_dir / "index.html"
     links = "\n".join(f'<li><a href="{stem}.html">{html.escape(title)}</a></li>' for stem, title in entries)
     index = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>The book</title></head><body>"
@@ -168,7 +191,7 @@ def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR) -> Path:
     return out_dir / "index.html"
 
 
-def _chapter_title(nb: nbformat.NotebookNode, fallback: str) -> str:
+def chapter_title(nb: nbformat.NotebookNode, fallback: str) -> str:
     """The first Markdown heading of a notebook."""
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -196,12 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("render", help="render the executed notebooks to book/")
     args = parser.parse_args(argv)
     if args.command == "run":
-        paths = [find_chapter(c) for c in args.chapter] if args.chapter else chapters()
+        paths = run_order([find_chapter(c) for c in args.chapter] if args.chapter else chapters())
         parameters = {name: parse_parameter(value) for name, value in args.p}
-        for path in paths:  # validate all before running any
-            validate_parameters(read_chapter(path), parameters, path.stem)
-        for path in paths:
-            execute_chapter(path, parameters, log_output=True)
+        shares = chapter_parameters(paths, parameters)  # all checked before any chapter runs
+        for i, path in enumerate(paths, 1):
+            print(f"[{i}/{len(paths)}] {path.stem}: running", flush=True)
+            start = time.perf_counter()
+            execute_chapter(path, shares[path])
+            print(f"[{i}/{len(paths)}] {path.stem}: done in {time.perf_counter() - start:.0f} s", flush=True)
     index = render_book([p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()])
     print(f"book written to {index}")
     return 0

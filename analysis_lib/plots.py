@@ -7,11 +7,50 @@ import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+PALETTE = sns.color_palette("colorblind", 10)
+CLIP_COLOUR, LLAVA_COLOUR = PALETTE[0], PALETTE[1]
+CHANCE_LABEL = "chance (random guessing)"
+CHANCE_STYLE = {"colors": "grey", "linestyles": "dashed", "linewidth": 1}
+
+
+def is_clip(name: str) -> bool:
+    """The toy CLIP scored by cosine, as every chapter names it."""
+    return name == "CLIP (cosine)"
+
+
+def is_llava_as_usual(name: str) -> bool:
+    """The chapter's LLaVA as LLaVA-1.5 is (VQAScore, patch tokens, raster positions), by the book's naming:
+    ``LLaVA (VQAScore)``, a name ending in ``(LLaVA-1.5)``, or one marked ``(default)`` / ``the chapter's LLaVA``."""
+    return (name == "LLaVA (VQAScore)" or name.endswith("(LLaVA-1.5)") or "(default)" in name
+            or "the chapter's LLaVA" in name)  # fmt: skip
+
+
+def model_palette(names: list[str]) -> dict[str, tuple]:
+    """Colours that mean the same across the book: CLIP blue, the usual LLaVA orange, every other model or
+    condition the next colour of the colour-blind palette, in the order given."""
+    others = iter(PALETTE[2:] * (1 + len(names) // 8))
+    palette = {}
+    for name in names:
+        palette[name] = CLIP_COLOUR if is_clip(name) else LLAVA_COLOUR if is_llava_as_usual(name) else next(others)
+    return palette
+
+
+def chance_handle() -> plt.Line2D:
+    """The legend entry of the dashed chance lines."""
+    return plt.Line2D([], [], color="grey", linestyle="dashed", linewidth=1, label=CHANCE_LABEL)
+
+
+def plain_colorbar(fig: plt.Figure, mappable, ax: plt.Axes) -> None:
+    """A colour bar whose tick labels carry their own magnitude (no ``1e-4`` offset text above the bar to
+    cover the panel's title)."""
+    bar = fig.colorbar(mappable, ax=ax, fraction=0.046, format=ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
+    bar.ax.tick_params(labelsize=8)
 
 
 def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
@@ -31,9 +70,11 @@ def accuracy_bars(
     """Bar per (test, model): mean over seeds, error bar = 95% CI across seeds, dots = seeds."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
     order = list(dict.fromkeys(metrics["test"]))
+    palette = model_palette(list(dict.fromkeys(metrics["model"])))
     sns.barplot(
-        data=metrics, x="test", y="value", hue="model", order=order, errorbar=("ci", 95), ax=ax, alpha=0.85, capsize=0.1
-    )
+        data=metrics, x="test", y="value", hue="model", order=order, errorbar=("ci", 95), ax=ax, alpha=0.85,
+        capsize=0.1, palette=palette,
+    )  # fmt: skip
     sns.stripplot(
         data=metrics,
         x="test",
@@ -48,12 +89,15 @@ def accuracy_bars(
     )
     for i, test in enumerate(order):
         if chance and test in chance:
-            ax.hlines(chance[test], i - 0.4, i + 0.4, colors="grey", linestyles="dashed", linewidth=1)
+            ax.hlines(chance[test], i - 0.4, i + 0.4, **CHANCE_STYLE)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy")
     ax.set_xlabel("")
     ax.set_xticks(range(len(order)), [textwrap.fill(test, 13) for test in order], fontsize=8)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    if chance:
+        handles, labels = [*handles, chance_handle()], [*labels, CHANCE_LABEL]
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -68,13 +112,16 @@ def attribution_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: st
         limit = float(np.abs(values).max()) or 1.0
         shown = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(name, fontsize=9)
-        fig.colorbar(shown, ax=ax, fraction=0.046)
+        plain_colorbar(fig, shown, ax)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+TARGET_LINE = 0.95  # the instruction stage's held-out check target, drawn on every panel
 
 
 def transition_figure(curves: pd.DataFrame, transitions: pd.DataFrame) -> plt.Figure:
@@ -98,7 +145,7 @@ def transition_figure(curves: pd.DataFrame, transitions: pd.DataFrame) -> plt.Fi
             step = end["passed at"] if passed else end["starts at"] + end["steps"]
             marker = "*" if passed else "x"
             ax.plot(step, end["final check"], marker=marker, color=colours.get(end["stage"], "k"), markersize=9)
-        ax.axhline(0.95, color="grey", linestyle="dashed", linewidth=0.8)
+        ax.axhline(TARGET_LINE, color="grey", linestyle="dashed", linewidth=0.8)
         ax.set_title(f"seed {seed}", fontsize=9)
         ax.set_ylim(0, 1.02)
     for ax in axes[-1]:
@@ -106,6 +153,10 @@ def transition_figure(curves: pd.DataFrame, transitions: pd.DataFrame) -> plt.Fi
     for ax, variant in zip(axes[:, 0], variants):
         ax.set_ylabel(textwrap.fill(variant, 24) + "\n\nheld-out check", fontsize=8)
     handles = [plt.Line2D([], [], color=c, label=s) for s, c in colours.items()]
+    target = f"instruction check target {TARGET_LINE:.2f}"
+    handles += [plt.Line2D([], [], color="grey", linestyle="dashed", linewidth=0.8, label=target),
+                plt.Line2D([], [], color="k", marker="*", linestyle="", label="check passed"),
+                plt.Line2D([], [], color="k", marker="x", linestyle="", label="ran to its cap")]  # fmt: skip
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
@@ -145,10 +196,11 @@ def share_bars(shares: pd.DataFrame, title: str) -> plt.Figure:
     across seeds, dots = seeds); ``shares`` has columns condition, objects, region, seed, value."""
     counts = sorted(shares["objects"].unique())
     fig, axes = plt.subplots(1, len(counts), figsize=(3.6 * len(counts), 3.6), sharey=True, squeeze=False)
+    palette = model_palette(list(dict.fromkeys(shares["condition"])))
     for ax, count in zip(axes[0], counts):
         mine = shares[shares.objects == count]
         sns.barplot(data=mine, x="region", y="value", hue="condition", errorbar=("ci", 95), ax=ax, alpha=0.85,
-                    capsize=0.1, legend=ax is axes[0, 0])  # fmt: skip
+                    capsize=0.1, legend=ax is axes[0, 0], palette=palette)  # fmt: skip
         sns.stripplot(data=mine, x="region", y="value", hue="condition", dodge=True, ax=ax, palette="dark:black",
                       size=3, legend=False)  # fmt: skip
         ax.set_title(f"{count}-object scenes", fontsize=9)
@@ -160,4 +212,30 @@ def share_bars(shares: pd.DataFrame, title: str) -> plt.Figure:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+VERDICT_COLOURS = {"reproduced": PALETTE[2], "partly": PALETTE[1], "not reproduced": PALETTE[3]}
+
+
+def effect_forest(effects: pd.DataFrame, min_effect: float, title: str) -> plt.Figure:
+    """One row per claim effect (``label``, ``effect``, ``ci95_low``, ``ci95_high``, ``verdict``): the mean
+    difference in accuracy points with its 95% CI over seeds, coloured by verdict; the band marks
+    ``min_effect`` either side of 0."""
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(effects) + 1.6))
+    rows = effects.reset_index(drop=True)
+    ax.axvspan(-100 * min_effect, 100 * min_effect, color="0.92", zorder=0)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    for i, row in rows.iterrows():
+        low, high = 100 * (row["effect"] - row["ci95_low"]), 100 * (row["ci95_high"] - row["effect"])
+        ax.errorbar(100 * row["effect"], i, xerr=[[low], [high]], fmt="o", capsize=3,
+                    color=VERDICT_COLOURS.get(row["verdict"], "k"))  # fmt: skip
+    ax.set_yticks(range(len(rows)), [textwrap.fill(label, 60) for label in rows["label"]], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("A - B, accuracy points (mean over seeds, 95% CI)")
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=v) for v, c in VERDICT_COLOURS.items()]
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.92", label=f"within ±{100 * min_effect:.0f} points"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
     return fig

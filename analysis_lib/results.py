@@ -48,7 +48,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -66,6 +66,6 @@ def write_results(folder: Path, metrics: pd.DataFrame, run: dict) -> None:
     missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
     if missing:
         raise ValueError(f"metrics table lacks columns {missing}")
-    _atomic_write(folder / "metrics.csv", metrics[METRIC_COLUMNS].to_csv(index=False, float_format="%.6g"))
+    atomic_write(folder / "metrics.csv", metrics[METRIC_COLUMNS].to_csv(index=False, float_format="%.6g"))
     record = {**run, "versions": package_versions(), "git_commit": git_commit()}
-    _atomic_write(folder / "run.json", json.dumps(record, indent=2, sort_keys=True, default=str))
+    atomic_write(folder / "run.json", json.dumps(record, indent=2, sort_keys=True, default=str))

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from analysis_lib import book
@@ -120,3 +121,30 @@ def test_cli_rejects_a_value_not_allowed_without_touching_the_chapter(monkeypatc
     with pytest.raises(book.BookError, match="parameter 'scale' must be one of 'toy', 'full', got 'huge'"):
         book.main(["run", "--chapter", "01", "-p", "scale", "huge"])
     assert committed.read_bytes() == before
+
+
+def test_parameters_go_to_the_chapters_that_declare_them(tmp_path):
+    first = _chapter_with_choices(tmp_path)
+    second = tmp_path / "00_claims.py"
+    second.write_text('# %% tags=["parameters"]\nscale = "toy"\nseeds = [0, 1, 2]\n\n# %%\nprint(scale)\n')
+    shares = book.chapter_parameters([first, second], {"scale": "full", "device": "cuda", "seeds": [0]})
+    assert shares[first] == {"scale": "full", "device": "cuda"}
+    assert shares[second] == {"scale": "full", "seeds": [0]}
+    with pytest.raises(book.BookError) as info:
+        book.chapter_parameters([first, second], {"bogus": 1, "seeds": "0", "device": "gpu"})
+    message = str(info.value)
+    assert "unknown parameter 'bogus'" in message and "chapter 00_claims: parameter 'seeds' must be list" in message
+    assert "chapter 02_demo: parameter 'device' must be one of" in message
+    assert [p.stem for p in book.run_order([second, first])] == ["02_demo", "00_claims"]
+
+
+def test_the_claims_page_is_the_books_index(tmp_path):
+    pages = []
+    for stem, heading in (("00_claims", "The claims at a glance"), ("01_demo", "Chapter 1")):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {heading}")])
+        nbformat.write(nb, tmp_path / f"{stem}.ipynb")
+        pages.append(tmp_path / f"{stem}.ipynb")
+    index = book.render_book(pages, tmp_path / "book")
+    assert "The claims at a glance" in index.read_text() and (tmp_path / "book" / "01_demo.html").is_file()
+    book.render_book(pages[1:], tmp_path / "plain")
+    assert '<a href="01_demo.html">Chapter 1</a>' in (tmp_path / "plain" / "index.html").read_text()

@@ -8,23 +8,36 @@ import pytest
 
 from analysis_lib import book
 
+SMOKE = {"smoke": True, "seeds": [0]}
 
-@pytest.mark.parametrize("chapter", book.chapters(), ids=lambda p: p.stem)
-def test_chapter_smoke(chapter, tmp_path):
-    params = {
-        "smoke": True,
-        "seeds": [0],
-        "results_root": str(tmp_path / "results"),
-        "figures_root": str(tmp_path / "figures"),
-    }
+
+def execute_smoke(chapter, tmp_path) -> nbformat.NotebookNode:
+    """Run a chapter in smoke mode into ``tmp_path`` and return it, asserting it shows no stderr output."""
+    params = {**SMOKE, "results_root": str(tmp_path / "results"), "figures_root": str(tmp_path / "figures")}
     out = book.execute_chapter(chapter, params, tmp_path / f"{chapter.stem}.ipynb")
-    assert out.is_file()
     executed = nbformat.read(out, as_version=4)
     stderr = [o["text"] for c in executed.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
     assert not stderr, f"the executed chapter shows stderr output: {stderr[:3]}"
+    return executed
+
+
+@pytest.mark.parametrize("chapter", [p for p in book.chapters() if p.stem != book.FRONT_PAGE], ids=lambda p: p.stem)
+def test_chapter_smoke(chapter, tmp_path):
+    execute_smoke(chapter, tmp_path)
     folder = tmp_path / "results" / chapter.stem / "toy-smoke"
     metrics = pd.read_csv(folder / "metrics.csv")
     assert {"model", "condition", "benchmark", "metric", "seed", "value"} <= set(metrics.columns)
     run = json.loads((folder / "run.json").read_text())
     assert run["parameters"]["smoke"] is True and "torch" in run["versions"]
     assert list((tmp_path / "figures").glob("*.png"))
+
+
+def test_front_page_smoke_reads_the_committed_results(tmp_path):
+    executed = execute_smoke(book.NOTEBOOKS / f"{book.FRONT_PAGE}.py", tmp_path)
+    board = pd.read_csv(tmp_path / "results" / book.FRONT_PAGE / "toy-smoke" / "scoreboard.csv")
+    assert set(board["verdict"]) <= {"reproduced", "partly", "not reproduced", "not run"}
+    assert (board["seeds"].dropna() == 1).all()  # only seed 0, as asked
+    outputs = [o for c in executed.cells for o in c.get("outputs", [])]
+    text = "".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert "](01_same_encoder.html)" in text and "**partly**" in text  # one seed: no interval, at most "partly"
+    assert list((tmp_path / "figures").glob("00_claims_toy.png"))

@@ -23,6 +23,7 @@ from analysis_lib.metrics import opposite_option
 from analysis_lib.models import load_language_model, toy_llava_from_clip
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
+from analysis_lib.progress import seed_progress
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE
 from analysis_lib.toy_runs import (
@@ -110,7 +111,7 @@ def same_encoder_experiment(
     setup = toy_setup(clip_steps, smoke)
     bench_dir = evaluation_sets(setup, smoke)
     records, seconds, reused, trained, folders = [], {}, {}, {}, {}
-    for seed in seeds:
+    for seed in seed_progress(seeds, "01_same_encoder"):
         models = toy_models(setup, seed, device, progress)
         start = time.perf_counter()
         records += [{"condition": MAIN, **r} for r in score_all(model_scorers(models), bench_dir, seed)]

@@ -29,6 +29,7 @@ from analysis_lib.patch_contrastive import (
 )
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
 from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
+from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import VQAScorer
 from analysis_lib.toy_benchmarks import RELATION_FILE
 from analysis_lib.toy_runs import (
@@ -146,7 +147,7 @@ def tokens_experiment(seeds: list[int], device: str, clip_steps: int, smoke: boo
     records, probes, seconds = [], [], {"probes": {}, "heads": {}}
     heads: dict[str, dict[int, Path]] = {name: {} for name in HEADS}
     folders: dict[str, dict[int, Path]] = {ALL_PATCHES: {}}
-    for seed in seeds:
+    for seed in seed_progress(seeds, "02_tokens"):
         models = toy_models(setup, seed, device, progress)
         start = time.perf_counter()
         probes.append(layer_probes(setup, models, seed, smoke))

@@ -13,6 +13,7 @@ import pandas as pd
 from analysis_lib.chapters.ch02_tokens import HEADS, PACL, chapter_setup, patch_heads, smoke_heads
 from analysis_lib.image_tokens import ImageTokens, ablated_at_test
 from analysis_lib.pipeline import toy_models
+from analysis_lib.progress import seed_progress
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     EVAL_SEED,
@@ -69,7 +70,7 @@ def positions_experiment(
     setup = chapter_setup(clip_steps, smoke)
     bench_dir = evaluation_sets(setup, smoke)
     records, seconds, folders = [], {"scoring": {}}, {AS_USUAL: {}}
-    for seed in seeds:
+    for seed in seed_progress(seeds, "03_positions"):
         models = toy_models(setup, seed, device, progress)
         start = time.perf_counter()
         scorers = model_scorers(models)

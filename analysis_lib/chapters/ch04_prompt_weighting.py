@@ -27,6 +27,7 @@ from analysis_lib.evaluation import (
 )
 from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct, seed_interval
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
 from analysis_lib.toy_runs import (
@@ -249,7 +250,7 @@ def prompt_experiment(seeds: list[int], device: str, clip_steps: int, smoke: boo
     bench_dir = evaluation_sets(setup, smoke)
     records, shares, protocols, example = [], [], [], {}
     seconds: dict[str, dict[int, float]] = {"scoring": {}, "multi-object": {}}
-    for seed in seeds:
+    for seed in seed_progress(seeds, "04_prompt_weighting"):
         models = toy_models(setup, seed, device, progress)
         scorers = scorings(models)
         start = time.perf_counter()

@@ -21,6 +21,7 @@ from analysis_lib.features import pixel_tensor
 from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, image_embeddings, train_lm_tower
 from analysis_lib.negclip import NegClipConfig, train_negclip
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import ClipScorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -135,7 +136,7 @@ def not_sufficient_experiment(
     bench_dir = evaluation_sets(setup, smoke)
     records, folders = [], {name: {} for name in VARIANTS}
     seconds: dict[str, dict[int, float]] = {"training or loading": {}, "scoring": {}}
-    for seed in seeds:
+    for seed in seed_progress(seeds, "05_not_sufficient"):
         models = toy_models(setup, seed, device, progress)
         data = TrainingData(setup, models, seed)
         start = time.perf_counter()
