@@ -17,6 +17,7 @@ from analysis_lib.features import pixel_tensor
 from analysis_lib.metrics import seed_interval
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
 from analysis_lib.results import results_dir, write_results
+from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 from analysis_lib.toyworld import render_all, sample_scenes
@@ -71,6 +72,7 @@ def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[di
     pairs = load_mmvp_vlm(bench_dir / MMVP_FOLDER)
     records = []
     for model, scorer in scorers.items():
+        scorer = cached_scores(scorer)
         rows = whatsup_records(relations, whatsup_option_scores(scorer, relations), "relations", seed)
         rows += whatsup_records(attributes, whatsup_option_scores(scorer, attributes), "attributes", seed, False)
         rows += mmvp_records(pairs, mmvp_scores(scorer, pairs), "pairs", seed)

@@ -28,6 +28,7 @@ from analysis_lib.evaluation import (
 from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct, seed_interval
 from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
 from analysis_lib.progress import seed_progress
+from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
 from analysis_lib.toy_runs import (
@@ -82,7 +83,7 @@ def scorings(models: ToyModels) -> dict[str, object]:
     out[CAPTION_ONLY] = CaptionLikelihoodScorer(llava, processor, fmt)
     out[DESCRIBE] = CaptionLikelihoodScorer(llava, processor, fmt, question=DESCRIBE_QUESTION)
     out[PRIOR] = CaptionBlindScorer(out[T2V])
-    return out
+    return {name: cached_scores(scorer) for name, scorer in out.items()}
 
 
 def is_log_score(name: str) -> bool:

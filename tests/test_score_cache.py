@@ -1,0 +1,97 @@
+"""Cached scores: the same as scoring afresh, reused only for the same scorer and inputs, and random generators
+left where scoring would have left them."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from analysis_lib import score_cache
+
+
+class CountingScorer:
+    """Scores = a linear model of the pixel mean plus noise from a generator the model holds."""
+
+    def __init__(self, seed: int = 0, scale: float = 1.0) -> None:
+        torch.manual_seed(seed)
+        self.model = torch.nn.Linear(1, 1)
+        self.model.noise = torch.Generator().manual_seed(seed)
+        self.scale, self.calls = scale, 0
+
+    def score_pairs(self, images, pairs) -> np.ndarray:
+        self.calls += 1
+        means = [float(np.asarray(images[i]).mean()) for i, _ in pairs]
+        with torch.no_grad():
+            out = self.model(torch.tensor(means).unsqueeze(1)).squeeze(1)
+        return (self.scale * out + torch.rand(len(pairs), generator=self.model.noise)).numpy()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANALYSIS_LIB_CACHE", str(tmp_path))
+
+
+def _images(value: int = 0) -> list[Image.Image]:
+    return [Image.new("RGB", (4, 4), (value, 10, 20)), Image.new("RGB", (4, 4), (200, value, 0))]
+
+
+PAIRS = [(0, "a"), (1, "a"), (1, "b")]
+
+
+def _direct(scorer_args: dict, images, pairs) -> np.ndarray:
+    """What the scorer gives without any cache, from a fresh instance."""
+    return CountingScorer(**scorer_args).score_pairs(images, pairs)
+
+
+def test_cached_scores_equal_fresh_ones_and_are_reused():
+    cold = CountingScorer()
+    first = score_cache.cached_scores(cold).score_pairs(_images(), PAIRS)
+    np.testing.assert_array_equal(first, _direct({}, _images(), PAIRS))
+    warm = CountingScorer()
+    again = score_cache.cached_scores(warm).score_pairs(_images(), PAIRS)
+    np.testing.assert_array_equal(again, first)
+    assert (cold.calls, warm.calls) == (1, 0)
+
+
+def test_a_hit_leaves_the_generator_where_scoring_would():
+    cold, warm = CountingScorer(), CountingScorer()
+    score_cache.cached_scores(cold).score_pairs(_images(), PAIRS)
+    score_cache.cached_scores(warm).score_pairs(_images(), PAIRS)
+    assert warm.calls == 0 and torch.equal(warm.model.noise.get_state(), cold.model.noise.get_state())
+    # the next scoring therefore matches a run that never used the cache
+    fresh = CountingScorer()
+    fresh.score_pairs(_images(), PAIRS)
+    np.testing.assert_array_equal(
+        score_cache.cached_scores(warm).score_pairs(_images(), PAIRS), fresh.score_pairs(_images(), PAIRS)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "args"),
+    [("other weights", {"seed": 1}), ("other setting", {"scale": 2.0}), ("other pixels", {}), ("other texts", {})],
+)
+def test_anything_that_changes_a_score_scores_afresh(change, args):
+    score_cache.cached_scores(CountingScorer()).score_pairs(_images(), PAIRS)
+    images = _images(7) if change == "other pixels" else _images()
+    pairs = [(0, "a"), (1, "c")] if change == "other texts" else PAIRS
+    scorer = CountingScorer(**args)
+    out = score_cache.cached_scores(scorer).score_pairs(images, pairs)
+    assert scorer.calls == 1
+    np.testing.assert_array_equal(out, _direct(args, images, pairs))
+
+
+def test_a_scorer_the_key_cannot_describe_is_never_cached(tmp_path):
+    scorer = CountingScorer()
+    scorer.hook = lambda x: x  # a callable could change the scores in ways no key sees
+    for _ in range(2):
+        score_cache.cached_scores(scorer).score_pairs(_images(), PAIRS)
+    assert scorer.calls == 2 and not (tmp_path / "scores").exists()
+
+
+def test_library_edits_enter_the_key(monkeypatch):
+    cold = CountingScorer()
+    score_cache.cached_scores(cold).score_pairs(_images(), PAIRS)
+    monkeypatch.setattr(score_cache, "library_fingerprint", lambda: "an edited library")
+    edited = CountingScorer()
+    score_cache.cached_scores(edited).score_pairs(_images(), PAIRS)
+    assert edited.calls == 1
