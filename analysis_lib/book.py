@@ -155,6 +155,7 @@ def execute_chapter(path: Path, parameters: dict[str, object], output: Path | No
             kernel_name=KERNEL,
             language="python",
             cwd=str(REPO_ROOT),
+            progress_bar=False,
         )
         os.replace(running, output)
     except Exception as err:
