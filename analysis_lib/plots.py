@@ -53,13 +53,12 @@ def plain_colorbar(fig: plt.Figure, mappable, ax: plt.Axes) -> None:
     bar.ax.tick_params(labelsize=8)
 
 
-def save(fig: plt.Figure, name: str, folder: Path | None = None) -> Path:
-    """Save a figure as PNG under ``figures/`` and return its path."""
+def save(fig: plt.Figure, name: str, folder: Path | None = None) -> None:
+    """Save a figure as ``<folder>/<name>.png`` (``figures/`` by default); returns nothing, so that a chapter
+    cell ending with it shows the figure, not a path."""
     folder = Path(folder or FIGURES_DIR)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    return path
+    fig.savefig(folder / f"{name}.png", dpi=130, bbox_inches="tight")
 
 
 def accuracy_bars(

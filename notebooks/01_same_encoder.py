@@ -141,7 +141,7 @@ if scale == "toy":
 if scale == "toy":
     display(chapter.target_checks(rows))
     fig = plots.accuracy_bars(rows, toy_runs.CHANCE)
-    saved = plots.save(fig, "01_same_encoder_accuracy", figures_root or None)
+    plots.save(fig, "01_same_encoder_accuracy", figures_root or None)
 
 # %% [markdown]
 # Within a seed, the uncertainty from the finite test set is a bootstrap over test units (images,
@@ -190,7 +190,7 @@ if scale == "toy" and ablations:
     display(ablation_table)
     title = "LLaVA variants on the same frozen encoder (dashed: chance)"
     fig = plots.accuracy_bars(chapter.ablation_rows(ablation), toy_runs.CHANCE, title)
-    saved = plots.save(fig, "01_same_encoder_ablations", figures_root or None)
+    plots.save(fig, "01_same_encoder_ablations", figures_root or None)
 
 # %% [markdown]
 # **Sudden transitions.** Each stage's held-out check tends to sit still, then jump. The
@@ -204,7 +204,7 @@ if scale == "toy" and ablations:
     transitions = toy_runs.transitions(ablation)
     display(transitions[transitions.target.notna()])
     fig = plots.transition_figure(toy_runs.check_curves(ablation), transitions)
-    saved = plots.save(fig, "01_same_encoder_transitions", figures_root or None)
+    plots.save(fig, "01_same_encoder_transitions", figures_root or None)
 
 # %% [markdown]
 # The language model's own pre-training (content copying, before any image) also ends on a
@@ -241,7 +241,7 @@ if scale == "toy":
 if scale == "toy":
     image, maps, title = chapter.attribution_example(run)
     fig = plots.attribution_figure(image, maps, title)
-    saved = plots.save(fig, "01_same_encoder_attribution", figures_root or None)
+    plots.save(fig, "01_same_encoder_attribution", figures_root or None)
 
 # %% [markdown]
 # ## Probe a pair yourself

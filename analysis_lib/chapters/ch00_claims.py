@@ -27,10 +27,11 @@ MIN_EFFECT = 0.10
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_RUN = "reproduced", "partly", "not reproduced", "not run"
 VERDICT_RULE = (
     f"A claim that A beats B is **reproduced** when the 95% CI of A - B over seeds lies entirely above 0 and its "
-    f"mean is at least {MIN_EFFECT:.0%} points; **partly** when the mean is at least {MIN_EFFECT:.0%} points but "
+    f"mean is at least {100 * MIN_EFFECT:.0f} points; **partly** when the mean is at least {100 * MIN_EFFECT:.0f} "
+    f"points but "
     f"the CI reaches 0 (not every seed agrees), or the CI is above 0 but the mean is smaller; **not reproduced** "
     f"otherwise. A claim that A and B are alike (|A - B| small) is **reproduced** when the whole CI lies within "
-    f"±{MIN_EFFECT:.0%} points, **partly** when only the mean does, **not reproduced** otherwise. With a single "
+    f"±{100 * MIN_EFFECT:.0f} points, **partly** when only the mean does, **not reproduced** otherwise. With a single "
     f"seed there is no interval, so a claim is at most **partly** reproduced."
 )
 
