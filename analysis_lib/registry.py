@@ -29,6 +29,7 @@ from transformers import (
     LlavaProcessor,
 )
 
+from analysis_lib.embedding_conversion import EmbeddingScorer, merged_model
 from analysis_lib.prompts import (
     LLAMA3_FORMAT,
     LLAMA3_PAPER_FORMAT,
@@ -47,6 +48,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 TOKENIZER_FILES = ("*.json", "*.model", "*.txt")
 NON_TORCH_WEIGHTS = ("*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite")
 VISION_TOWER = "openai/clip-vit-large-patch14-336"
+
+VLM2VEC_BASE = "llava-1.5-7b"  # the registry entry whose weights a VLM2Vec adapter is merged into
 
 Scorer = CosineScorer | VQAScorer
 DTYPES = {
@@ -149,6 +152,8 @@ class ModelEntry:
             return "open_clip -> OpenClipScorer"
         if self.family == "dinov2":
             return "Dinov2Model -> features (load_vision_encoder)"
+        if self.family == "vlm2vec":
+            return "peft adapter merged into llava-1.5-7b -> EmbeddingScorer"
         loader = "CLIPModel -> ClipScorer" if self.family == "clip" else "LlavaForConditionalGeneration -> VQAScorer"
         return f"convert, then {loader}" if self.status == "convert" else loader
 
@@ -255,14 +260,8 @@ REGISTRY: tuple[ModelEntry, ...] = (
         "llava-1.5-7b-vlm2vec",
         "vlm2vec",
         "lst627/LLaVA-1.5-7B-VLM2Vec-LoRA",
-        status="unsupported",
-        notes="Paper: LLaVA-1.5-7B made an embedding model by VLM2Vec (DoRA adapter on llava-1.5-7b-hf).",
-        howto="lst627/LLaVA-1.5-7B-VLM2Vec-LoRA is a LoRA (DoRA, r=8) checkpoint on llava-hf/llava-1.5-7b-hf that "
-        "makes it an embedding model: last-token pooling, cosine between an image+question query and the caption. "
-        "It is not scored with VQAScore, and its query needs a per-image question that score_pairs does not carry, "
-        "so no scorer is built for it here. Its weights load with peft, e.g. PeftModel.from_pretrained("
-        "LlavaForConditionalGeneration.from_pretrained('llava-hf/llava-1.5-7b-hf'), "
-        "'lst627/LLaVA-1.5-7B-VLM2Vec-LoRA').merge_and_unload().",
+        notes="Paper: LLaVA-1.5-7B made an embedding model by VLM2Vec (DoRA adapter, merged into 'llava-1.5-7b' "
+        "with peft); scored by cosine between the image + question query and the caption.",
     ),
     ModelEntry(
         "llava-phi-3-mini-paper",
@@ -481,6 +480,20 @@ def load_llava(folder: Path, prompt_format: PromptFormat, opts: LoadOptions) -> 
     return VQAScorer(model, processor, prompt_format, **opts.scorer_kwargs)
 
 
+def load_vlm2vec(entry: ModelEntry, path: str | Path | None, opts: LoadOptions, allow: bool) -> EmbeddingScorer:
+    """An ``EmbeddingScorer`` (the paper's query and questions) on ``VLM2VEC_BASE`` with ``entry``'s peft adapter
+    merged in; the adapter and the base are each looked for offline first, like any registered model."""
+    from peft import PeftModel  # only for adapters
+
+    adapter = with_download(lambda: locate_transformers(entry, path), allow)
+    if folder_kind(adapter) != "adapter":
+        raise UnsupportedModelError(f"{adapter} holds no peft adapter (adapter_config.json) for {entry.label}.")
+    base = with_download(lambda: locate_transformers(ENTRIES[VLM2VEC_BASE], None), allow)
+    model = LlavaForConditionalGeneration.from_pretrained(base, dtype=opts.dtype)
+    merged = merged_model(PeftModel.from_pretrained(model, adapter)).to(opts.device)
+    return EmbeddingScorer(merged, LlavaProcessor.from_pretrained(base), **opts.scorer_kwargs)
+
+
 @dataclass(frozen=True)
 class OpenClipWeights:
     """Arguments of ``create_model_from_pretrained``: architecture or ``local-dir:``, checkpoint, tag config."""
@@ -635,6 +648,8 @@ def load_entry(
         raise UnsupportedModelError(entry.howto)
     if entry.source.startswith(OPEN_CLIP):
         return load_open_clip(with_download(lambda: locate_open_clip(entry, path), allow), opts)
+    if entry.family == "vlm2vec":
+        return load_vlm2vec(entry, path, opts, allow)
     folder = with_download(lambda: locate_transformers(entry, path), allow)
     kind = folder_kind(folder)
     if kind != entry.family:

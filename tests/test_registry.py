@@ -184,8 +184,6 @@ def test_paper_checkpoints_in_original_formats_say_how_to_convert(tmp_path):
             load_scorer(model)
     with pytest.raises(UnsupportedModelError, match="mm_vision_select_feature='cls'"):
         load_scorer("llava-1.5-7b-lora-cls")
-    with pytest.raises(UnsupportedModelError, match="embedding model"):
-        load_scorer("lst627/LLaVA-1.5-7B-VLM2Vec-LoRA")
 
 
 def test_registry_table_lists_every_entry_with_a_known_prompt_format():
