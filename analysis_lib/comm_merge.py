@@ -12,16 +12,17 @@ A ``VisionSource`` names the frozen encoder(s) and how their layers are read:
   tokens, and neither stream can cancel the other as a sum could) and projected into the LM.
 
 The source is stored in the model's config (``toy_vision``), so a saved model knows what it is;
-``CommLlava`` (a ``LlavaForConditionalGeneration``) builds the merge projector and the tower pair from
-that config, so ``from_pretrained`` reproduces a trained variant exactly. Layer selection is transformers'
-own: ``vision_feature_layer`` as a list concatenates the chosen hidden states along channels, and the merge
-projector splits them again. The per-layer Linears are one block-diagonal ``linear_1`` (off-block weights
-held at zero), so the training loop's folding of the feature standardisation into ``linear_1`` applies as is.
+``CommLlavaForConditionalGeneration`` (a ``LlavaForConditionalGeneration``) builds the merge projector and
+the tower pair from that config, so ``from_pretrained`` reproduces a trained variant exactly. Layer selection
+is transformers' own: ``vision_feature_layer`` as a list concatenates the chosen hidden states along
+channels, and the merge projector splits them again. The per-layer Linears are one block-diagonal
+``linear_1`` (off-block weights held at zero), so the training loop's folding of the feature
+standardisation into ``linear_1`` applies as is.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -40,6 +41,7 @@ class VisionSource:
 
     encoder: str = "clip"
     merge: str = "penultimate"
+    ssl_smoke: bool = False  # the SSL encoder's two-step smoke recipe (smoke runs only)
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -53,6 +55,11 @@ class VisionSource:
     def is_default(self) -> bool:
         """LLaVA-1.5 as it is: CLIP's penultimate layer."""
         return self == VisionSource()
+
+    @property
+    def architecture(self) -> dict:
+        """What a saved model's config keeps: the encoder(s) and the merge."""
+        return {"encoder": self.encoder, "merge": self.merge}
 
     @property
     def uses_ssl(self) -> bool:
@@ -144,7 +151,7 @@ class TowerPair(nn.Module):
         )
 
 
-class CommLlava(LlavaForConditionalGeneration):
+class CommLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     """A toy LLaVA whose vision tower(s) and projector follow its config's ``VisionSource``."""
 
     def __init__(self, config: LlavaConfig) -> None:
@@ -162,7 +169,7 @@ def source_config(config: LlavaConfig, source: VisionSource) -> LlavaConfig:
     """A copy of a toy LLaVA's config set up for ``source`` (layers to read, the source stored)."""
     config = LlavaConfig.from_dict(config.to_dict())
     config.vision_feature_layer = source.feature_layer(config.vision_config.num_hidden_layers)
-    setattr(config, CONFIG_KEY, asdict(source))
+    setattr(config, CONFIG_KEY, source.architecture)
     return config
 
 
@@ -178,7 +185,7 @@ def with_source(
     if source.uses_ssl and ssl_tower is None:
         raise ValueError(f"vision source {source} reads the SSL encoder: pass its CLIPVisionModel as ssl_tower")
     torch.manual_seed(seed)
-    out = CommLlava(source_config(model.config, source))
+    out = CommLlavaForConditionalGeneration(source_config(model.config, source))
     kept = {k: v for k, v in model.state_dict().items() if source.merge != "comm" or "multi_modal_projector" not in k}
     if source.encoder == "clip+ssl":
         kept = {k.replace("vision_tower.", "vision_tower.clip.", 1): v for k, v in kept.items()}
@@ -195,9 +202,9 @@ def with_source(
 
 
 def load_toy_llava(folder) -> LlavaForConditionalGeneration:
-    """A saved toy LLaVA of any vision source (``CommLlava`` when its config names a non-default one)."""
+    """A saved toy LLaVA of any vision source (``CommLlavaForConditionalGeneration`` unless it is the default)."""
     config = LlavaConfig.from_pretrained(folder)
-    cls = LlavaForConditionalGeneration if model_source(config).is_default else CommLlava
+    cls = LlavaForConditionalGeneration if model_source(config).is_default else CommLlavaForConditionalGeneration
     return cls.from_pretrained(folder)
 
 

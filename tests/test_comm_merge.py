@@ -8,7 +8,14 @@ import torch
 from transformers import CLIPVisionModel
 
 from analysis_lib import pipeline
-from analysis_lib.comm_merge import CommLlava, CommProjector, TowerPair, VisionSource, layer_weights, with_source
+from analysis_lib.comm_merge import (
+    CommLlavaForConditionalGeneration,
+    CommProjector,
+    TowerPair,
+    VisionSource,
+    layer_weights,
+    with_source,
+)
 from analysis_lib.features import llava_selected_features, pixel_tensor
 from analysis_lib.models import toy_clip
 from analysis_lib.prompts import TOY_FORMAT
@@ -139,8 +146,18 @@ def test_the_default_source_leaves_the_model_and_its_cache_keys_alone(tiny_model
     setup = pipeline.ToySetup()
     assert "vision" not in setup.llava_spec(0) and "vision" not in setup.feature_spec(0, -2)
     comm = dataclasses.replace(setup, vision=COMM)
-    assert comm.llava_spec(0) == {**setup.llava_spec(0), "vision": {"encoder": "clip", "merge": "comm"}}
-    assert comm.feature_spec(0, [1, 2, 3, 4])["vision"] == {"encoder": "clip", "merge": "comm"}
+    source = {"encoder": "clip", "merge": "comm", "ssl_smoke": False}
+    assert comm.llava_spec(0) == {**setup.llava_spec(0), "vision": source}
+    assert comm.feature_spec(0, [1, 2, 3, 4])["vision"] == source
+
+
+def test_ssl_sources_are_keyed_by_the_ssl_encoders_spec():
+    from analysis_lib.ssl_encoder import SSL_TRAIN, smoke_ssl, ssl_spec
+
+    setup = dataclasses.replace(pipeline.ToySetup(), vision=SSL)
+    assert setup.llava_spec(1)["vision"]["ssl"] == ssl_spec(setup, 1, SSL_TRAIN)
+    smoke = dataclasses.replace(setup, vision=dataclasses.replace(SSL, ssl_smoke=True))
+    assert smoke.feature_spec(1, -2)["vision"]["ssl"] == ssl_spec(setup, 1, smoke_ssl(SSL_TRAIN))
 
 
 def _stand_in_ssl(setup, seed, *_args) -> CLIPVisionModel:
@@ -160,7 +177,7 @@ def test_a_trained_variant_saved_and_loaded_scores_the_same(monkeypatch, source)
     first = pipeline.toy_models(setup, seed=0, progress=False)
     second = pipeline.toy_models(setup, seed=0, progress=False)
     assert first.reused["llava"] is False and second.reused["llava"] is True
-    assert isinstance(second.llava, CommLlava)
+    assert isinstance(second.llava, CommLlavaForConditionalGeneration)
     first_state, second_state = first.llava.state_dict(), second.llava.state_dict()
     assert first_state.keys() == second_state.keys()
     assert all(torch.equal(first_state[k], second_state[k]) for k in first_state)
