@@ -1,0 +1,72 @@
+"""Chapter 7's tables and figures on made-up numbers: targets and winners read the right cells, the COMM
+weight summary and figures hold every layer, and no figure text overlaps another."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_plots import overlaps, text_boxes
+
+from analysis_lib.chapters import ch07_clip_to_dino as ch07
+from analysis_lib.toy_runs import CLIP_NAME
+
+
+def _table(means: dict[str, float]) -> pd.DataFrame:
+    """A variant table with every test at ``means[condition]`` and CIs of +-2 points."""
+    return pd.DataFrame([{"test": t, "condition": c, "mean": m, "ci95_low": m - 0.02, "ci95_high": m + 0.02,
+                          "per seed": "", "chance": 0.25} for t in ch07.TESTS for c, m in means.items()])  # fmt: skip
+
+
+def _probes() -> pd.DataFrame:
+    rows = []
+    for encoder, shift in ((ch07.CLIP_ENCODER, 0.0), (ch07.SSL_ENCODER, 0.05)):
+        for target, view in ch07.COMPARED_PROBES:
+            for probe in ("linear", "mlp"):
+                for layer in range(5):
+                    mean = 0.9 - 0.05 * layer + shift
+                    rows.append({"encoder": encoder, "target": target, "view": view, "probe": probe, "layer": layer,
+                                 "mean": mean, "ci95_low": mean - 0.01, "ci95_high": mean + 0.01,
+                                 "majority class": 0.25})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _weights() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for variant, streams in ((ch07.CLIP_COMM, [("CLIP", [1, 2, 3, 4])]),
+                             (ch07.CLIP_SSL, [("CLIP", [1, 2, 3, 4]), ("SSL (then its MLP)", [3, 4])])):  # fmt: skip
+        for seed in range(3):
+            for stream, layers in streams:
+                shares = rng.dirichlet(np.ones(len(layers)))
+                rows += [{"variant": variant, "seed": seed, "stream": stream, "layer": n, "weight": s, "share": s}
+                         for n, s in zip(layers, shares)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_targets_read_the_variants_and_probes():
+    table = _table(
+        {CLIP_NAME: 0.3, ch07.PENULTIMATE: 0.9, ch07.CLIP_COMM: 0.92, ch07.SSL_ONLY: 0.8, ch07.CLIP_SSL: 0.9}
+    )
+    targets = ch07.target_checks(table, _probes()).set_index("target")
+    assert targets["met"].tolist() == [True, True, True, False, False]
+    assert targets["value"].iloc[2] == pytest.approx(0.02) and targets["value"].iloc[4] == pytest.approx(-0.02)
+
+
+def test_winners_name_the_best_source_and_whether_it_is_clear():
+    lines = ch07.winners(_table({ch07.PENULTIMATE: 0.9, ch07.CLIP_COMM: 0.5, ch07.SSL_ONLY: 0.89, ch07.CLIP_SSL: 0.2}))
+    assert len(lines) == len(ch07.TESTS)
+    assert all(ch07.PENULTIMATE in line and "overlaps the runner-up" in line for line in lines)
+
+
+def test_weight_summary_and_lines_cover_every_stream_and_layer():
+    weights = _weights()
+    summary = ch07.weight_summary(weights)
+    assert len(summary) == 4 + 4 + 2
+    assert summary.groupby(["variant", "stream"])["share"].sum().round(6).eq(1).all()
+    assert len(ch07.weight_lines(weights)) == 3
+
+
+@pytest.mark.parametrize("figure", ["probes", "weights"])
+def test_chapter_figures_have_no_overlapping_texts(figure):
+    fig = ch07.probe_comparison_figure(_probes()) if figure == "probes" else ch07.weights_figure(_weights())
+    assert not overlaps(text_boxes(fig)), overlaps(text_boxes(fig))[:3]
+    ch07.plt.close(fig)
