@@ -1,12 +1,12 @@
 import copy
 import dataclasses
-import socket
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
+from test_registry import offline  # noqa: F401  (autouse: no network, empty HF cache and models folder)
 
 from analysis_lib import embedding_conversion as ec
 from analysis_lib.features import llava_selected_features, pixel_tensor
@@ -156,35 +156,20 @@ def test_embedding_scorer_scores_each_image_query_against_its_texts(tiny_models,
         ec.EmbeddingScorer(llava, processor, "{}", ec.toy_question)
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """An empty HF cache and models folder, downloads off, and any network connection fails the test."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("ANALYSIS_LIB_MODELS", str(tmp_path / "models"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("ANALYSIS_LIB_ALLOW_DOWNLOAD", raising=False)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return tmp_path / "models"
-
-
-def test_registry_merges_the_vlm2vec_adapter_into_its_base_and_scores_by_cosine(offline):
+def test_registry_merges_the_vlm2vec_adapter_into_its_base_and_scores_by_cosine(tmp_path):
+    models = tmp_path / "models"  # $ANALYSIS_LIB_MODELS under test_registry's autouse ``offline`` fixture
     with pytest.raises(ModelNotFoundError, match="lst627/LLaVA-1.5-7B-VLM2Vec-LoRA"):
         load_scorer("llava-1.5-7b-vlm2vec", device="cpu")
     base, processor = random_llava(TINY_LLAVA_336, seed=0)
-    base.save_pretrained(offline / "llava-1.5-7b")
-    processor.save_pretrained(offline / "llava-1.5-7b")
+    base.save_pretrained(models / "llava-1.5-7b")
+    processor.save_pretrained(models / "llava-1.5-7b")
     peft_model = ec.with_adapter(copy.deepcopy(base), ec.ConversionConfig())
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
-    peft_model.save_pretrained(offline / "llava-1.5-7b-vlm2vec")
-    assert (offline / "llava-1.5-7b-vlm2vec" / "adapter_model.safetensors").is_file()
+    peft_model.save_pretrained(models / "llava-1.5-7b-vlm2vec")
+    assert (models / "llava-1.5-7b-vlm2vec" / "adapter_model.safetensors").is_file()
     scorer = load_scorer("llava-1.5-7b-vlm2vec", device="cpu")
     assert isinstance(scorer, ec.EmbeddingScorer) and scorer.template == ec.PAPER_QUERY
     expected = ec.EmbeddingScorer(ec.merged_model(peft_model), processor)
