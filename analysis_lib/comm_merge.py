@@ -48,6 +48,8 @@ class VisionSource:
             raise ValueError(f"unknown vision encoder {self.encoder!r}; use one of {ENCODERS}")
         if self.merge not in MERGES:
             raise ValueError(f"unknown layer merge {self.merge!r}; use one of {MERGES}")
+        if self.ssl_smoke and not self.uses_ssl:
+            raise ValueError(f"ssl_smoke=True needs an encoder that reads the SSL encoder, not {self.encoder!r}")
         if self.encoder == "clip+ssl" and self.merge != "comm":
             raise ValueError("encoder 'clip+ssl' needs merge='comm' (the two streams are merged as COMM does)")
 

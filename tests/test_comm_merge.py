@@ -51,6 +51,8 @@ def test_unknown_or_unsupported_sources_are_refused():
         VisionSource(merge="mean")
     with pytest.raises(ValueError, match="needs merge='comm'"):
         VisionSource(encoder="clip+ssl")
+    with pytest.raises(ValueError, match="ssl_smoke"):
+        VisionSource(merge="comm", ssl_smoke=True)
 
 
 def test_layers_read_per_source():
