@@ -1,8 +1,13 @@
 import pandas as pd
+import pytest
+from test_registry import offline  # noqa: F401  (autouse: no network, empty HF cache and models folder)
 
+from analysis_lib import embedding_conversion as ec
 from analysis_lib.cache import spec_key
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.chapters import ch06_contrastive_conversion as ch06
+from analysis_lib.models import TINY_LLAVA_336, random_llava
+from analysis_lib.registry import ModelNotFoundError
 from analysis_lib.toy_runs import CLIP_NAME, HEADLINE
 
 TEST_KEYS = {test: key for key, test in HEADLINE.items()}
@@ -39,3 +44,17 @@ def test_targets_and_findings_read_the_table():
     text = ch06.findings(table, pd.DataFrame(columns=["variant", "seed", "stage", "target", "passed at"]))
     assert "converted LLaVA beats CLIP" in text and "+45.0 points" in text
     assert f"{scratch}: relation 4-way -35.0 points" in text
+
+
+def test_full_scale_scores_the_registry_vlm2vec_model_on_every_benchmark(full_setup, tmp_path):
+    models = tmp_path / "models"  # $ANALYSIS_LIB_MODELS under test_registry's autouse ``offline`` fixture
+    with pytest.raises(ModelNotFoundError, match="llava-1.5-7b-vlm2vec"):
+        ch06.conversion_full(full_setup, tmp_path / "out")
+    base, processor = random_llava(TINY_LLAVA_336, seed=0)
+    base.save_pretrained(models / "llava-1.5-7b")
+    processor.save_pretrained(models / "llava-1.5-7b")
+    ec.with_adapter(base, ec.ConversionConfig()).save_pretrained(models / ch06.VLM2VEC_ENTRY)
+    metrics = ch06.conversion_full(full_setup, tmp_path / "out")
+    assert {"Controlled-A", "MMVP-VLM"} <= set(metrics.benchmark)
+    assert set(metrics.model) == {ch06.VLM2VEC_ENTRY} and metrics.value.between(0, 1).all()
+    assert list((tmp_path / "out" / "scores").rglob("*.jsonl"))

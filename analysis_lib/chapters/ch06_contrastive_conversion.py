@@ -45,6 +45,7 @@ RECIPES = {
     "converted: DoRA r=32, t=0.02": (ch01.MAIN, ConversionConfig(rank=32)),
     "converted: DoRA r=8, t=0.07": (ch01.MAIN, ConversionConfig(temperature=0.07)),
     "converted from the LM-from-scratch LLaVA": (ch01.FROM_SCRATCH, ConversionConfig()),
+    "converted: random batches (no relation groups)": (ch01.MAIN, ConversionConfig(relation_groups=False)),
 }
 """Each converted model: the chapter-1 LLaVA it starts from and the conversion recipe."""
 ORDER = [CLIP_NAME, LLAVA_NAME, UNCONVERTED, *RECIPES, SCRATCH_VQA]
