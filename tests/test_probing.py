@@ -10,6 +10,7 @@ from analysis_lib.probing import (
     encoder_probes,
     fit_probe,
     layer_probe_table,
+    layer_views,
     linear_probe,
     token_labels,
 )
@@ -70,3 +71,20 @@ def test_layer_probe_table_covers_every_layer_view_and_target(tiny_models, world
     assert len(table) == layers * (len(IMAGE_VIEWS) + len(PATCH_TARGETS)) * 2
     assert set(table.layer) == set(range(layers)) and table.accuracy.between(0, 1).all()
     assert table["majority class"].between(0, 1).all()
+
+
+def test_layer_views_of_a_bare_vision_model_pool_without_projection(tiny_models, world):
+    from transformers import CLIPVisionModel
+
+    clip, processor, _, _ = tiny_models
+    encoder = CLIPVisionModel(clip.config.vision_config)
+    encoder.vision_model.load_state_dict(clip.vision_model.state_dict())
+    scenes = sample_scenes(4, world, seed=0)
+    pixels = pixel_tensor(render_all(scenes, world, 1), processor.image_processor)
+    clip_views, encoder_views = layer_views(clip, pixels), layer_views(encoder.eval(), pixels)
+    with torch.no_grad():
+        clip_pooled, encoder_pooled = clip.get_image_features(pixel_values=pixels), encoder(pixel_values=pixels)
+    assert torch.allclose(clip_views[-1]["pooled embedding"], clip_pooled, atol=1e-5)
+    assert torch.allclose(encoder_views[-1]["pooled embedding"], encoder_pooled.pooler_output, atol=1e-5)
+    for a, b in zip(clip_views, encoder_views):
+        assert torch.equal(a["patch tokens"], b["patch tokens"]) and torch.equal(a["CLS token"], b["CLS token"])
