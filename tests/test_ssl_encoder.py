@@ -17,6 +17,7 @@ from analysis_lib.ssl_encoder import (
     shifted,
     smoke_ssl,
     ssl_vision_model,
+    target_entropy,
     teacher_momentum,
     teacher_temperature,
     train_dino,
@@ -43,6 +44,12 @@ def test_dino_loss_matches_a_hand_computation():
     assert len(terms) == 4
     loss = dino_loss(student, teacher, center, student_temp=0.1, teacher_temp=0.04)
     assert loss.item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_target_entropy_is_log_k_for_collapsed_targets_and_low_for_sharp_ones():
+    same = torch.ones(4, 8)  # every image the same output: centring leaves a uniform target
+    assert target_entropy(same, same.mean(0), 0.04) == pytest.approx(math.log(8), rel=1e-5)
+    assert target_entropy(torch.eye(8)[:4], torch.zeros(8), 0.04) < 0.01
 
 
 def test_dino_loss_sends_no_gradient_to_the_teacher():
