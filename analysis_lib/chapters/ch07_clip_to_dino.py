@@ -48,6 +48,7 @@ SOURCES = {
 RETRAINED = [CLIP_COMM, SSL_ONLY, CLIP_SSL]  # PENULTIMATE is chapter 1's cached LLaVA
 ORDER = [CLIP_NAME, *SOURCES]
 CLIP_ENCODER, SSL_ENCODER = "toy CLIP vision encoder", "toy SSL (DINO) encoder"
+UNTRAINED = "the same ViT at its initial weights"  # the baseline both trained encoders start from
 COMPARED_PROBES = (
     ("relation", "patch tokens (flattened)"),
     ("cell", "patch token"),
@@ -82,11 +83,13 @@ class DinoRun:
 
 
 def encoder_probes(setup: ToySetup, seed: int, smoke: bool, device: str, progress: bool = True) -> pd.DataFrame:
-    """Chapter 2's layer probes of one seed's frozen CLIP and of its SSL encoder (both cached), ``encoder`` column."""
+    """Chapter 2's layer probes of one seed's frozen CLIP, of its SSL encoder and of their common initial weights
+    (all cached), ``encoder`` column."""
     models = toy_models(setup, seed, device, progress)
     clip = layer_probes(setup, models, seed, smoke).assign(encoder=CLIP_ENCODER)
     ssl = ssl_layer_probes(setup, seed, smoke, device, progress).assign(encoder=SSL_ENCODER)
-    return pd.concat([clip, ssl], ignore_index=True)
+    start = ssl_layer_probes(setup, seed, smoke, device, progress, trained=False).assign(encoder=UNTRAINED)
+    return pd.concat([clip, ssl, start], ignore_index=True)
 
 
 def merge_weights(folders: dict[str, dict[int, Path]]) -> pd.DataFrame:
@@ -158,7 +161,7 @@ def probe_comparison_figure(summary: pd.DataFrame) -> plt.Figure:
     """The MLP probes of ``COMPARED_PROBES`` against layer, the two encoders side by side (error bars: 95% CI
     over seeds; dotted: majority class)."""
     fig, axes = plt.subplots(1, len(COMPARED_PROBES), figsize=(3.1 * len(COMPARED_PROBES), 3.3), sharey=True)
-    colours = model_palette([CLIP_NAME, SSL_ENCODER])
+    colours = model_palette([CLIP_NAME, SSL_ENCODER, UNTRAINED])
     colours[CLIP_ENCODER] = colours.pop(CLIP_NAME)
     for ax, (target, view) in zip(axes, COMPARED_PROBES):
         mine = summary[(summary.target == target) & (summary.view == view) & (summary.probe == "mlp")]
@@ -174,7 +177,7 @@ def probe_comparison_figure(summary: pd.DataFrame) -> plt.Figure:
         ax.set_ylim(0, 1.02)
     axes[0].set_ylabel("MLP probe accuracy (held-out scenes)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
@@ -262,7 +265,7 @@ def probe_lines(probe_table: pd.DataFrame) -> list[str]:
     """Per compared probe and encoder: its best layer, and its accuracy at LLaVA's layer."""
     lines = []
     for target, view in COMPARED_PROBES:
-        for encoder in (CLIP_ENCODER, SSL_ENCODER):
+        for encoder in (CLIP_ENCODER, SSL_ENCODER, UNTRAINED):
             rows = probe_table[(probe_table.encoder == encoder) & (probe_table.target == target)
                                & (probe_table.view == view) & (probe_table.probe == "mlp")]  # fmt: skip
             if rows.empty:
