@@ -42,7 +42,7 @@ def test_targets_and_findings_read_the_table():
     targets = ch06.target_checks(table).set_index("target")["met"].tolist()
     assert targets == [True, False, True, False, False]  # spatial pairs are 0.9 for CLIP too; recipes move 15 points
     text = ch06.findings(table, pd.DataFrame(columns=["variant", "seed", "stage", "target", "passed at"]))
-    assert "converted LLaVA beats CLIP" in text and "+45.0 points" in text
+    assert "converted LLaVA beats CLIP" in text and "+45.0 points" in text and "Lower than its relation" not in text
     assert f"{scratch}: relation 4-way -35.0 points" in text
 
 
