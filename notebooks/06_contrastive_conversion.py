@@ -123,6 +123,14 @@ if scale == "toy":
     plots.save(fig, "06_contrastive_conversion_accuracy", figures_root or None)
 
 # %% [markdown]
+# Seconds each conversion trained on one CPU thread, as recorded when it was first built (the machine
+# was shared with other jobs then, so these are upper bounds):
+
+# %%
+if scale == "toy":
+    display(chapter.training_seconds(run).round(0))
+
+# %% [markdown]
 # The held-out retrieval check during each conversion (a converted model that does not reach 0.99
 # runs to its step cap):
 

@@ -19,7 +19,7 @@ from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
 from analysis_lib.full_scale import FullScaleConfig, benchmark_records, load_full_benchmarks, score_benchmark
-from analysis_lib.pipeline import ToySetup, toy_models
+from analysis_lib.pipeline import ToySetup, toy_models, training_log
 from analysis_lib.registry import load_scorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -142,6 +142,13 @@ def comparison(run: ConversionRun) -> pd.DataFrame:
 def training_run(run: ConversionRun) -> VariantRun:
     """The converted models' folders as a ``VariantRun``, so that their training logs read like LLaVA's."""
     return VariantRun(run.metrics, run.folders, run.seconds)
+
+
+def training_seconds(run: ConversionRun) -> pd.DataFrame:
+    """Wall seconds each conversion trained (as recorded when it was built; a cached model keeps its first time)."""
+    rows = {name: {seed: training_log(folder)["train_seconds"] for seed, folder in by_seed.items()}
+            for name, by_seed in run.folders.items()}  # fmt: skip
+    return pd.DataFrame(rows).rename_axis("seed")
 
 
 def check_figure(curves: pd.DataFrame) -> plt.Figure:
