@@ -73,18 +73,16 @@ display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 # %% [markdown]
 # ## 1. What each encoder holds, layer by layer
 #
-# MLP probes (held-out fresh scenes) on every layer of the frozen toy CLIP and of the SSL encoder
-# (0 = embeddings; LLaVA reads layer 3 of 4), and of the same ViT at its initial weights: the scene's
-# relation from all patch tokens flattened, and each patch token's own cell, colour and shape. Error
-# bars: 95% CI over seeds.
+# Chapter 2's probes (held-out fresh scenes) on every layer of the frozen toy CLIP, of the SSL encoder
+# and of the same ViT at its initial weights (0 = embeddings; LLaVA reads layer 3 of 4): the scene's
+# relation from all patch tokens flattened or from the CLS token, and each patch token's own cell and
+# shape (the figure; the table below has every view, probe and target). Error bars: 95% CI over seeds.
 
 # %%
 probe_table = chapter.encoder_probe_summary(run)
 fig = chapter.probe_comparison_figure(probe_table)
 plots.save(fig, "07_clip_to_dino_probes", figures_root or None)
-compared = probe_table[probe_table.probe == "mlp"].pivot_table(
-    index=["target", "view", "layer"], columns="encoder", values="mean", sort=False
-)
+compared = probe_table.pivot_table(index=["target", "view", "probe"], columns=["encoder", "layer"], values="mean")
 display(compared)
 
 # %% [markdown]

@@ -19,7 +19,7 @@ def _table(means: dict[str, float]) -> pd.DataFrame:
 def _probes() -> pd.DataFrame:
     rows = []
     for encoder, shift in ((ch07.CLIP_ENCODER, 0.0), (ch07.SSL_ENCODER, 0.05)):
-        for target, view in ch07.COMPARED_PROBES:
+        for target, view, _ in ch07.COMPARED_PROBES:
             for probe in ("linear", "mlp"):
                 for layer in range(5):
                     mean = 0.9 - 0.05 * layer + shift

@@ -50,12 +50,12 @@ ORDER = [CLIP_NAME, *SOURCES]
 CLIP_ENCODER, SSL_ENCODER = "toy CLIP vision encoder", "toy SSL (DINO) encoder"
 UNTRAINED = "the same ViT at its initial weights"  # the baseline both trained encoders start from
 COMPARED_PROBES = (
-    ("relation", "patch tokens (flattened)"),
-    ("cell", "patch token"),
-    ("colour", "patch token"),
-    ("shape", "patch token"),
+    ("relation", "patch tokens (flattened)", "mlp"),
+    ("relation", "CLS token", "mlp"),
+    ("cell", "patch token", "mlp"),
+    ("shape", "patch token", "linear"),
 )
-"""The probes drawn side by side for the two encoders (MLP probes; chapter 2 has every view)."""
+"""The probes drawn side by side for the encoders (target, view, probe kind; the notebook tabulates every one)."""
 LLAVA_LAYER = 3  # hidden_states index of LLaVA's feature layer (-2 of 4 blocks)
 TESTS = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
 
@@ -158,24 +158,24 @@ def encoder_probe_summary(run: DinoRun) -> pd.DataFrame:
 
 
 def probe_comparison_figure(summary: pd.DataFrame) -> plt.Figure:
-    """The MLP probes of ``COMPARED_PROBES`` against layer, the two encoders side by side (error bars: 95% CI
-    over seeds; dotted: majority class)."""
+    """The probes of ``COMPARED_PROBES`` against layer, the encoders side by side (error bars: 95% CI over seeds;
+    dotted: majority class)."""
     fig, axes = plt.subplots(1, len(COMPARED_PROBES), figsize=(3.1 * len(COMPARED_PROBES), 3.3), sharey=True)
     colours = model_palette([CLIP_NAME, SSL_ENCODER, UNTRAINED])
     colours[CLIP_ENCODER] = colours.pop(CLIP_NAME)
-    for ax, (target, view) in zip(axes, COMPARED_PROBES):
-        mine = summary[(summary.target == target) & (summary.view == view) & (summary.probe == "mlp")]
+    for ax, (target, view, kind) in zip(axes, COMPARED_PROBES):
+        mine = summary[(summary.target == target) & (summary.view == view) & (summary.probe == kind)]
         for encoder, line in mine.groupby("encoder", sort=False):
             err = [line["mean"] - line["ci95_low"], line["ci95_high"] - line["mean"]]
             ax.errorbar(line["layer"], line["mean"], yerr=err, color=colours[encoder], capsize=2, marker="o",
                         markersize=3, label=encoder)  # fmt: skip
         majority = mine.groupby("layer")["majority class"].mean()
         ax.plot(majority.index, majority.values, color="grey", linestyle=":", linewidth=1, label="majority class")
-        ax.set_title(f"{target} ({view})", fontsize=9)
+        ax.set_title(f"{target}: {kind} probe\non the {view}", fontsize=9)
         ax.set_xlabel("encoder layer (0 = embeddings)")
         ax.set_xticks(sorted(mine["layer"].unique()))
         ax.set_ylim(0, 1.02)
-    axes[0].set_ylabel("MLP probe accuracy (held-out scenes)")
+    axes[0].set_ylabel("probe accuracy (held-out scenes)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -264,14 +264,14 @@ def weight_lines(weights: pd.DataFrame) -> list[str]:
 def probe_lines(probe_table: pd.DataFrame) -> list[str]:
     """Per compared probe and encoder: its best layer, and its accuracy at LLaVA's layer."""
     lines = []
-    for target, view in COMPARED_PROBES:
+    for target, view, kind in COMPARED_PROBES:
         for encoder in (CLIP_ENCODER, SSL_ENCODER, UNTRAINED):
             rows = probe_table[(probe_table.encoder == encoder) & (probe_table.target == target)
-                               & (probe_table.view == view) & (probe_table.probe == "mlp")]  # fmt: skip
+                               & (probe_table.view == view) & (probe_table.probe == kind)]  # fmt: skip
             if rows.empty:
                 continue
             best, at = rows.loc[rows["mean"].idxmax()], rows[rows.layer == LLAVA_LAYER].iloc[0]
-            lines.append(f"* {encoder}, MLP probe for {target} on the {view}: best at layer {best['layer']} "
+            lines.append(f"* {encoder}, {kind} probe for {target} on the {view}: best at layer {best['layer']} "
                          f"({best['mean']:.1%}), at LLaVA's layer {LLAVA_LAYER} {at['mean']:.1%} "
                          f"(95% CI {at['ci95_low']:.1%}-{at['ci95_high']:.1%}).")  # fmt: skip
     return lines
