@@ -58,3 +58,12 @@ def test_full_scale_scores_the_registry_vlm2vec_model_on_every_benchmark(full_se
     assert {"Controlled-A", "MMVP-VLM"} <= set(metrics.benchmark)
     assert set(metrics.model) == {ch06.VLM2VEC_ENTRY} and metrics.value.between(0, 1).all()
     assert list((tmp_path / "out" / "scores").rglob("*.jsonl"))
+
+
+def test_check_figure_texts_do_not_overlap():
+    from test_plots import overlaps, text_boxes
+
+    curves = pd.DataFrame([{"variant": name, "seed": seed, "step": step, "value": step / 400}
+                           for name in ch06.RECIPES for seed in range(3) for step in range(50, 401, 50)])  # fmt: skip
+    fig = ch06.check_figure(curves)
+    assert not overlaps(text_boxes(fig)), overlaps(text_boxes(fig))[:3]

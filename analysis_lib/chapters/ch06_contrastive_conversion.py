@@ -20,6 +20,7 @@ from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
 from analysis_lib.full_scale import FullScaleConfig, benchmark_records, load_full_benchmarks, score_benchmark
 from analysis_lib.pipeline import ToySetup, toy_models, training_log
+from analysis_lib.progress import seed_progress
 from analysis_lib.registry import load_scorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -106,7 +107,7 @@ def conversion_experiment(
     setups = {variant: ch01.toy_setup(clip_steps, smoke, variant) for variant in (ch01.MAIN, ch01.FROM_SCRATCH)}
     bench_dir = evaluation_sets(setups[ch01.MAIN], smoke)
     records, folders, seconds = [], {name: {} for name in RECIPES}, {name: {} for name in ("baselines", *RECIPES)}
-    for seed in seeds:
+    for seed in seed_progress(seeds, "06_contrastive_conversion"):
         start = time.perf_counter()
         models = toy_models(setups[ch01.MAIN], seed, device, progress)
         scratch = toy_models(setups[ch01.FROM_SCRATCH], seed, device, progress)
