@@ -79,7 +79,7 @@ class ToySetup:
             return asdict(self.vision)
         from analysis_lib.ssl_encoder import ssl_spec  # it builds on this module
 
-        return {**asdict(self.vision), "ssl": ssl_spec(self, seed)}
+        return {**asdict(self.vision), "ssl": ssl_spec(self, seed, ssl_recipe(self))}
 
     def feature_spec(self, seed: int, layer: int | list[int]) -> dict:
         """What determines the frozen-encoder features the LLaVA trains on."""
@@ -140,7 +140,14 @@ def ssl_tower(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = 
         return None
     from analysis_lib.ssl_encoder import ssl_vision_model  # it builds on this module
 
-    return ssl_vision_model(setup, seed, device, progress)[0].cpu()
+    return ssl_vision_model(setup, seed, device, progress, ssl_recipe(setup))[0].cpu()
+
+
+def ssl_recipe(setup: ToySetup):
+    """The ``SslTrainConfig`` of the SSL encoder that ``setup``'s vision source reads (smoke: two steps)."""
+    from analysis_lib.ssl_encoder import SSL_TRAIN, smoke_ssl  # it builds on this module
+
+    return smoke_ssl(SSL_TRAIN) if setup.vision.ssl_smoke else SSL_TRAIN
 
 
 def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> ToyModels:
