@@ -138,7 +138,24 @@ display(targets)
 # ## What the run shows
 
 # %%
-display(Markdown(chapter.findings(table, probe_table, run.weights, transitions)))
+display(Markdown(chapter.findings(table, probe_table, run.weights, transitions, run.metrics)))
+
+# %% [markdown]
+# **Reading it** (the numbers are the findings' above). Which source wins? None clearly: relations,
+# attributes and pairs are near their ceiling for every source on most seeds, the 95% intervals of the
+# best and the runner-up overlap on every test, and the lower means of the multi-level CLIP merge and of
+# the SSL encoder alone come mostly from single seeds: one whose instruction stage ran to its cap, and
+# for the merge also a seed that passed its check yet fails half the spatial pairs. CLIP + SSL merged as
+# COMM does is the retrained source that passed on every seed, with the narrowest intervals; three seeds
+# cannot tell whether that steadiness is the merge's doing. So on the toy, the claim's "merging helps"
+# is not reproduced against LLaVA-1.5's own layer -2, which already reads these scenes (chapter 2), and
+# the targets above say which parts hold. The probes say where the SSL encoder differs from CLIP: its
+# CLS token holds the relation far better than CLIP's (barely above the untrained ViT's) and
+# its flattened patch tokens at least as well, while CLIP's patch tokens hold shape more linearly;
+# colour and cell are in every patch token of every encoder, the untrained one included, so those probes
+# cannot separate them, and CLIP's shallow layers localise no better than its last here because all are
+# at ceiling. The learned merge weights spread over every CLIP block (none near zero), and the SSL
+# stream leans to its last block.
 
 # %% [markdown]
 # **Where the toy differs from the paper.** COMM's encoders are a web-scale CLIP ViT-L/14 and DINOv2

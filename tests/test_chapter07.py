@@ -70,3 +70,13 @@ def test_chapter_figures_have_no_overlapping_texts(figure):
     fig = ch07.probe_comparison_figure(_probes()) if figure == "probes" else ch07.weights_figure(_weights())
     assert not overlaps(text_boxes(fig)), overlaps(text_boxes(fig))[:3]
     ch07.plt.close(fig)
+
+
+def test_passed_seed_lines_split_a_stalled_variant_by_seed():
+    metrics = pd.DataFrame([{"model": "LLaVA (VQAScore)", "condition": ch07.SSL_ONLY, "benchmark": "relations",
+                             "metric": "4-way individual", "seed": seed, "value": value}
+                            for seed, value in ((0, 0.9), (1, 0.4), (2, 1.0))])  # fmt: skip
+    transitions = pd.DataFrame([{"variant": ch07.SSL_ONLY, "seed": seed, "stage": "instructions", "target": 0.95,
+                                 "passed at": None if seed == 1 else 1000.0} for seed in range(3)])  # fmt: skip
+    (line,) = ch07.passed_seed_lines(metrics, transitions)
+    assert "relation 4-way 40.0% on the stalled seed(s), 95.0% on the 2 that passed" in line

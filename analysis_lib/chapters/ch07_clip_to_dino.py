@@ -31,6 +31,7 @@ from analysis_lib.toy_runs import (
     score_all,
     show,
     stalled_lines,
+    variant_rows,
     variant_table,
 )
 
@@ -277,10 +278,36 @@ def probe_lines(probe_table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def findings(table: pd.DataFrame, probe_table: pd.DataFrame, weights: pd.DataFrame, transition_table) -> str:
+def passed_seed_lines(metrics: pd.DataFrame, transition_table: pd.DataFrame) -> list[str]:
+    """Per vision source with a stalled seed: its relation 4-way and spatial-pair accuracy on the stalled
+    seeds and on the seeds whose last curriculum stage passed its check."""
+    checked = transition_table[transition_table.target.notna()]
+    last = checked.groupby(["variant", "seed"], sort=False).tail(1)
+    rows = variant_rows(metrics, ORDER, ("relation 4-way", "MMVP-style spatial pairs"))
+    lines = []
+    for variant, group in last.groupby("variant", sort=False):
+        stalled = set(group.loc[group["passed at"].isna(), "seed"])
+        if not stalled:
+            continue
+        mine = rows[rows.condition == variant]
+        parts = []
+        for test, values in mine.groupby("test", sort=False):
+            done = values[~values.seed.isin(stalled)]["value"]
+            stuck = values[values.seed.isin(stalled)]["value"].mean()
+            passed = f"{done.mean():.1%} on the {len(done)} that passed" if len(done) else "no seed passed"
+            parts.append(f"{test} {stuck:.1%} on the stalled seed(s), {passed}")
+        lines.append(f"* {variant}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def findings(
+    table: pd.DataFrame, probe_table: pd.DataFrame, weights: pd.DataFrame, transition_table, metrics: pd.DataFrame
+) -> str:
     """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
-    lines = condition_lines(table, ORDER) + stalled_lines(transition_table) + winners(table)
-    return "\n".join(lines + weight_lines(weights) + probe_lines(probe_table))
+    lines = (
+        condition_lines(table, ORDER) + stalled_lines(transition_table) + passed_seed_lines(metrics, transition_table)
+    )
+    return "\n".join(lines + winners(table) + weight_lines(weights) + probe_lines(probe_table))
 
 
 def pairs_line(table: pd.DataFrame) -> str:
