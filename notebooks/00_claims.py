@@ -44,6 +44,14 @@ if len(effects):
 display(chapter.verdict_counts(board).rename("claim effects").to_frame())
 
 # %% [markdown]
+# ## What the toy does not reproduce
+#
+# A claim that the toy does not reproduce is a finding too; each such chapter gives the likely reason.
+
+# %%
+display(Markdown(chapter.caveat_lines(board)))
+
+# %% [markdown]
 # ## The chapters
 #
 # Each chapter's one-line finding is its first claim effect above, in words.

@@ -17,6 +17,7 @@ from analysis_lib.chapters import ch03_positions as ch03
 from analysis_lib.chapters import ch04_prompt_weighting as ch04
 from analysis_lib.chapters import ch05_not_sufficient as ch05
 from analysis_lib.chapters import ch06_contrastive_conversion as ch06
+from analysis_lib.chapters import ch07_clip_to_dino as ch07
 from analysis_lib.metrics import seed_interval
 from analysis_lib.results import atomic_write, git_commit, package_versions, results_dir
 from analysis_lib.toy_runs import CLIP_NAME, LLAVA_NAME, headline
@@ -132,6 +133,24 @@ CLAIMS: tuple[ClaimEffect, ...] = (
         "06_contrastive_conversion", "MMVP-style spatial pairs",
         _same(ch06.MAIN, "converted LLaVA (cosine)"), _same(CLIP_NAME, "CLIP (cosine)"),
     ),
+    ClaimEffect(
+        "7", "Merging every CLIP layer (COMM) beats LLaVA-1.5's last-but-one layer",
+        "COMM: multi-level CLIP features beat the penultimate layer alone",
+        "07_clip_to_dino", "relation 4-way",
+        Side(LLAVA_NAME, ch07.CLIP_COMM, "CLIP multi-level merge"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
+    ),
+    ClaimEffect(
+        "7", "A self-supervised encoder beats CLIP on fine-grained perception",
+        "DINOv2 beats CLIP on fine-grained perception (COMM, MMVP)",
+        "07_clip_to_dino", "attribute 4-way",
+        Side(LLAVA_NAME, ch07.SSL_ONLY, "SSL encoder"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
+    ),
+    ClaimEffect(
+        "7", "Merging CLIP's and the SSL encoder's layers (COMM) beats CLIP's last-but-one layer",
+        "COMM (CLIP + DINOv2 multi-level) beats LLaVA-1.5's CLIP features",
+        "07_clip_to_dino", "relation 4-way",
+        Side(LLAVA_NAME, ch07.CLIP_SSL, "CLIP + SSL merged"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
+    ),
 )  # fmt: skip
 """Every claim the book measures, in REFERENCE order, each read from the chapter that measures it."""
 
@@ -240,6 +259,15 @@ def chapter_list(board: pd.DataFrame) -> str:
         finding = findings.get(stem, "its claims enter this page once they are listed in `ch00_claims.CLAIMS`.")
         lines.append(f"{int(stem[:2])}. [{title}]({stem}.html): {finding}")
     return "\n".join(lines)
+
+
+def caveat_lines(board: pd.DataFrame) -> str:
+    """A Markdown bullet per claim effect the toy does not fully reproduce, pointing to where its chapter says why."""
+    lines = [f"* Claim {row['claim']}, {row['statement'][0].lower()}{row['statement'][1:]} ({row['test']}): "
+             f"**{row['verdict']}**; [chapter {int(row['chapter'][:2])}]({row['chapter']}.html) discusses why, in "
+             f"its findings and where the toy differs from the paper."
+             for row in board.to_dict("records") if row["verdict"] in (PARTLY, NOT_REPRODUCED)]  # fmt: skip
+    return "\n".join(lines) or "Every claim effect with results is reproduced."
 
 
 def chapter_findings(board: pd.DataFrame) -> dict[str, str]:

@@ -18,6 +18,7 @@ from analysis_lib.chapters.ch02_tokens import layer_probes, probe_metrics, probe
 from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
 from analysis_lib.pipeline import ToySetup, toy_models
 from analysis_lib.plots import model_palette
+from analysis_lib.progress import seed_progress
 from analysis_lib.ssl_encoder import ssl_layer_probes
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -123,7 +124,7 @@ def clip_to_dino_experiment(
     setup = chapter_setup(clip_steps, smoke)
     bench_dir = evaluation_sets(setup, smoke)
     records, probes, seconds, folders = [], [], {"probes and scoring": {}}, {PENULTIMATE: {}}
-    for seed in seeds:
+    for seed in seed_progress(seeds, "07_clip_to_dino"):
         start = time.perf_counter()
         probes.append(encoder_probes(setup, seed, smoke, device, progress))
         models = toy_models(setup, seed, device, progress)
