@@ -5,13 +5,15 @@ processor setting of its models, the state of any random generator its models dr
 LLaVA shuffles afresh per pass), the library's own source (any edit to ``analysis_lib`` scores afresh), the
 framework versions (``cache.full_spec``), and the scored images' pixels and texts. A cache hit also leaves the
 generators where the scoring would have left them, so later scores match a run without the cache. A scorer with
-anything the key cannot describe (a callable, an unknown object) is scored directly, never cached.
+anything the key cannot describe (a lambda, a closure, a function from outside the library, an unknown
+object) is scored directly, never cached.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from collections.abc import Sequence
 from functools import cache
@@ -51,6 +53,12 @@ def module_generators(module: torch.nn.Module) -> dict[str, torch.Generator]:
     return found
 
 
+def is_library_function(value: object) -> bool:
+    """A plain named function of ``analysis_lib`` (no lambda, no closure over values the key cannot see)."""
+    return (inspect.isfunction(value) and value.__module__.split(".")[0] == "analysis_lib"
+            and "<" not in value.__qualname__ and not value.__closure__)  # fmt: skip
+
+
 def _update(digest: hashlib._Hash, value: object) -> None:
     """Feed ``value`` into ``digest``; ``NotFingerprintable`` for what it cannot describe."""
     if isinstance(value, torch.nn.Module):
@@ -83,6 +91,8 @@ def _update(digest: hashlib._Hash, value: object) -> None:
         for key in sorted(value, key=str):
             digest.update(str(key).encode())
             _update(digest, value[key])
+    elif is_library_function(value):  # its behaviour is the library's source, already in the key
+        digest.update(f"{value.__module__}.{value.__qualname__}".encode())
     elif value is None or isinstance(value, (str, int, float, bool, torch.dtype, torch.device)):
         digest.update(repr(value).encode())
     else:

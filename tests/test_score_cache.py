@@ -95,3 +95,20 @@ def test_library_edits_enter_the_key(monkeypatch):
     edited = CountingScorer()
     score_cache.cached_scores(edited).score_pairs(_images(), PAIRS)
     assert edited.calls == 1
+
+
+def test_library_functions_are_keyed_by_name_and_others_are_not_cached():
+    from analysis_lib.metrics import seed_interval
+
+    def local(x):
+        return x
+
+    assert score_cache.is_library_function(seed_interval)
+    assert not score_cache.is_library_function(local) and not score_cache.is_library_function(lambda x: x)
+    scorer = CountingScorer()
+    scorer.helper = seed_interval
+    score_cache.cached_scores(scorer).score_pairs(_images(), PAIRS)
+    again = CountingScorer()
+    again.helper = seed_interval
+    score_cache.cached_scores(again).score_pairs(_images(), PAIRS)
+    assert again.calls == 0
