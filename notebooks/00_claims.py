@@ -44,6 +44,15 @@ if len(effects):
 display(chapter.verdict_counts(board).rename("claim effects").to_frame())
 
 # %% [markdown]
+# ## The same claims at full scale
+#
+# The paper's models on the real benchmarks, where a chapter has been run with `scale="full"`.
+
+# %%
+if scale == "toy":
+    display(Markdown(chapter.full_scale_section(source_root or None, seeds)))
+
+# %% [markdown]
 # ## What the toy does not reproduce
 #
 # A claim that the toy does not reproduce is a finding too; each such chapter gives the likely reason.

@@ -45,8 +45,7 @@ def test_claim_row_reads_the_effect_per_seed():
     only_two = ch00.claim_row(CLAIM, _metrics([0.9, 0.8, 1.0], [0.3, 0.2, 0.25]), [0, 2])
     assert only_two["seeds"] == 2 and only_two["effect"] == pytest.approx((0.6 + 0.75) / 2)
     assert ch00.claim_row(CLAIM, None, [0])["verdict"] == "not run"
-    with pytest.raises(ValueError, match="no seed of \\[5\\]"):
-        ch00.claim_row(CLAIM, _metrics([0.9], [0.3]), [5])
+    assert ch00.claim_row(CLAIM, _metrics([0.9], [0.3]), [5])["verdict"] == "not measured"
 
 
 def test_every_claim_names_conditions_its_chapter_writes():
@@ -66,3 +65,21 @@ def test_scoreboard_marks_chapters_without_results(tmp_path):
     assert "not run yet" in ch00.chapter_findings(board)["99_demo"]
     folder = ch00.save_results(board, "toy", True, [0], tmp_path, 1.0)
     assert (folder / "scoreboard.csv").is_file() and folder.name == "toy-smoke"
+
+
+def test_full_scale_section_says_when_there_are_no_full_results(tmp_path):
+    assert "No chapter has full-scale results yet" in ch00.full_scale_section(tmp_path, [0, 1, 2])
+    folder = tmp_path / ch00.CLAIMS[0].chapter / "full"
+    folder.mkdir(parents=True)
+    rows = _metrics([0.9, 0.8, 0.85], [0.5, 0.55, 0.6]).replace(
+        {"A": ch00.CLAIMS[0].better.model, "B": ch00.CLAIMS[0].worse.model}
+    )
+    rows["condition"] = rows["model"].map(
+        {
+            ch00.CLAIMS[0].better.model: ch00.CLAIMS[0].better.condition,
+            ch00.CLAIMS[0].worse.model: ch00.CLAIMS[0].worse.condition,
+        }
+    )
+    rows.to_csv(folder / "metrics.csv", index=False)
+    table = ch00.full_scale_section(tmp_path, [0, 1, 2])
+    assert "| 1 |" in table and "**reproduced**" in table and "**not measured**" in table and "not run" in table

@@ -27,6 +27,7 @@ MIN_EFFECT = 0.10
 """The smallest effect (10 accuracy points) that counts as the claimed advantage, and the largest that counts as
 "no difference" for a claim that two things are alike."""
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_RUN = "reproduced", "partly", "not reproduced", "not run"
+NOT_MEASURED = "not measured"  # the chapter ran at this scale, but not this test on both sides
 VERDICT_RULE = (
     f"A claim that A beats B is **reproduced** when the 95% CI of A - B over seeds lies entirely above 0 and its "
     f"mean is at least {100 * MIN_EFFECT:.0f} points; **partly** when the mean is at least {100 * MIN_EFFECT:.0f} "
@@ -34,7 +35,8 @@ VERDICT_RULE = (
     f"the CI reaches 0 (not every seed agrees), or the CI is above 0 but the mean is smaller; **not reproduced** "
     f"otherwise. A claim that A and B are alike (|A - B| small) is **reproduced** when the whole CI lies within "
     f"±{100 * MIN_EFFECT:.0f} points, **partly** when only the mean does, **not reproduced** otherwise. With a single "
-    f"seed there is no interval, so a claim is at most **partly** reproduced."
+    f"seed there is no interval, so a claim is at most **partly** reproduced. **Not run**: the chapter has no "
+    f"results at this scale; **not measured**: it has, but not this test for both sides."
 )
 
 
@@ -199,10 +201,7 @@ def claim_row(claim: ClaimEffect, metrics: pd.DataFrame | None, seeds: list[int]
     worse = side_values(metrics, claim.worse, claim.test, seeds)
     common = better.index.intersection(worse.index)
     if common.empty:
-        raise ValueError(
-            f"chapter {claim.chapter}'s metrics have no seed of {seeds} with both {claim.better.condition!r} and "
-            f"{claim.worse.condition!r} on {claim.test!r}; re-run the chapter or fix the claim's names"
-        )
+        return {**row, "verdict": NOT_MEASURED}
     better, worse = better[common], worse[common]
     effect = better - worse
     mean, low, high = seed_interval(effect.to_numpy())
@@ -227,7 +226,7 @@ def scoreboard(
 
 def effect_text(row: dict) -> str:
     """An effect as text: ``+71.3 points (95% CI 65.0 to 77.6; 3 seeds)``."""
-    if row["verdict"] == NOT_RUN:
+    if row["verdict"] in (NOT_RUN, NOT_MEASURED):
         return "—"
     return (f"{100 * row['effect']:+.1f} points (95% CI {100 * row['ci95_low']:+.1f} to {100 * row['ci95_high']:+.1f}; "
             f"{row['seeds']} seeds)")  # fmt: skip
@@ -261,6 +260,15 @@ def chapter_list(board: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def full_scale_section(root: Path | None, seeds: list[int]) -> str:
+    """The scoreboard at full scale as Markdown when any chapter has full-scale results, else a line saying so."""
+    board = scoreboard(CLAIMS, "full", root, seeds)
+    if board["verdict"].isin([NOT_RUN, NOT_MEASURED]).all():
+        return ("No chapter has full-scale results yet (`results/<chapter>/full/`); run a chapter with "
+                "`-p scale full` on a GPU with the weights, then re-run this page.")  # fmt: skip
+    return markdown_table(board, chapter_titles())
+
+
 def caveat_lines(board: pd.DataFrame) -> str:
     """A Markdown bullet per claim effect the toy does not fully reproduce, pointing to where its chapter says why."""
     lines = [f"* Claim {row['claim']}, {row['statement'][0].lower()}{row['statement'][1:]} ({row['test']}): "
@@ -275,8 +283,8 @@ def chapter_findings(board: pd.DataFrame) -> dict[str, str]:
     lines = {}
     for chapter, rows in board.groupby("chapter", sort=False):
         row = rows.iloc[0].to_dict()
-        if row["verdict"] == NOT_RUN:
-            lines[chapter] = "not run yet at this scale."
+        if row["verdict"] in (NOT_RUN, NOT_MEASURED):
+            lines[chapter] = f"{row['verdict']} yet at this scale."
             continue
         lines[chapter] = (f"{row['comparison']} on {row['test']}: {100 * row['better']:.1f}% vs "
                           f"{100 * row['worse']:.1f}%, {effect_text(row)}; {row['verdict']}.")  # fmt: skip
@@ -285,7 +293,7 @@ def chapter_findings(board: pd.DataFrame) -> dict[str, str]:
 
 def verdict_counts(board: pd.DataFrame) -> pd.Series:
     """How many claim effects got each verdict."""
-    order = [REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_RUN]
+    order = [REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_MEASURED, NOT_RUN]
     return board["verdict"].value_counts().reindex(order, fill_value=0)
 
 
@@ -312,7 +320,7 @@ def provenance(board: pd.DataFrame, scale: str, root: Path | None, seeds: list[i
 
 def effect_frame(board: pd.DataFrame) -> pd.DataFrame:
     """The rows with results, each with a ``label`` for the forest plot."""
-    done = board[board.verdict != NOT_RUN].copy()
+    done = board[~board.verdict.isin([NOT_RUN, NOT_MEASURED])].copy()
     done["label"] = [f"claim {c}: {s}, {t}" for c, s, t in zip(done["claim"], done["comparison"], done["test"])]
     return done.reset_index(drop=True)
 
