@@ -14,7 +14,11 @@ import ast
 import html
 import os
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import jupytext
@@ -22,6 +26,8 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
+
+from analysis_lib.progress import PROGRESS_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -140,6 +146,42 @@ def _error_line(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
+@contextmanager
+def relayed_progress() -> Iterator[None]:
+    """Within the block, chapters' kernels write their progress to a file (``progress.PROGRESS_ENV``) that a
+    thread relays to this process's stderr as it comes, so the console shows it and the notebooks do not."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "progress.log"
+        path.touch()
+        done = threading.Event()
+
+        def relay() -> None:
+            with path.open() as source:
+                while True:
+                    chunk = source.read()
+                    if chunk:
+                        sys.stderr.write(chunk)
+                        sys.stderr.flush()
+                    elif done.is_set():
+                        return
+                    else:
+                        time.sleep(0.2)
+
+        before = os.environ.get(PROGRESS_ENV)
+        os.environ[PROGRESS_ENV] = str(path)
+        thread = threading.Thread(target=relay, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            if before is None:
+                os.environ.pop(PROGRESS_ENV, None)
+            else:
+                os.environ[PROGRESS_ENV] = before
+
+
 def execute_chapter(path: Path, parameters: dict[str, object], output: Path | None = None) -> Path:
     """Validate ``parameters`` and execute the chapter with papermill; the executed ``.ipynb`` replaces
     ``output`` only on success, a failed or interrupted run goes to ``failed_path(output)``."""
@@ -148,15 +190,16 @@ def execute_chapter(path: Path, parameters: dict[str, object], output: Path | No
     output = Path(output or path.with_suffix(".ipynb"))
     running, failed = output.with_name(f".{output.stem}.{os.getpid()}.running.ipynb"), failed_path(output)
     try:
-        papermill.execute_notebook(
-            nb,
-            str(running),
-            parameters=parameters,
-            kernel_name=KERNEL,
-            language="python",
-            cwd=str(REPO_ROOT),
-            progress_bar=False,
-        )
+        with relayed_progress():
+            papermill.execute_notebook(
+                nb,
+                str(running),
+                parameters=parameters,
+                kernel_name=KERNEL,
+                language="python",
+                cwd=str(REPO_ROOT),
+                progress_bar=False,
+            )
         os.replace(running, output)
     except Exception as err:
         raise BookError(

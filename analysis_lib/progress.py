@@ -1,19 +1,39 @@
-"""Progress bars for the console, kept out of executed notebooks."""
+"""Progress for the console, kept out of executed notebooks.
+
+Inside a notebook kernel even the process's own stderr is captured into the notebook, so the book runner
+gives the kernel a file (``$ANALYSIS_LIB_PROGRESS_FILE``) and relays what is written there to its own console
+(``book.relayed_progress``); anywhere else progress goes to the process's stderr.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from functools import cache
+from typing import TextIO
 
 from tqdm import tqdm
 
+PROGRESS_ENV = "ANALYSIS_LIB_PROGRESS_FILE"
+
+
+@cache
+def _progress_file(path: str) -> TextIO:
+    """The runner's progress file, opened once per process for appending, line-buffered."""
+    return open(path, "a", buffering=1)  # kept open for the process's life
+
+
+def console() -> TextIO:
+    """Where progress goes: the book runner's progress file when one is set, else this process's stderr."""
+    path = os.environ.get(PROGRESS_ENV)
+    return _progress_file(path) if path else sys.__stderr__
+
 
 def progress_bar(iterable=None, **kwargs) -> tqdm:
-    """A tqdm bar written to the process's own stderr: the terminal that runs a script or ``make book``
-    (inside a notebook kernel, the kernel's console rather than the cell's output), so that executed
-    chapters hold results, not bookkeeping."""
-    return tqdm(iterable, file=sys.__stderr__, **kwargs)
+    """A tqdm bar on the console (see the module docstring), never in a chapter's output."""
+    return tqdm(iterable, file=console(), **kwargs)
 
 
 def seed_progress(seeds: Iterable[int], chapter: str) -> Iterator[int]:
@@ -24,4 +44,4 @@ def seed_progress(seeds: Iterable[int], chapter: str) -> Iterator[int]:
         start = time.perf_counter()
         yield seed
         print(f"  {chapter}: seed {seed} done ({i}/{len(seeds)}, {time.perf_counter() - start:.0f} s)",
-              file=sys.__stderr__, flush=True)  # fmt: skip
+              file=console(), flush=True)  # fmt: skip

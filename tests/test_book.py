@@ -148,3 +148,22 @@ def test_the_claims_page_is_the_books_index(tmp_path):
     assert "The claims at a glance" in index.read_text() and (tmp_path / "book" / "01_demo.html").is_file()
     book.render_book(pages[1:], tmp_path / "plain")
     assert '<a href="01_demo.html">Chapter 1</a>' in (tmp_path / "plain" / "index.html").read_text()
+
+
+def test_progress_reaches_the_console_not_the_notebook(tmp_path, capfd):
+    src = tmp_path / "03_progress.py"
+    src.write_text(
+        '# %% tags=["parameters"]\nseeds = [0, 1]\n\n'
+        "# %%\nfrom analysis_lib.progress import progress_bar, seed_progress\n"
+        'for seed in seed_progress(seeds, "03_progress"):\n    for _ in progress_bar(range(3), desc="steps"):\n'
+        "        pass\nimport sys\nfrom analysis_lib.progress import console\n"
+        "assert console() is not sys.__stderr__  # a kernel's own stderr can land in the notebook\n"
+        "print('chapter output')\n"
+    )
+    out = book.execute_chapter(src, {}, tmp_path / "03_progress.ipynb")
+    outputs = [o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])]
+    assert [o for o in outputs if o.get("name") == "stderr"] == []
+    assert "chapter output" in "".join(o.get("text", "") for o in outputs)
+    console = capfd.readouterr().err
+    assert "03_progress: seed 0 done (1/2" in console and "03_progress: seed 1 done (2/2" in console
+    assert "steps" in console
