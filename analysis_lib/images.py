@@ -1,8 +1,10 @@
 """Opening image files: every entry point (benchmarks, the full-scale check, the pair probe) reads
-images here, so each gets the same RGB conversion and the same clear errors.
+images here, so each gets the same orientation, the same RGB conversion and the same clear errors.
 
-An image is usable when PIL can decode it, each side has at least ``MIN_IMAGE_SIDE`` pixels, and
-its pixels have a known range: 16-bit images are scaled by their real bit depth, not clipped.
+An image is turned upright as its EXIF orientation tag says, as viewers display it (a phone photo stored
+sideways is scored as the photographer saw it). It is usable when PIL can decode it, each side has at least
+``MIN_IMAGE_SIDE`` pixels, and its pixels have a known range: 16-bit images are scaled by their real bit depth,
+not clipped.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from analysis_lib.progress import progress_bar
 
@@ -49,10 +51,11 @@ def usable_image(image: Image.Image, name: str) -> Image.Image:
 
 
 def _opened(source: Path | io.BytesIO, name: str) -> Image.Image:
-    """Open, decode and convert ``source``; PIL's failures become one ``ImageError`` naming ``name``."""
+    """Open, decode, turn upright (EXIF orientation) and convert ``source``; PIL's failures become one ``ImageError``
+    naming ``name``."""
     try:
         with Image.open(source) as image:
-            return usable_image(image, name)
+            return usable_image(ImageOps.exif_transpose(image), name)
     except ImageError:
         raise
     except FileNotFoundError:

@@ -63,3 +63,28 @@ def test_verify_images_lists_every_bad_file(tmp_path):
     ):
         verify_images(paths)
     assert verify_images([tmp_path / "good.jpg"]) == 1
+
+
+def _stored_sideways(path, orientation: int) -> None:
+    """A 30x40 image stored with red on top and blue below, tagged with EXIF ``orientation``."""
+    pixels = np.zeros((40, 30, 3), np.uint8)
+    pixels[:20], pixels[20:] = (255, 0, 0), (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # EXIF Orientation
+    Image.fromarray(pixels).save(path, exif=exif)
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "png"])
+@pytest.mark.parametrize(
+    "orientation, size, red_at",
+    [(1, (30, 40), (0, 0)), (3, (30, 40), (-1, 0)), (6, (40, 30), (0, -1)), (8, (40, 30), (0, 0))],
+)
+def test_exif_orientation_is_applied_as_viewers_show_it(tmp_path, suffix, orientation, size, red_at):
+    path = tmp_path / f"sideways.{suffix}"
+    _stored_sideways(path, orientation)
+    assert Image.open(path).getexif()[0x0112] == orientation
+    for image in (load_image(path), image_from_bytes(path.read_bytes(), path.name)):
+        pixels = np.asarray(image).astype(int)
+        assert image.size == size
+        assert pixels[red_at][0] > 200 and pixels[red_at][2] < 50  # the red half where a viewer shows it
+        assert pixels[-1 - red_at[0], -1 - red_at[1]][2] > 200  # and the blue half opposite it
