@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import torch
 import transformers
 
 import analysis_lib
+from analysis_lib.leftovers import remove_dead
 
 CACHE_ENV = "ANALYSIS_LIB_CACHE"
 SPEC_FILE = "spec.json"
@@ -52,10 +52,7 @@ def spec_key(spec: dict) -> str:
 
 def remove_stale_builds(root: Path) -> None:
     """Delete the temporary build folders (``<kind>/.<key>.tmp-<pid>-<id>``) whose process no longer runs."""
-    for folder in Path(root).glob("*/.*.tmp-*"):
-        match = TMP_FOLDER.match(folder.name)
-        if match and folder.is_dir() and not psutil.pid_exists(int(match["pid"])):
-            shutil.rmtree(folder, ignore_errors=True)  # another process may be removing it too
+    remove_dead((folder for folder in Path(root).glob("*/.*.tmp-*") if folder.is_dir()), TMP_FOLDER)
 
 
 def cached_artifact(
