@@ -1,26 +1,37 @@
 """Score a model on a benchmark and turn the scores into tidy metric records (one code path for
-toy exports and the real benchmarks)."""
+toy exports and the real benchmarks).
+
+Choices with a NaN or tied top score count as wrong (``metrics.unique_argmax``); each benchmark also gets a
+``... no verdict`` row, the share of such choices, and a ``NoVerdictWarning`` names their number when there are any.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from analysis_lib.benchmarks import MMVPPair, WhatsUpItem, load_image
 from analysis_lib.metrics import (
+    NO_CHOICE,
     RELATION_AXIS,
     bootstrap_ci,
     caption_relation,
+    mmvp_image_choice,
     mmvp_pair_units,
     opposite_option,
-    option_correct,
     pair_units,
     set_units,
+    unique_argmax,
 )
 from analysis_lib.scoring import score_options
 
 MMVP_TEXT_TEMPLATE = "a photo of {}"
+
+
+class NoVerdictWarning(UserWarning):
+    """Some choices had a NaN or tied top score and were counted wrong."""
 
 
 def _record(benchmark: str, metric: str, units: np.ndarray, seed: int) -> dict:
@@ -36,6 +47,15 @@ def _record(benchmark: str, metric: str, units: np.ndarray, seed: int) -> dict:
     }
 
 
+def no_verdict_record(benchmark: str, label: str, choices: np.ndarray, seed: int) -> dict:
+    """The ``<label> no verdict`` row (share of ``NO_CHOICE`` choices); warns with their number when there are any."""
+    undecided = (np.asarray(choices) == NO_CHOICE).ravel()
+    if undecided.any():
+        message = f"{benchmark} {label}: {undecided.sum()} of {undecided.size} choices had a NaN or tied top score"
+        warnings.warn(f"{message}; counted wrong", NoVerdictWarning, stacklevel=3)
+    return _record(benchmark, f"{label} no verdict", undecided.astype(float), seed)
+
+
 def whatsup_option_scores(scorer, items: Sequence[WhatsUpItem]) -> np.ndarray:
     """``N x K`` scores of every image against all its caption options."""
     images = [load_image(item.image_path) for item in items]
@@ -43,15 +63,18 @@ def whatsup_option_scores(scorer, items: Sequence[WhatsUpItem]) -> np.ndarray:
 
 
 def _grouped_records(
-    items: Sequence[WhatsUpItem], way: str, scores: np.ndarray, correct: np.ndarray, benchmark: str, seed: int
+    items: Sequence[WhatsUpItem], way: str, choices: np.ndarray, correct: np.ndarray, benchmark: str, seed: int
 ) -> list[dict]:
-    """Controlled-A/B: pair and set accuracy over object pairs and (beyond 2-way) the axis of the chosen option."""
+    """Controlled-A/B: pair and set accuracy over object pairs and (beyond 2-way) the axis of the chosen option
+    (no choice: wrong axis)."""
     obj_pairs = [item.obj_pair for item in items]
     relations = [item.relation for item in items]
     records = [_record(benchmark, f"{way} pair", pair_units(obj_pairs, relations, correct), seed)]
     if way != "2-way":
-        chosen = [item.caption_options[i] for item, i in zip(items, scores.argmax(axis=1))]
-        axis = [RELATION_AXIS[caption_relation(c)] == RELATION_AXIS[r] for c, r in zip(chosen, relations)]
+        axis = [
+            i != NO_CHOICE and RELATION_AXIS[caption_relation(item.caption_options[i])] == RELATION_AXIS[item.relation]
+            for item, i in zip(items, choices)
+        ]
         records.append(_record(benchmark, f"{way} axis", np.array(axis, dtype=float), seed))
     records.append(_record(benchmark, f"{way} set", set_units(obj_pairs, correct), seed))
     return records
@@ -69,10 +92,12 @@ def whatsup_records(
         variants["2-way"] = np.stack([scores[:, 0], scores[np.arange(len(items)), opposite]], axis=1)
     records = []
     for way, way_scores in variants.items():
-        correct = option_correct(way_scores)
+        choices = unique_argmax(way_scores)
+        correct = choices == 0
         records.append(_record(benchmark, f"{way} individual", correct.astype(float), seed))
+        records.append(no_verdict_record(benchmark, way, choices, seed))
         if grouped:
-            records += _grouped_records(items, way, way_scores, correct, benchmark, seed)
+            records += _grouped_records(items, way, choices, correct, benchmark, seed)
         for relation in dict.fromkeys(relations):
             records.append(_record(benchmark, f"{way} {relation}", correct[relations == relation].astype(float), seed))
     return records
@@ -91,9 +116,10 @@ def mmvp_scores(scorer, pairs: Sequence[MMVPPair], template: str = MMVP_TEXT_TEM
 
 
 def mmvp_records(pairs: Sequence[MMVPPair], scores: np.ndarray, benchmark: str, seed: int = 0) -> list[dict]:
-    """MMVP-VLM pair accuracy per pattern and averaged over patterns."""
+    """MMVP-VLM pair accuracy per pattern and averaged over patterns, and the share of statements with no verdict."""
     units = mmvp_pair_units(scores)
     patterns = np.array([pair.pattern for pair in pairs])
     records = [_record(benchmark, f"pair {p}", units[patterns == p], seed) for p in dict.fromkeys(patterns)]
     records.append(_record(benchmark, "pair all", units, seed))
+    records.append(no_verdict_record(benchmark, "statement", mmvp_image_choice(scores), seed))
     return records

@@ -2,6 +2,11 @@
 
 Every metric is the mean of per-unit 0/1 outcomes (an image, an object pair's left/right images, an
 object pair's four images, an MMVP pair), so confidence intervals resample those units.
+
+A choice among scores is made only when its highest score is finite and unique (``unique_argmax``): a row with
+a NaN or infinite score, or with its highest score tied, gives no verdict and is counted wrong. Upstream, What'sUp's
+4-way argmax gives a tie (and an all-NaN row) to option 0, the gold caption, and MMVP-VLM's ``p > 0.5`` rule gives
+a tie to the second image; here neither can make a wrong score count as right.
 """
 
 from __future__ import annotations
@@ -76,13 +81,21 @@ def opposite_option(options: Sequence[str], relation: str) -> int:
     return matches[0]
 
 
+NO_CHOICE = -1  # what ``unique_argmax`` gives where no option can be chosen
+
+
+def unique_argmax(scores: np.ndarray) -> np.ndarray:
+    """Per row (last axis), the index of its one highest score; ``NO_CHOICE`` if a score is NaN/inf or the top ties."""
+    scores = np.asarray(scores, dtype=float)
+    with np.errstate(invalid="ignore"):
+        top_count = (scores == scores.max(axis=-1, keepdims=True)).sum(axis=-1)
+    decided = np.isfinite(scores).all(axis=-1) & (top_count == 1)
+    return np.where(decided, scores.argmax(axis=-1), NO_CHOICE)
+
+
 def option_correct(scores: np.ndarray) -> np.ndarray:
-    """Per image: the gold option (column 0) wins. Two options: strictly higher (``s0 > s1``, the paper's
-    2-way rule, so a tie is wrong); more: ``argmax == 0`` as What'sUp's 4-way (a tie goes to option 0)."""
-    scores = np.asarray(scores)
-    if scores.shape[1] == 2:
-        return scores[:, 0] > scores[:, 1]
-    return scores.argmax(axis=1) == 0
+    """Per image: the gold option (column 0) is the unique highest score (2-way: ``s0 > s1``; a tie or NaN is wrong)."""
+    return unique_argmax(scores) == 0
 
 
 def _grouped_all(keys: Sequence[tuple], correct: np.ndarray, size: int, what: str) -> np.ndarray:
@@ -107,15 +120,18 @@ def set_units(obj_pairs: Sequence[tuple[str, str]], correct: np.ndarray) -> np.n
     return _grouped_all(list(obj_pairs), correct, 4, "set accuracy")
 
 
-def mmvp_statement_correct(scores: np.ndarray) -> np.ndarray:
-    """MMVP-VLM, per pair and statement: ``scores[p, image, statement]``, statement j's gold is image j.
+def mmvp_image_choice(scores: np.ndarray) -> np.ndarray:
+    """MMVP-VLM: ``scores[p, image, statement]`` -> ``n_pairs x 2``, the image each statement picks (or ``NO_CHOICE``).
 
-    For each statement the first image is predicted when softmax over the two images gives it > 0.5,
-    i.e. when it scores strictly higher; returns an ``n_pairs x 2`` boolean array.
+    A statement picks the first image when softmax over the two images gives it > 0.5, i.e. when it scores
+    strictly higher, and the second when that scores strictly higher; a tie or a NaN picks neither.
     """
-    scores = np.asarray(scores)
-    first_predicted = scores[:, 0, :] > scores[:, 1, :]
-    return np.stack([first_predicted[:, 0], ~first_predicted[:, 1]], axis=1)
+    return unique_argmax(np.swapaxes(np.asarray(scores), 1, 2))
+
+
+def mmvp_statement_correct(scores: np.ndarray) -> np.ndarray:
+    """MMVP-VLM, per pair and statement: statement j picks its own image j (``n_pairs x 2`` booleans)."""
+    return mmvp_image_choice(scores) == np.arange(2)
 
 
 def mmvp_pair_units(scores: np.ndarray) -> np.ndarray:

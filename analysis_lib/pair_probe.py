@@ -17,33 +17,52 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from analysis_lib.images import image_from_bytes, load_image
-from analysis_lib.metrics import mmvp_statement_correct
+from analysis_lib.metrics import NO_CHOICE, unique_argmax
 from analysis_lib.scoring import ImageLike
 from analysis_lib.tokenization import vocabulary_warnings, word_tokenizer
 
 
+def statement_verdict(scores: np.ndarray, own: int) -> bool | str:
+    """Whether a statement's scores with the two images pick its ``own`` image; ``no verdict`` if a score is NaN or
+    infinite, ``tie`` if both are equal (neither counts as correct nor as incorrect here)."""
+    choice = unique_argmax(scores)
+    if choice != NO_CHOICE:
+        return bool(choice == own)
+    return "tie" if np.isfinite(scores).all() else "no verdict"
+
+
+def pair_verdict(verdicts: Sequence[bool | str]) -> bool | str:
+    """The pair's verdict: wrong if a statement is wrong, else the first undecided statement's, else right."""
+    if False in verdicts:
+        return False
+    undecided = [v for v in verdicts if isinstance(v, str)]
+    return undecided[0] if undecided else True
+
+
 def probe_pair(scorers: dict, images: Sequence[ImageLike], texts: Sequence[str]) -> pd.DataFrame:
-    """Per scorer and statement: its score with each image, the image it picks, and whether that is its own."""
+    """Per scorer and statement: its score with each image, the image it picks, and whether that is its own
+    (``tie`` / ``no verdict`` where the scores pick neither image)."""
     if len(images) != 2 or len(texts) != 2:
         raise ValueError(f"a pair is 2 images and 2 statements; got {len(images)} images and {len(texts)} statements")
     rows = []
     for name, scorer in scorers.items():
         scores = scorer.score_pairs(list(images), [(i, t) for i in range(2) for t in texts]).reshape(2, 2)
-        correct = mmvp_statement_correct(scores[None])[0]
-        for j, text in enumerate(texts):
+        verdicts = [statement_verdict(scores[:, j], j) for j in range(2)]
+        for j, (text, verdict) in enumerate(zip(texts, verdicts)):
             rows.append(
                 {
                     "model": name,
                     "statement": text,
                     "score with image 1": float(scores[0, j]),
                     "score with image 2": float(scores[1, j]),
-                    "picks": f"image {j + 1 if correct[j] else 2 - j}",  # statement j's own image is j + 1
-                    "correct": bool(correct[j]),
-                    "pair correct": bool(correct.all()),
+                    "picks": verdict if isinstance(verdict, str) else f"image {j + 1 if verdict else 2 - j}",
+                    "correct": verdict,
+                    "pair correct": pair_verdict(verdicts),
                 }
             )
     return pd.DataFrame(rows)

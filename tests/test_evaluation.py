@@ -1,9 +1,10 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from analysis_lib.benchmarks import MMVPPair, WhatsUpItem
-from analysis_lib.evaluation import mmvp_records, whatsup_records
+from analysis_lib.evaluation import NoVerdictWarning, mmvp_records, whatsup_records
 
 RELS = {"left_of": "left of", "right_of": "right of", "above": "above", "below": "below"}
 
@@ -31,7 +32,7 @@ def test_mmvp_records_per_pattern():
     pairs += [MMVPPair("Color", (5, 6), (Path("c"), Path("d")), ("s3", "s4"))]
     scores = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.9, 0.9], [0.1, 0.1]], [[0.2, 0.1], [0.1, 0.3]]])
     got = {r["metric"]: r["value"] for r in mmvp_records(pairs, scores, "pairs")}
-    assert got == {"pair Spatial": 0.5, "pair Color": 1.0, "pair all": 2 / 3}
+    assert got == {"pair Spatial": 0.5, "pair Color": 1.0, "pair all": 2 / 3, "statement no verdict": 0.0}
 
 
 CONTROLLED_A = {"left_of": "to the left of", "right_of": "to the right of", "on": "on", "under": "under"}
@@ -84,7 +85,8 @@ def test_coco_gqa_records_are_individual_and_per_relation_only():
     ]
     scores = np.array([[0.6, 0.4], [0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])  # right, wrong, right, wrong
     got = {r["metric"]: r["value"] for r in whatsup_records(items, scores, "COCO-one", grouped=False)}
-    assert got == {"2-way individual": 0.5, "2-way left": 0.5, "2-way right": 0.0, "2-way unknown": 1.0}
+    assert got == {"2-way individual": 0.5, "2-way no verdict": 0.0, "2-way left": 0.5, "2-way right": 0.0,
+                   "2-way unknown": 1.0}  # fmt: skip
 
 
 def test_mmvp_vlm_softmax_rule_by_hand():
@@ -94,7 +96,7 @@ def test_mmvp_vlm_softmax_rule_by_hand():
         [
             [[0.30, 0.25], [0.28, 0.26]],  # s0: p = 1/(1+e^-2) = .88 -> img0 ok; s1: p = 1/(1+e^1) = .27 -> img1 ok
             [[0.40, 0.10], [0.10, 0.40]],  # s0: p = .99997 ok; s1: p = .00003 ok          -> pair right
-            [[0.22, 0.10], [0.22, 0.20]],  # s0: p = 0.5 exactly, not > 0.5 -> img1, wrong -> pair wrong
+            [[0.22, 0.10], [0.22, 0.20]],  # s0: p = 0.5 exactly: a tie, no verdict, wrong -> pair wrong
             [[0.31, 0.29], [0.30, 0.27]],  # s0: p = .73 ok; s1: p = 1/(1+e^-2) = .88 -> img0, wrong -> pair wrong
         ]
     )
@@ -102,7 +104,34 @@ def test_mmvp_vlm_softmax_rule_by_hand():
         MMVPPair(kind, (2 * i + 1, 2 * i + 2), (Path("a"), Path("b")), ("s", "t"))
         for i, kind in enumerate(["Orientation", "Orientation", "Presence", "Presence"])
     ]
-    got = {r["metric"]: r["value"] for r in mmvp_records(pairs, 100 * cos, "MMVP-VLM")}
-    assert got == {"pair Orientation": 1.0, "pair Presence": 0.0, "pair all": 0.5}
+    with pytest.warns(NoVerdictWarning, match="1 of 8"):
+        got = {r["metric"]: r["value"] for r in mmvp_records(pairs, 100 * cos, "MMVP-VLM")}
+    assert got == {"pair Orientation": 1.0, "pair Presence": 0.0, "pair all": 0.5, "statement no verdict": 1 / 8}
     p_first = 1 / (1 + np.exp(-(100 * cos[:, 0, :] - 100 * cos[:, 1, :])))
     assert p_first[2, 0] == 0.5 and np.allclose(p_first[0], [1 / (1 + np.exp(-2)), 1 / (1 + np.exp(1))])
+
+
+def test_nan_and_tied_whatsup_scores_count_wrong_and_are_reported():
+    items = [_controlled_a(o1, r, o2) for o1, o2 in (("mug", "plate"), ("dog", "table")) for r in CONTROLLED_A]
+    with pytest.warns(NoVerdictWarning) as caught:
+        records = whatsup_records(items, np.full((8, 4), np.nan), "Controlled-A")
+    assert [str(w.message) for w in caught] == [
+        f"Controlled-A {way}: 8 of 8 choices had a NaN or tied top score; counted wrong" for way in ("4-way", "2-way")
+    ]
+    got = {r["metric"]: (r["value"], r["n_units"]) for r in records}
+    assert got["4-way individual"] == (0.0, 8) and got["2-way individual"] == (0.0, 8)  # was 100% (argmax -> 0)
+    assert got["4-way no verdict"] == (1.0, 8) and got["2-way no verdict"] == (1.0, 8)
+    assert got["4-way axis"] == (0.0, 8) and got["4-way set"] == (0.0, 2)
+    tied = np.tile([0.5, 0.5, 0.1, 0.5], (8, 1))  # gold tied with the 2-way opposite (column 1 or 3) too
+    with pytest.warns(NoVerdictWarning) as caught:
+        got = {r["metric"]: r["value"] for r in whatsup_records(items, tied, "Controlled-A")}
+    assert len(caught) == 2 and all("8 of 8" in str(w.message) for w in caught)
+    assert got["4-way individual"] == 0.0 and got["2-way individual"] == 0.0 and got["4-way no verdict"] == 1.0
+
+
+def test_tied_mmvp_statements_count_wrong_and_are_reported():
+    pairs = [MMVPPair("Spatial", (1, 2), (Path("a"), Path("b")), ("s1", "s2"))] * 2
+    scores = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.5, 0.5], [0.5, 0.5]]])  # the second pair ties both statements
+    with pytest.warns(NoVerdictWarning, match="pairs statement: 2 of 4 choices"):
+        got = {r["metric"]: (r["value"], r["n_units"]) for r in mmvp_records(pairs, scores, "pairs")}
+    assert got["pair all"] == (0.5, 2) and got["statement no verdict"] == (0.5, 4)

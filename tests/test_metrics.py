@@ -4,9 +4,23 @@ import pytest
 from analysis_lib import metrics as m
 
 
-def test_option_correct_uses_argmax_of_gold_column():
+def test_option_correct_needs_the_gold_column_uniquely_highest():
     scores = np.array([[0.9, 0.1, 0.2, 0.3], [0.2, 0.5, 0.1, 0.0], [0.4, 0.4, 0.1, 0.1]])
-    assert m.option_correct(scores).tolist() == [True, False, True]  # tie -> argmax picks option 0
+    assert m.option_correct(scores).tolist() == [True, False, False]  # a tie at the top is wrong, not option 0
+
+
+def test_nan_scores_are_never_correct():
+    nan = np.full((3, 4), np.nan)  # argmax of an all-NaN row is 0, the gold option
+    assert not m.option_correct(nan).any() and not m.option_correct(nan[:, :2]).any()
+    partial = np.array([[np.nan, 0.1, 0.2, 0.3], [0.9, np.nan, 0.1, 0.0], [np.inf, 0.1, 0.2, 0.3]])
+    assert not m.option_correct(partial).any()
+    assert not m.mmvp_statement_correct(np.full((2, 2, 2), np.nan)).any()
+
+
+def test_unique_argmax_picks_only_a_unique_finite_top():
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.5, 0.1], [0.1, 0.2, 0.2], [np.nan, 0.9, 0.1], [0.3, -np.inf, 0.1]])
+    assert m.unique_argmax(scores).tolist() == [1, m.NO_CHOICE, m.NO_CHOICE, m.NO_CHOICE, m.NO_CHOICE]
+    assert m.unique_argmax(np.array([[[0.1, 0.3], [0.3, 0.3]]])).tolist() == [[1, m.NO_CHOICE]]
 
 
 def test_two_way_needs_the_gold_caption_strictly_higher():
@@ -83,11 +97,13 @@ def test_mmvp_pair_accuracy_by_hand():
         [
             [[0.9, 0.1], [0.2, 0.8]],  # both right
             [[0.9, 0.7], [0.2, 0.3]],  # statement 1 prefers image 0 -> wrong
-            [[0.5, 0.5], [0.5, 0.5]],  # ties: statement 0 needs p(first) > 0.5 -> wrong
+            [[0.5, 0.5], [0.5, 0.5]],  # ties: neither image is picked -> both statements wrong
+            [[0.2, 0.4], [0.9, 0.4]],  # statement 1 ties, statement 0 prefers image 1 -> both wrong
         ]
     )
-    assert m.mmvp_statement_correct(scores).tolist() == [[True, True], [True, False], [False, True]]
-    assert m.mmvp_pair_units(scores).tolist() == [1.0, 0.0, 0.0]
+    assert m.mmvp_statement_correct(scores).tolist() == [[True, True], [True, False], [False, False], [False, False]]
+    assert m.mmvp_pair_units(scores).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert m.mmvp_image_choice(scores).tolist() == [[0, 1], [0, 0], [m.NO_CHOICE] * 2, [1, m.NO_CHOICE]]
 
 
 def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():

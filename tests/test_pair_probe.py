@@ -58,6 +58,32 @@ def test_probe_pair_follows_the_mmvp_rule(scorers, world):
     assert np.allclose([row["score with image 1"], row["score with image 2"]], clip, atol=1e-6)
 
 
+class FixedScores:
+    """A scorer that gives fixed scores: ``scores[image, statement]``."""
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, dtype=float)
+
+    def score_pairs(self, images, pairs):
+        return self.scores.reshape(-1)
+
+
+@pytest.mark.parametrize(
+    "scores, picks, correct, pair",
+    [
+        ([[0.5, 0.5], [0.5, 0.5]], ["tie", "tie"], ["tie", "tie"], "tie"),
+        ([[np.nan, 0.1], [np.nan, 0.9]], ["no verdict", "image 2"], ["no verdict", True], "no verdict"),
+        ([[0.7, 0.5], [0.2, 0.5]], ["image 1", "tie"], [True, "tie"], "tie"),
+        ([[0.7, 0.5], [0.2, 0.6]], ["image 1", "image 2"], [True, True], True),
+        ([[0.1, 0.5], [0.2, 0.5]], ["image 2", "tie"], [False, "tie"], False),
+    ],
+)
+def test_ties_and_nan_give_no_verdict_rather_than_correct(world, scores, picks, correct, pair):
+    table = pair_probe.probe_pair({"fixed": FixedScores(scores)}, _images(world), TEXTS)
+    assert table.picks.tolist() == picks and table.correct.tolist() == correct
+    assert table["pair correct"].tolist() == [pair, pair]
+
+
 def test_probe_pair_needs_two_images_and_two_statements(scorers, world):
     with pytest.raises(ValueError, match="2 images and 2 statements"):
         pair_probe.probe_pair(scorers, _images(world), TEXTS[:1])
