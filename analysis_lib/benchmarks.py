@@ -3,16 +3,19 @@ MMVP (MLLM questions) and the paper's CLIP statements for MMVP.
 
 The same loaders read the real benchmarks and the toy world's exports, so one code path scores both. Loaders return
 image paths (each checked to exist), not pixels: ``load_image`` (from ``analysis_lib.images``) reads one,
-``images.verify_images`` checks many up front.
+``images.verify_images`` checks many up front. Every image path a benchmark's files name is resolved inside that
+benchmark's image folder (``inside_root``), never against the current directory, and a path that leads outside it
+(``..``, an absolute path elsewhere) is refused; an item listed twice is refused too.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +41,7 @@ WHATSUP_FILES = {
     "GQA-one": "vg_qa_one_obj.json",
     "GQA-two": "vg_qa_two_obj.json",
 }
-SPATIAL_IMAGES = {"COCO": "val2017/{:0>12}.jpg", "GQA": "vg_images/{}.jpg"}
+SPATIAL_IMAGES = {"COCO": ("val2017", "{:0>12}.jpg"), "GQA": ("vg_images", "{}.jpg")}  # image folder, file name
 MMVP_IMAGE_FOLDERS = ("MLLM_VLM Images", "MMVP_VLM_Images", "MLLM_VLM_Images")
 MMVP_QUESTION_IMAGE_FOLDERS = ("MMVP Images", "MMVP_Images")
 # MMVP questions whose labels are reported wrong upstream (one public fork corrects 99 and 279).
@@ -104,6 +107,31 @@ class MMVPQuestion:
     answer: int
 
 
+def inside_root(root: Path, relative: str | Path, source: Path, entry: str) -> Path:
+    """``root / relative`` with ``.`` and ``..`` resolved (symbolic links kept), or one ``BenchmarkError`` naming
+    ``source``, ``entry`` and ``root`` when it leads outside ``root``."""
+    base = Path(os.path.abspath(root))
+    target = Path(os.path.normpath(base / relative))
+    if not target.is_relative_to(base):
+        raise BenchmarkError(
+            f"{source} {entry}: image path {str(relative)!r} leads outside the benchmark's image folder {root}; "
+            "a benchmark file may only name images inside that folder (fix or re-download the file)"
+        )
+    return Path(root) / target.relative_to(base)
+
+
+def _refuse_duplicates(keys: Sequence[Hashable], source: Path, what: str) -> None:
+    """One ``BenchmarkError`` naming the first ``what`` that ``source`` lists twice and both positions."""
+    first: dict[Hashable, int] = {}
+    for position, key in enumerate(keys):
+        if key in first:
+            raise BenchmarkError(
+                f"{source}: {what} {key} is listed twice (items {first[key]} and {position}, counting from 0); "
+                "every item must be listed once: remove the duplicate or re-download the file"
+            )
+        first[key] = position
+
+
 def _first_file(candidates: Iterable[Path]) -> Path | None:
     """The first candidate that is a file."""
     return next((candidate for candidate in candidates if candidate.is_file()), None)
@@ -142,6 +170,10 @@ def _read_json_list(path: Path) -> list:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BenchmarkError(f"{path} is not valid JSON: {err}; re-download it") from None
+    except RecursionError:
+        raise BenchmarkError(
+            f"{path} nests lists or objects too deeply to be an annotation file; re-download it"
+        ) from None
     if not isinstance(data, list):
         raise BenchmarkError(f"{path}: expected a JSON list of items, found {type(data).__name__}")
     if not data:
@@ -164,27 +196,25 @@ def _controlled_entry(entry: object, json_path: Path, index: int) -> tuple[str, 
     return entry["image_path"], tuple(options), match.groups()
 
 
-def _controlled_candidates(raw: str, json_dir: Path, image_root: Path | None) -> list[Path]:
-    """Where a Controlled image may be: as given, under ``image_root`` or beside the JSON (also in its own folder)."""
-    given = Path(raw)
-    roots = [r for r in (image_root, json_dir) if r is not None]
-    return [
-        given,
-        *(r / given for r in roots),
-        json_dir / given.parent.name / given.name,
-        *(r / given.name for r in roots),
-    ]
+def _controlled_candidates(raw: str, root: Path, source: Path, entry: str) -> list[Path]:
+    """Where a Controlled image may be, all inside ``root``: as given, in a folder named as its own, or at the top."""
+    given = inside_root(root, raw, source, entry)
+    relative = given.relative_to(root)
+    return list(dict.fromkeys([given, root / relative.parent.name / relative.name, root / relative.name]))
 
 
 def load_whatsup_controlled(
     json_path: Path, image_root: Path | None = None, expected_size: int | None = None
 ) -> list[WhatsUpItem]:
-    """What'sUp Controlled-A/-B items: ``{"image_path", "caption_options"}`` with the gold caption first."""
+    """What'sUp Controlled-A/-B items: ``{"image_path", "caption_options"}`` with the gold caption first; image paths
+    are relative to ``image_root`` (by default the JSON's folder) and must stay inside it."""
     json_path = Path(json_path)
+    root = Path(image_root) if image_root is not None else json_path.parent
     entries = [_controlled_entry(entry, json_path, i) for i, entry in enumerate(_read_json_list(json_path))]
     _check_size(json_path, len(entries), expected_size)
-    candidates = [_controlled_candidates(raw, json_path.parent, image_root) for raw, _, _ in entries]
+    candidates = [_controlled_candidates(raw, root, json_path, f"item {i}") for i, (raw, _, _) in enumerate(entries)]
     paths = _found_images(candidates, json_path, "pass image_root= the folder the JSON's image paths are relative to")
+    _refuse_duplicates(paths, json_path, "image")
     return [WhatsUpItem(path, options, *parts) for path, (_, options, parts) in zip(paths, entries)]
 
 
@@ -213,12 +243,16 @@ def _relation_or_unknown(caption: str) -> str:
 def load_whatsup_spatial(
     json_path: Path, image_root: Path, source: str, expected_size: int | None = None
 ) -> list[WhatsUpItem]:
-    """COCO- or GQA-spatial items (``source`` a key of ``SPATIAL_IMAGES``) from ``[image_id, correct, wrong]`` rows."""
-    json_path, template = Path(json_path), SPATIAL_IMAGES[source]
+    """COCO- or GQA-spatial items (``source`` a key of ``SPATIAL_IMAGES``) from ``[image_id, correct, wrong]`` rows;
+    each image inside ``image_root``'s image folder for ``source``."""
+    json_path, (folder, name) = Path(json_path), SPATIAL_IMAGES[source]
     rows = [_spatial_row(entry, json_path, i) for i, entry in enumerate(_read_json_list(json_path))]
     _check_size(json_path, len(rows), expected_size)
-    hint = f"pass image_root= the folder that holds {template.split('/')[0]}/ with the {source} images"
-    paths = _found_images([[Path(image_root) / template.format(image_id)] for image_id, _, _ in rows], json_path, hint)
+    _refuse_duplicates(rows, json_path, "image id and captions")
+    images = Path(image_root) / folder
+    candidates = [[inside_root(images, name.format(row[0]), json_path, f"item {i}")] for i, row in enumerate(rows)]
+    hint = f"pass image_root= the folder that holds {folder}/ with the {source} images"
+    paths = _found_images(candidates, json_path, hint)
     return [
         WhatsUpItem(path, (correct, wrong), "", _relation_or_unknown(correct), "")
         for path, (_, correct, wrong) in zip(paths, rows)
@@ -300,21 +334,29 @@ def mmvp_image_folder(root: Path, names: Sequence[str] = MMVP_IMAGE_FOLDERS) -> 
     raise BenchmarkError(f"no MMVP image folder in {root}; expected one of {', '.join(names)}")
 
 
+def _image_stems(folder: Path, names: Iterable[tuple[int, str]], source: Path) -> list[list[Path]]:
+    """Per ``(question id, image name)``: the image's candidates (each accepted extension) inside ``folder``."""
+    return [_with_extensions(inside_root(folder, name, source, f"question {qid}")) for qid, name in names]
+
+
 def _statement_pairs(
-    csv_path: Path, image_stem: Callable[[str, int], Path], expected_rows: int | None
+    csv_path: Path, folder: Path, image_name: Callable[[str, int], str], expected_rows: int | None
 ) -> list[MMVPPair]:
-    """Pairs from ``Question ID,Type,Statement`` rows 2k-1 and 2k; image of a row at ``image_stem(Type, id)`` + ext."""
+    """Pairs from ``Question ID,Type,Statement`` rows 2k-1 and 2k; image of a row at ``folder / image_name(Type, id)``
+    + extension."""
     rows = _read_csv(csv_path, ("Question ID", "Type", "Statement"))
     _check_size(csv_path, len(rows), expected_rows)
     if len(rows) % 2:
         raise BenchmarkError(f"{csv_path}: {len(rows)} rows; statement pairs need an even number")
     ids = [_integer(row["Question ID"], csv_path, "Question ID") for row in rows]
+    _refuse_duplicates(ids, csv_path, "Question ID")
     pairs = []
     for first, second, pair_ids in zip(rows[::2], rows[1::2], zip(ids[::2], ids[1::2])):
         if pair_ids[1] != pair_ids[0] + 1 or pair_ids[0] % 2 != 1 or first["Type"] != second["Type"]:
             raise BenchmarkError(f"{csv_path}: rows {pair_ids} do not form a pair (odd id, next id, same Type)")
         pairs.append((first["Type"], pair_ids, (first["Statement"], second["Statement"])))
-    candidates = [_with_extensions(image_stem(kind, qid)) for kind, pair_ids, _ in pairs for qid in pair_ids]
+    names = [(qid, image_name(kind, qid)) for kind, pair_ids, _ in pairs for qid in pair_ids]
+    candidates = _image_stems(folder, names, csv_path)
     paths = _found_images(candidates, csv_path, "the image folder is incomplete; re-download the benchmark")
     return [MMVPPair(kind, ids, (paths[2 * i], paths[2 * i + 1]), texts) for i, (kind, ids, texts) in enumerate(pairs)]
 
@@ -322,7 +364,7 @@ def _statement_pairs(
 def load_mmvp_vlm(root: Path, expected_rows: int | None = None) -> list[MMVPPair]:
     """MMVP-VLM pairs from ``Questions.csv`` (``Question ID,Type,Statement``) and ``<image folder>/<Type>/<id>.jpg``."""
     folder = mmvp_image_folder(root)
-    return _statement_pairs(Path(root) / "Questions.csv", lambda kind, qid: folder / kind / str(qid), expected_rows)
+    return _statement_pairs(Path(root) / "Questions.csv", folder, lambda kind, qid: f"{kind}/{qid}", expected_rows)
 
 
 def load_mmvp_statements(
@@ -331,7 +373,7 @@ def load_mmvp_statements(
     """The paper's CLIP statements for MMVP (``Question ID,Type,Statement``, 300 rows, kept in the MMVP folder),
     paired and scored like MMVP-VLM, images ``MMVP Images/<id>.jpg``; ``drop_known_wrong``: see ``MMVP_KNOWN_WRONG``."""
     folder = mmvp_image_folder(root, MMVP_QUESTION_IMAGE_FOLDERS)
-    pairs = _statement_pairs(Path(root) / file_name, lambda _, qid: folder / str(qid), expected_rows)
+    pairs = _statement_pairs(Path(root) / file_name, folder, lambda _, qid: str(qid), expected_rows)
     return [pair for pair in pairs if not (drop_known_wrong and MMVP_KNOWN_WRONG & set(pair.question_ids))]
 
 
@@ -371,7 +413,8 @@ def load_mmvp(root: Path, expected_rows: int | None = None, drop_known_wrong: bo
     rows = _read_csv(csv_path, ("Index", "Question", "Options", "Correct Answer"))
     _check_size(csv_path, len(rows), expected_rows)
     parsed = [_mmvp_question(row, csv_path) for row in rows]
+    _refuse_duplicates([index for index, *_ in parsed], csv_path, "Index")
     parsed = [question for question in parsed if not (drop_known_wrong and question[0] in MMVP_KNOWN_WRONG)]
-    candidates = [_with_extensions(folder / str(index)) for index, *_ in parsed]
+    candidates = _image_stems(folder, [(index, str(index)) for index, *_ in parsed], csv_path)
     paths = _found_images(candidates, csv_path, "the image folder is incomplete; re-download MMVP")
     return [MMVPQuestion(index, path, *rest) for path, (index, *rest) in zip(paths, parsed)]

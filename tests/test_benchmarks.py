@@ -272,3 +272,102 @@ def test_statement_csv_malformed_row_and_missing_image(tmp_path, loader):
     )
     with pytest.raises(BenchmarkError, match=f"{csv_name}: 1 of 2 images not found, first '2.jpg'"):
         load(tmp_path)
+
+
+def _controlled(tmp_path, image_paths: list[str]):
+    """A Controlled-A file under ``tmp_path/bench`` listing ``image_paths``; the file and the benchmark folder."""
+    root = tmp_path / "bench"
+    entries = [
+        {"image_path": path, "caption_options": ["A mug on a plate", "A mug under a plate"]} for path in image_paths
+    ]
+    root.mkdir(exist_ok=True)
+    (root / "controlled_images_dataset.json").write_text(json.dumps(entries))
+    return root / "controlled_images_dataset.json", root
+
+
+@pytest.mark.parametrize("escape", ["../outside/mug_on_plate.jpeg", "images/../../outside/mug_on_plate.jpeg", "ABS"])
+def test_controlled_paths_outside_the_benchmark_folder_are_refused(tmp_path, escape):
+    write_image(tmp_path / "outside" / "mug_on_plate.jpeg")
+    raw = str(tmp_path / "outside" / "mug_on_plate.jpeg") if escape == "ABS" else escape
+    path, root = _controlled(tmp_path, [raw])
+    with pytest.raises(BenchmarkError) as info:
+        load_whatsup_controlled(path)
+    message = str(info.value)
+    assert "controlled_images_dataset.json item 0" in message and repr(raw) in message
+    assert f"leads outside the benchmark's image folder {root}" in message
+
+
+def test_absolute_paths_inside_the_benchmark_folder_are_read(tmp_path):
+    path, root = _controlled(tmp_path, [str(tmp_path / "bench" / "images" / "mug_on_plate.jpeg")])
+    write_image(root / "images" / "mug_on_plate.jpeg")
+    (item,) = load_whatsup_controlled(path)
+    assert item.image_path == root / "images" / "mug_on_plate.jpeg"
+
+
+def test_relative_paths_are_read_from_the_benchmark_folder_not_the_current_one(tmp_path, monkeypatch):
+    path, root = _controlled(tmp_path, ["images/mug_on_plate.jpeg"])
+    write_image(root / "images" / "mug_on_plate.jpeg", (10, 200, 10))
+    elsewhere = tmp_path / "elsewhere"
+    write_image(elsewhere / "images" / "mug_on_plate.jpeg", (200, 10, 10))
+    monkeypatch.chdir(elsewhere)
+    (item,) = load_whatsup_controlled(path)
+    assert item.image_path == root / "images" / "mug_on_plate.jpeg"
+    (root / "images" / "mug_on_plate.jpeg").unlink()
+    with pytest.raises(BenchmarkError, match="1 of 1 images not found"):
+        load_whatsup_controlled(path)  # the same-named file in the current folder is never used
+
+
+@pytest.mark.parametrize("source, image_id, folder", [("GQA", "../..", "vg_images"), ("COCO", "/../../x", "val2017")])
+def test_spatial_image_ids_cannot_leave_the_image_folder(tmp_path, source, image_id, folder):
+    path = tmp_path / "data" / "vg_qa_one_obj.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps([[image_id, "A photo of a car at the bottom", "A photo of a car at the top"]]))
+    for bait in (tmp_path / "data" / "...jpg", tmp_path / "data" / "x.jpg"):  # where the ids would lead
+        Image.new("RGB", (16, 16)).save(bait, format="JPEG")
+    with pytest.raises(
+        BenchmarkError, match=rf"vg_qa_one_obj.json item 0: .*outside the benchmark's image folder .*{folder}"
+    ):
+        load_whatsup_spatial(path, tmp_path / "data", source)
+
+
+def test_mmvp_types_cannot_leave_the_image_folder(tmp_path):
+    root = tmp_path / "a" / "mmvp"
+    write_csv(root / "Questions.csv", ["Question ID", "Type", "Statement"], [[1, "../..", "s"], [2, "../..", "t"]])
+    (root / "MMVP_VLM_Images").mkdir()
+    for qid in (1, 2):
+        write_image(tmp_path / "a" / f"{qid}.jpg")  # where the Type would lead
+    with pytest.raises(
+        BenchmarkError, match=r"Questions.csv question 1: image path '../../1' leads outside .*MMVP_VLM_Images"
+    ):
+        load_mmvp_vlm(root)
+
+
+def test_a_deeply_nested_annotation_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "controlled_images_dataset.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BenchmarkError, match="controlled_images_dataset.json nests lists or objects too deeply"):
+        load_whatsup_controlled(path)
+
+
+def test_items_listed_twice_are_refused(tmp_path):
+    write_whatsup(tmp_path)
+    controlled = tmp_path / "data" / "controlled_images_dataset.json"
+    entries = json.loads(controlled.read_text())
+    controlled.write_text(
+        json.dumps([*entries, {**entries[1], "image_path": "data/./" + entries[1]["image_path"][5:]}])
+    )
+    with pytest.raises(BenchmarkError, match=r"image .*mug_right_of_plate.jpeg is listed twice \(items 1 and 4"):
+        load_whatsup(tmp_path)
+    spatial = tmp_path / "data" / "coco_qa_two_obj.json"
+    spatial.write_text(json.dumps(json.loads(spatial.read_text()) * 2))
+    with pytest.raises(BenchmarkError, match=r"coco_qa_two_obj.json: image id and captions \(724, .* listed twice"):
+        load_whatsup_spatial(spatial, tmp_path / "data", "COCO")
+    write_csv(tmp_path / "Questions.csv", MMVP_HEADER, [MMVP_ROWS[0], MMVP_ROWS[1], MMVP_ROWS[0]])
+    write_image(tmp_path / "MMVP Images" / "1.jpg")
+    with pytest.raises(BenchmarkError, match=r"Questions.csv: Index 1 is listed twice \(items 0 and 2"):
+        load_mmvp(tmp_path)
+    rows = [[1, "Spatial", "s"], [2, "Spatial", "t"]] * 2
+    write_csv(tmp_path / "mmvp" / "Questions.csv", ["Question ID", "Type", "Statement"], rows)
+    write_image(tmp_path / "mmvp" / "MLLM_VLM Images" / "Spatial" / "1.jpg")
+    with pytest.raises(BenchmarkError, match=r"Questions.csv: Question ID 1 is listed twice"):
+        load_mmvp_vlm(tmp_path / "mmvp")
