@@ -4,8 +4,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
-from analysis_lib.cache import cache_root, cached_artifact
+from analysis_lib.cache import BrokenEntryError, cache_root, cached_artifact, move_aside
 
 
 def _writer(calls):
@@ -67,3 +69,89 @@ def test_stale_temporary_folders_of_dead_processes_are_removed():
         (folder / "weights.txt").write_text("half")
     cached_artifact("other-kind", {"seed": 4}, _writer([]))
     assert not dead.exists() and (live / "weights.txt").read_text() == "half"
+
+
+def _flip_byte(path, at=0):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _save_tensor(folder):
+    save_file({"w": torch.ones(64)}, str(folder / "model.safetensors"))
+
+
+@pytest.fixture
+def console_lines(tmp_path, monkeypatch):
+    """What the cache tells the console, line by line."""
+    path = tmp_path / "console.txt"
+    monkeypatch.setenv("ANALYSIS_LIB_PROGRESS_FILE", str(path))
+    return lambda: path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda f: _flip_byte(f / "model.safetensors", -1), "model.safetensors changed since it was built"),
+        (lambda f: os.truncate(f / "model.safetensors", 40), "model.safetensors changed since it was built"),
+        (lambda f: (f / "model.safetensors").unlink(), "missing: ['model.safetensors']"),
+        (lambda f: (f / "extra.bin").write_bytes(b"x"), "added: ['extra.bin']"),
+        (lambda f: (f / "spec.json").write_text('{"seed": '), "spec.json changed since it was built"),
+        (lambda f: (f / "manifest.json").write_text("{"), "manifest.json cannot be read"),
+        (lambda f: (f / "manifest.json").unlink(), "no checksum manifest (built before manifests were kept)"),
+    ],
+    ids=["flipped byte", "truncated", "file missing", "file added", "corrupt spec", "corrupt manifest", "no manifest"],
+)
+def test_broken_entry_is_named_moved_aside_and_rebuilt(console_lines, damage, problem):
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        _save_tensor(folder)
+
+    folder, _ = cached_artifact("model", {"seed": 5}, build)
+    assert json.loads((folder / "manifest.json").read_text()).keys() == {"model.safetensors", "spec.json"}
+    damage(folder)
+    again, reused = cached_artifact("model", {"seed": 5}, build)
+    assert again == folder and not reused and len(calls) == 2
+    assert load_file(str(again / "model.safetensors"))["w"].sum() == 64  # no SafetensorError, no NaN
+    (line,) = console_lines()
+    assert line.startswith(f"cache entry {folder} is broken (") and problem in line and line.endswith("rebuilding")
+    (aside,) = folder.parent.glob(f".{folder.name}.broken-{os.getpid()}-*")  # kept while this process runs
+    assert aside.is_dir()
+    assert cached_artifact("model", {"seed": 5}, build) == (folder, True) and len(calls) == 2
+
+
+def test_broken_entries_are_removed_once_their_process_has_ended():
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    kind = cache_root() / "model"
+    dead = kind / f".{'a' * 20}.broken-{finished.pid}-0123abcd"
+    live = kind / f".{'b' * 20}.broken-{os.getpid()}-4567cdef"
+    for folder in (dead, live):
+        folder.mkdir(parents=True)
+    cached_artifact("other-kind", {"seed": 6}, _writer([]))
+    assert not dead.exists() and live.exists()
+
+
+def test_entry_that_cannot_be_moved_aside_says_how_to_fix_it(monkeypatch):
+    folder, _ = cached_artifact("model", {"seed": 7}, _writer([]))
+    _flip_byte(folder / "weights.txt")
+
+    def read_only(*args):
+        raise PermissionError("Read-only file system")
+
+    monkeypatch.setattr(os, "rename", read_only)
+    with pytest.raises(BrokenEntryError, match=rf"weights.txt changed.*Remove it \(rm -rf '{folder}'\) and run again"):
+        cached_artifact("model", {"seed": 7}, _writer([]))
+
+
+def test_an_entry_rebuilt_by_another_process_meanwhile_is_left_in_place(tmp_path):
+    final = tmp_path / "entry"
+    final.mkdir()
+    checked = final.stat().st_ino  # the broken entry this process checked ...
+    final.rename(tmp_path / "elsewhere")  # ... was moved aside and rebuilt by another process before this one acts
+    final.mkdir()
+    (final / "weights.txt").write_text("rebuilt")
+    move_aside(final, "a checksum mismatch", checked)
+    assert (final / "weights.txt").read_text() == "rebuilt"

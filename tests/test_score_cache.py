@@ -112,3 +112,16 @@ def test_library_functions_are_keyed_by_name_and_others_are_not_cached():
     again.helper = seed_interval
     score_cache.cached_scores(again).score_pairs(_images(), PAIRS)
     assert again.calls == 0
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_damaged_cached_scores_are_scored_afresh(tmp_path, damage):
+    first = score_cache.cached_scores(CountingScorer()).score_pairs(_images(), PAIRS)
+    (stored,) = (tmp_path / "scores").glob(f"*/{score_cache.SCORES}")
+    data = bytearray(stored.read_bytes())
+    if damage == "flipped byte":
+        data[-1] ^= 0x7F  # a wrong score that still loads
+    stored.write_bytes(bytes(data if damage == "flipped byte" else data[:50]))
+    warm = CountingScorer()
+    np.testing.assert_array_equal(score_cache.cached_scores(warm).score_pairs(_images(), PAIRS), first)
+    assert warm.calls == 1
