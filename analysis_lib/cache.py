@@ -28,11 +28,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import torch
 import transformers
 
 import analysis_lib
+from analysis_lib.leftovers import remove_dead
 from analysis_lib.progress import console
 
 CACHE_ENV = "ANALYSIS_LIB_CACHE"
@@ -70,10 +70,7 @@ def spec_key(spec: dict) -> str:
 def remove_stale_builds(root: Path) -> None:
     """Delete the temporary build folders and broken entries moved aside (``<kind>/.<key>.tmp-<pid>-<id>``,
     ``.<key>.broken-<pid>-<id>``) whose process no longer runs."""
-    for folder in Path(root).glob("*/.*-*"):
-        match = SIDE_FOLDER.match(folder.name)
-        if match and folder.is_dir() and not psutil.pid_exists(int(match["pid"])):
-            shutil.rmtree(folder, ignore_errors=True)  # another process may be removing it too
+    remove_dead((folder for folder in Path(root).glob("*/.*-*") if folder.is_dir()), SIDE_FOLDER)
 
 
 def file_sha256(path: Path) -> str:
