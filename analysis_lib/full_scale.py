@@ -39,7 +39,7 @@ from analysis_lib.benchmarks import (
 )
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
 from analysis_lib.images import ImageError, verify_images
-from analysis_lib.registry import RegistryError, load_scorer, locate
+from analysis_lib.registry import DTYPES, RegistryError, load_scorer, locate, resolve_device
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.sharding import process_state, sharded_scores
 
@@ -61,6 +61,16 @@ class FullScaleConfig:
     batch_size: int = 32
     allow_download: bool = False
     strict_sizes: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse, before any work, a setting that would fail only once models load (``ValueError``: what to use)."""
+        for name in ("dtype", "clip_dtype"):
+            if getattr(self, name) not in ("auto", *DTYPES):
+                allowed = ", ".join(map(repr, ("auto", *DTYPES)))
+                raise ValueError(f"{name} {getattr(self, name)!r} is unknown; use one of {allowed}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number of captions >= 1, got {self.batch_size!r}")
+        resolve_device(self.device)
 
 
 def load_full_benchmarks(config: FullScaleConfig) -> dict[str, list]:
@@ -260,7 +270,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--check", action="store_true", help="only check that weights and benchmarks are in place")
     args = vars(parser.parse_args(argv))
     folder, check_only = Path(args.pop("results")), args.pop("check")
-    config = FullScaleConfig(**args)
+    try:
+        config = FullScaleConfig(**args)
+    except ValueError as err:
+        parser.error(str(err))
     checks, benchmarks = preflight(config)
     print(checks.to_string(index=False))
     print(size_table(benchmarks).to_string(index=False))

@@ -378,8 +378,18 @@ def cached_snapshot(repo_id: str) -> Path | None:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given."""
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    """``auto`` -> CUDA when available, else CPU; anything else as given; ``ValueError`` saying what to use for a
+    name torch does not know or a GPU this machine does not have."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        where = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if where.type == "cuda" and (where.index or 0) >= gpus:
+        raise ValueError(f"device {device!r}: this machine has {gpus} CUDA GPU(s); use 'cpu' or 'auto'")
+    return where
 
 
 def resolve_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:

@@ -139,3 +139,39 @@ def test_missing_annotation_file_shows_in_the_size_table(full_setup, tmp_path, c
     assert sizes.loc["GQA-one", "found"] == "missing" and not sizes.loc["GQA-one", "matches"]
     assert re.search(r"GQA-one\s+missing\s+1160", capsys.readouterr().out)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--dtype", "bogus", r"dtype 'bogus' is unknown; use one of 'auto', 'bf16'"),
+        ("--clip-dtype", "fp8", r"clip_dtype 'fp8' is unknown"),
+        ("--batch-size", "0", r"batch_size must be a whole number of captions >= 1, got 0"),
+        ("--device", "nonsense", r"unknown device 'nonsense'; use 'cpu', 'cuda', 'cuda:N' or 'auto'"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(full_setup, tmp_path, monkeypatch, capsys, option, value, message):
+    def no_work(*args, **kwargs):
+        raise AssertionError("a bad setting must be refused before benchmarks load or models score")
+
+    monkeypatch.setattr(full_scale, "preflight", no_work)
+    monkeypatch.setattr(full_scale, "load_scorer", no_work)
+    args = [arg for arg in _check_args(full_setup, tmp_path / "out") if arg != "--check"]
+    with pytest.raises(SystemExit) as info:
+        full_scale.main([*args, option, value])
+    assert info.value.code != 0 and re.search(message, capsys.readouterr().err)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(full_setup, **{option[2:].replace("-", "_"): int(value) if value == "0" else value})
+
+
+def test_duplicate_item_is_found_by_check_before_any_scoring(full_setup, tmp_path):
+    controlled = tmp_path / "whatsup" / "data" / "controlled_images_dataset.json"
+    controlled.write_text(json.dumps([*json.loads(controlled.read_text()), json.loads(controlled.read_text())[0]]))
+    with pytest.raises(full_scale.NotReadyError, match=r"\[benchmarks\] .*mug_left_of_plate.jpeg is listed twice"):
+        full_scale.main(_check_args(full_setup, tmp_path / "out"))
+
+
+def test_deeply_nested_annotation_file_is_found_by_check(full_setup, tmp_path):
+    (tmp_path / "whatsup" / "data" / "vg_qa_two_obj.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(full_scale.NotReadyError, match=r"\[benchmarks\] .*vg_qa_two_obj.json nests .* too deeply"):
+        full_scale.main(_check_args(full_setup, tmp_path / "out"))
