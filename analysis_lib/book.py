@@ -1,8 +1,11 @@
 """The book runner: jupytext sources -> papermill-executed notebooks -> an offline HTML book.
 
-python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True]
+python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True] [--write-book]
 python -m analysis_lib.book render
 
+Only a run with the book's parameters (each chapter's ``parameters`` cell; ``NEUTRAL`` ones may differ) or
+``--write-book`` writes the book: the executed notebooks next to their sources, ``results/`` and ``figures/``.
+Any other run writes its notebooks, results and figures under its own folder in ``runs/``.
 A chapter executes into a temporary file that replaces its executed notebook only when every cell
 ran; a failed or interrupted run is left beside it as ``NN_name.failed.ipynb``.
 """
@@ -11,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import html
 import os
+import re
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
@@ -27,11 +33,13 @@ import papermill
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
+from analysis_lib.leftovers import remove_dead
 from analysis_lib.progress import PROGRESS_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
+RUNS_DIR = REPO_ROOT / "runs"  # runs with parameters other than the book's, one folder each (git-ignored)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KERNEL = "python3"
 FRONT_PAGE = "00_claims"  # the claims scoreboard: executed last, rendered as the book's index page
@@ -41,6 +49,12 @@ ALLOWED_VALUES: dict[str, tuple] = {
     "device": ("cpu", "cuda", "auto"),
     "dtype": ("auto", "bfloat16", "float16", "float32"),
 }
+# Parameters that change a run's speed, not its numbers (at most their float rounding): a run that differs from
+# the book's parameters only in these still writes the book.
+NEUTRAL = frozenset({"torch_threads"})
+OUTPUT_ROOTS = ("results_root", "figures_root")  # where a chapter writes its results and figures
+RUNNING = re.compile(r"^\..+\.(?P<pid>\d+)\.running\.ipynb$")  # what execute_chapter executes into
+SLUG_LENGTH = 60  # longest run-folder slug kept as it is; a longer one is cut and ends in a hash
 
 
 class BookError(ValueError):
@@ -99,6 +113,36 @@ def _type_ok(value: object, default: object) -> bool:
     return isinstance(value, type(default))
 
 
+def _seeds_problem(name: str, seeds: list) -> str | None:
+    """Why ``seeds`` cannot be a chapter's seeds (none, not whole numbers from 0, repeated), or None."""
+    rule = f"parameter {name!r} must be a non-empty list of distinct whole numbers from 0, like [0, 1, 2]"
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        return f"{rule}, got {seeds!r}"
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    return f"{rule}, got {seeds!r} ({', '.join(map(str, repeated))} repeated)" if repeated else None
+
+
+def _output_folder_problem(name: str, folder: str) -> str | None:
+    """Why a chapter cannot write into ``folder`` (relative to the repository; '' is the repository's), or None."""
+    if not folder:
+        return None
+    path = REPO_ROOT / folder
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"parameter {name!r} must be a folder, but {existing} is a file: pass a folder (or '' for the book's)"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"parameter {name!r}: this user cannot write to {existing}: pass a folder you can write to"
+    return None
+
+
+# Parameter name -> a check of a well-typed value beyond its type: why it cannot be used, or None.
+VALUE_CHECKS: dict[str, Callable[[str, object], str | None]] = {
+    "seeds": _seeds_problem,
+    "results_root": _output_folder_problem,
+    "figures_root": _output_folder_problem,
+}
+
+
 def _parameter_problem(name: str, value: object, declared: dict[str, object]) -> str | None:
     """Why ``value`` cannot be the chapter's parameter ``name`` (unknown, wrong type, not allowed), or None."""
     if name not in declared:
@@ -108,30 +152,108 @@ def _parameter_problem(name: str, value: object, declared: dict[str, object]) ->
     allowed = ALLOWED_VALUES.get(name)
     if allowed is not None and value not in allowed:
         return f"parameter {name!r} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
-    return None
+    check = VALUE_CHECKS.get(name)
+    return check(name, value) if check else None
+
+
+def _problems(parameters: dict[str, object], declared: dict[str, object]) -> list[str]:
+    """Every reason ``parameters`` cannot run a chapter whose parameters cell is ``declared``, each value checked
+    alone and then together."""
+    problems = [p for name, value in parameters.items() if (p := _parameter_problem(name, value, declared))]
+    values = {**declared, **parameters}
+    if not problems and values.get("smoke") is True and values.get("scale") == "full":
+        problems.append("smoke=True is a toy-world plumbing check and cannot run at scale='full': "
+                        "drop -p smoke True for a full-scale run, or use scale 'toy' for a smoke run")  # fmt: skip
+    return problems
 
 
 def chapter_parameters(paths: list[Path], parameters: dict[str, object]) -> dict[Path, dict[str, object]]:
     """Each chapter's share of ``parameters``: those it declares, each checked. A name that no chapter of ``paths``
     declares is an error, as is a value of the wrong type or not allowed; one ``BookError`` lists them all."""
-    declared = {path: declared_parameters(read_chapter(path)) for path in paths}
+    return _shares({path: declared_parameters(read_chapter(path)) for path in paths}, parameters)
+
+
+def _shares(declared: dict[Path, dict[str, object]], parameters: dict[str, object]) -> dict[Path, dict[str, object]]:
+    """``chapter_parameters`` for chapters whose parameters cells are ``declared``."""
+    shares = {path: {n: v for n, v in parameters.items() if n in names} for path, names in declared.items()}
     unknown = [name for name in parameters if not any(name in d for d in declared.values())]
     problems = [f"unknown parameter {name!r}" for name in unknown]
-    for path, names in declared.items():
-        problems += [f"chapter {path.stem}: {p}" for n, v in parameters.items() if n in names
-                     and (p := _parameter_problem(n, v, names))]  # fmt: skip
+    problems += [
+        f"chapter {path.stem}: {p}" for path, share in shares.items() for p in _problems(share, declared[path])
+    ]
     if problems:
         known = sorted({name for d in declared.values() for name in d})
         raise BookError("; ".join(dict.fromkeys(problems)) + f". The chapters' parameters are: {', '.join(known)}")
-    return {path: {n: v for n, v in parameters.items() if n in names} for path, names in declared.items()}
+    return shares
 
 
 def validate_parameters(nb: nbformat.NotebookNode, parameters: dict[str, object], chapter: str = "") -> None:
     """Raise one ``BookError`` listing every unknown name, wrongly typed value or value not allowed."""
     declared = declared_parameters(nb)
-    problems = [p for name, value in parameters.items() if (p := _parameter_problem(name, value, declared))]
+    problems = _problems(parameters, declared)
     if problems:
         raise BookError(f"chapter {chapter}: " + "; ".join(problems) + f". Its parameters are: {', '.join(declared)}")
+
+
+def departures(declared: dict[str, object], parameters: dict[str, object]) -> dict[str, object]:
+    """The ``parameters`` that make a run other than the book's: those unlike the chapter's defaults (its
+    parameters cell, ``declared``), leaving out the ``NEUTRAL`` ones."""
+    return {n: v for n, v in parameters.items() if n not in NEUTRAL and v != declared[n]}
+
+
+def run_slug(parameters: dict[str, object]) -> str:
+    """A short folder-name slug of ``parameters`` (``ablations-False_seeds-5``); a long one is cut and hashed."""
+    pairs = (f"{n}-{re.sub(r'[^A-Za-z0-9.]+', '-', str(v)).strip('-')}" for n, v in sorted(parameters.items()))
+    slug = "_".join(pairs) or "book-parameters"
+    if len(slug) <= SLUG_LENGTH:
+        return slug
+    return f"{slug[: SLUG_LENGTH - 9]}-{hashlib.sha256(slug.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Where a run writes: the book (``folder`` None) or its own folder, and each chapter's parameters."""
+
+    shares: dict[Path, dict[str, object]]  # chapter -> the parameters it executes with
+    outputs: dict[Path, Path]  # chapter -> its executed notebook, in the order to execute them
+    folder: Path | None
+    departures: dict[str, object]  # the parameters that are not the book's (empty for a book run)
+
+
+def _own_folder_shares(
+    declared: dict[Path, dict[str, object]], shares: dict[Path, dict[str, object]], folder: Path
+) -> dict[Path, dict[str, object]]:
+    """Each chapter's parameters for a run into ``folder``: results and figures under it unless given, and the
+    front page (run with other chapters) reads the results this run writes."""
+    results = next((s["results_root"] for s in shares.values() if "results_root" in s), str(folder / "results"))
+    roots = {"results_root": results, "figures_root": str(folder / "figures")}
+    if len(shares) > 1:
+        roots["source_root"] = results
+    return {
+        path: {**{n: v for n, v in roots.items() if n in declared[path]}, **share} for path, share in shares.items()
+    }
+
+
+def plan_run(
+    paths: list[Path], parameters: dict[str, object], write_book: bool = False, runs_dir: Path | None = None
+) -> RunPlan:
+    """Check ``parameters`` for every chapter of ``paths`` and decide where the run writes: the book when they are
+    the book's (or ``write_book``), else ``<runs_dir>/<chapter or 'book'>-<slug>/``."""
+    declared = {path: declared_parameters(read_chapter(path)) for path in paths}
+    shares = _shares(declared, parameters)
+    changed = {n: v for path in paths for n, v in departures(declared[path], shares[path]).items()}
+    if write_book:
+        if any(s.get("smoke") for s in shares.values()):
+            raise BookError("a smoke run never writes the book: drop --write-book or -p smoke True")
+        if any(root in parameters for root in OUTPUT_ROOTS):
+            raise BookError("--write-book writes the book's results/ and figures/: drop -p results_root/figures_root")
+        changed = {}
+    if not changed:
+        return RunPlan(shares, {path: path.with_suffix(".ipynb") for path in paths}, None, {})
+    slug = run_slug({n: v for n, v in changed.items() if n not in OUTPUT_ROOTS})
+    folder = Path(runs_dir or RUNS_DIR) / f"{paths[0].stem if len(paths) == 1 else 'book'}-{slug}"
+    outputs = {path: folder / f"{path.stem}.ipynb" for path in paths}
+    return RunPlan(_own_folder_shares(declared, shares, folder), outputs, folder, changed)
 
 
 def failed_path(output: Path) -> Path:
@@ -140,10 +262,17 @@ def failed_path(output: Path) -> Path:
 
 
 def _error_line(err: Exception) -> str:
-    """A failed execution's error in one line (for a cell that raised: the notebook's own exception)."""
+    """A failed execution's whole error on one line (for a cell that raised: the notebook's own exception)."""
     if isinstance(err, PapermillExecutionError):
-        return f"cell In [{err.exec_count}] raised {err.ename}: {err.evalue}".splitlines()[0]
-    return f"{type(err).__name__}: {err}".splitlines()[0]
+        text = f"cell In [{err.exec_count}] raised {err.ename}: {err.evalue}"
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def remove_dead_runs(folder: Path) -> None:
+    """Delete the temporary notebooks (``.NN_name.<pid>.running.ipynb``) that killed runs left in ``folder``."""
+    remove_dead(Path(folder).glob(".*.running.ipynb"), RUNNING)
 
 
 @contextmanager
@@ -188,6 +317,8 @@ def execute_chapter(path: Path, parameters: dict[str, object], output: Path | No
     nb = read_chapter(path)
     validate_parameters(nb, parameters, path.stem)
     output = Path(output or path.with_suffix(".ipynb"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_runs(output.parent)
     running, failed = output.with_name(f".{output.stem}.{os.getpid()}.running.ipynb"), failed_path(output)
     try:
         with relayed_progress():
@@ -257,23 +388,50 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m analysis_lib.book", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute chapters (all by default), then render the book")
+    run = sub.add_parser("run", help="execute chapters (all by default), then render the book (or the run's own)")
     run.add_argument("--chapter", action="append", help="chapter stem or number; repeatable")
     run.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="parameter")
+    run.add_argument(
+        "--write-book",
+        action="store_true",
+        help="write the book's notebooks, results/ and figures/ even with parameters other than the book's "
+        "(never a smoke run); without it such a run writes under runs/",
+    )
     sub.add_parser("render", help="render the executed notebooks to book/")
     args = parser.parse_args(argv)
+    remove_dead_runs(NOTEBOOKS)
     if args.command == "run":
         paths = run_order([find_chapter(c) for c in args.chapter] if args.chapter else chapters())
         parameters = {name: parse_parameter(value) for name, value in args.p}
-        shares = chapter_parameters(paths, parameters)  # all checked before any chapter runs
-        for i, path in enumerate(paths, 1):
-            print(f"[{i}/{len(paths)}] {path.stem}: running", flush=True)
-            start = time.perf_counter()
-            execute_chapter(path, shares[path])
-            print(f"[{i}/{len(paths)}] {path.stem}: done in {time.perf_counter() - start:.0f} s", flush=True)
+        plan = plan_run(paths, parameters, args.write_book)  # all checked before any chapter runs
+        if plan.folder is not None:
+            print(_own_folder_notice(plan), flush=True)
+        execute_plan(plan)
+        if plan.folder is not None:
+            index = render_book(list(plan.outputs.values()), plan.folder / "book")
+            print(f"run written to {plan.folder} (its book: {index}); the book is unchanged")
+            return 0
     index = render_book([p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()])
     print(f"book written to {index}")
     return 0
+
+
+def _own_folder_notice(plan: RunPlan) -> str:
+    """The line that says why and where a run other than the book's writes."""
+    given = ", ".join(f"{name}={value!r}" for name, value in plan.departures.items())
+    return (
+        f"not the book's parameters ({given}): this run writes its notebooks, results and figures under "
+        f"{plan.folder} and leaves the book alone (--write-book writes the book)"
+    )
+
+
+def execute_plan(plan: RunPlan) -> None:
+    """Execute the plan's chapters in order, one console line as each starts and ends."""
+    for i, (path, output) in enumerate(plan.outputs.items(), 1):
+        print(f"[{i}/{len(plan.outputs)}] {path.stem}: running", flush=True)
+        start = time.perf_counter()
+        execute_chapter(path, plan.shares[path], output)
+        print(f"[{i}/{len(plan.outputs)}] {path.stem}: done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@
 scale = "toy"  # "toy" (synthetic world, CPU) or "full" (real models and benchmarks, GPU)
 seeds = [0, 1, 2]  # one toy CLIP + LLaVA is trained per seed
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
-torch_threads = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
+torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
 clip_steps = 300  # contrastive training steps of the toy CLIP
 ablations = True  # also train the LLaVA variants of "What makes the extraction possible" (cached like the rest)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)

@@ -38,7 +38,7 @@
 scale = "toy"  # only "toy": the full-scale variants need CLIP ViT-L/14-336 fine-tuned per variant (see the end)
 seeds = [0, 1, 2]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
-torch_threads = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
+torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
 clip_steps = 300  # contrastive training steps of the toy CLIP (chapter 1's)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
 results_root = ""  # folder for results/<chapter>/<scale>; empty means the repository results folder

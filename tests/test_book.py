@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -167,3 +170,147 @@ def test_progress_reaches_the_console_not_the_notebook(tmp_path, capfd):
     console = capfd.readouterr().err
     assert "03_progress: seed 0 done (1/2" in console and "03_progress: seed 1 done (2/2" in console
     assert "steps" in console
+
+
+def test_a_multi_line_error_is_printed_whole_on_one_line(tmp_path):
+    src = tmp_path / "04_demo.py"
+    src.write_text(
+        '# %% tags=["parameters"]\nfail = True\n\n# %%\nraise RuntimeError(\n'
+        '    "the full-scale run is not ready:\\n\\n[CLIP weights] download them\\n\\n[benchmarks] fetch"\n)\n'
+    )
+    with pytest.raises(book.BookError) as info:
+        book.execute_chapter(src, {}, tmp_path / "04_demo.ipynb")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "not ready: [CLIP weights] download them [benchmarks] fetch. 04_demo.ipynb is unchanged" in message
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        ([], "got []"),
+        ([0, 0], "got [0, 0] (0 repeated)"),
+        ([-1], "got [-1]"),
+        ([True], "got [True]"),
+        (["a"], "got ['a']"),
+        ([0.5], "got [0.5]"),
+    ],
+)
+def test_seeds_must_be_distinct_whole_numbers_from_zero(tmp_path, seeds, message):
+    rule = "parameter 'seeds' must be a non-empty list of distinct whole numbers from 0, like [0, 1, 2], "
+    with pytest.raises(book.BookError) as info:
+        book.execute_chapter(_chapter(tmp_path), {"seeds": seeds}, tmp_path / "out.ipynb")
+    assert rule + message in str(info.value)
+    assert not list(tmp_path.glob("*.ipynb"))
+
+
+def test_smoke_is_refused_at_full_scale(tmp_path):
+    src = tmp_path / "05_demo.py"
+    src.write_text('# %% tags=["parameters"]\nscale = "toy"\nsmoke = False\n\n# %%\nprint(scale)\n')
+    with pytest.raises(book.BookError, match="smoke=True is a toy-world plumbing check and cannot run at scale='full'"):
+        book.chapter_parameters([src], {"smoke": True, "scale": "full"})
+    book.chapter_parameters([src], {"smoke": True, "scale": "toy"})
+
+
+def _chapter_with_roots(tmp_path):
+    src = tmp_path / "06_demo.py"
+    src.write_text(
+        '# %% tags=["parameters"]\nseeds = [0, 1, 2]\ntorch_threads = 1\nsmoke = False\nresults_root = ""\n'
+        'figures_root = ""\n\n# %%\nfrom pathlib import Path\n'
+        "for root in (results_root, figures_root):\n    Path(root).mkdir(parents=True, exist_ok=True)\n"
+        '    Path(root, "written.txt").write_text(str(seeds))\n'
+    )
+    return src
+
+
+def test_an_output_root_that_is_a_file_or_not_writable_is_refused_before_any_work(tmp_path, monkeypatch):
+    src = _chapter_with_roots(tmp_path)
+    monkeypatch.setattr(book.papermill, "execute_notebook", lambda *a, **k: pytest.fail("must not execute"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    with pytest.raises(book.BookError, match=f"parameter 'results_root' must be a folder, but {a_file} is a file"):
+        book.plan_run([src], {"results_root": str(a_file / "below")}, runs_dir=tmp_path / "runs")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(book.os, "access", lambda path, mode: Path(path) != locked)  # root may write anywhere
+    with pytest.raises(book.BookError, match=f"parameter 'figures_root': this user cannot write to {locked}"):
+        book.plan_run([src], {"figures_root": str(locked / "figures")}, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_books_parameters_write_the_book_and_any_others_their_own_folder(tmp_path):
+    src, runs = _chapter_with_roots(tmp_path), tmp_path / "runs"
+    book_run = book.plan_run([src], {"seeds": [0, 1, 2], "torch_threads": 0}, runs_dir=runs)  # threads: speed only
+    assert book_run.folder is None and book_run.outputs == {src: src.with_suffix(".ipynb")}
+    assert book_run.shares[src] == {"seeds": [0, 1, 2], "torch_threads": 0}
+    own = book.plan_run([src], {"seeds": [5], "torch_threads": 2}, runs_dir=runs)
+    folder = runs / "06_demo-seeds-5"
+    assert own.folder == folder and own.outputs == {src: folder / "06_demo.ipynb"}
+    assert own.shares[src] == {
+        "results_root": str(folder / "results"),
+        "figures_root": str(folder / "figures"),
+        "seeds": [5],
+        "torch_threads": 2,
+    }
+    book.execute_plan(own)
+    assert (folder / "results" / "written.txt").read_text() == "[5]" and (folder / "06_demo.ipynb").is_file()
+    assert not src.with_suffix(".ipynb").exists()
+    assert book.plan_run([src], {"smoke": True}, runs_dir=runs).folder == runs / "06_demo-smoke-True"
+    assert book.plan_run([src], {"seeds": [5]}, write_book=True, runs_dir=runs).folder is None
+    with pytest.raises(book.BookError, match="a smoke run never writes the book"):
+        book.plan_run([src], {"smoke": True}, write_book=True, runs_dir=runs)
+    long = book.run_slug({"seeds": list(range(40))})
+    assert len(long) == book.SLUG_LENGTH and long.startswith("seeds-0-1-2-")
+
+
+def test_a_run_with_several_chapters_scores_its_own_results(tmp_path):
+    front = tmp_path / f"{book.FRONT_PAGE}.py"
+    front.write_text(
+        '# %% tags=["parameters"]\nseeds = [0, 1, 2]\nsource_root = ""\nresults_root = ""\nfigures_root = ""\n'
+    )
+    chapter = _chapter_with_roots(tmp_path)
+    plan = book.plan_run(book.run_order([front, chapter]), {"seeds": [0]}, runs_dir=tmp_path / "runs")
+    folder = tmp_path / "runs" / "book-seeds-0"
+    assert list(plan.outputs) == [chapter, front] and plan.folder == folder
+    assert plan.shares[front]["source_root"] == plan.shares[chapter]["results_root"] == str(folder / "results")
+
+
+def test_leftovers_of_killed_runs_are_removed_and_git_ignored(tmp_path):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = tmp_path / f".06_demo.{finished.pid}.running.ipynb"  # a run killed before it could clean up
+    live = tmp_path / f".06_demo.{os.getppid()}.running.ipynb"  # a run still going on (this process's parent)
+    for path in (dead, live):
+        path.write_text("half executed")
+    book.execute_chapter(_chapter_with_roots(tmp_path), {"results_root": str(tmp_path), "figures_root": str(tmp_path)})
+    assert not dead.exists() and live.read_text() == "half executed"
+    leftovers = [f"notebooks/.01_same_encoder.{finished.pid}.running.ipynb", "runs/01_same_encoder-seeds-5/x.ipynb"]
+    ignored = subprocess.run(["git", "check-ignore", *leftovers], cwd=book.REPO_ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == leftovers
+
+
+def test_the_chapters_default_to_one_torch_thread():
+    threads = {p.stem: book.declared_parameters(book.read_chapter(p)).get("torch_threads") for p in book.chapters()}
+    assert {t for t in threads.values() if t is not None} == {1}
+
+
+def _book_outputs_status() -> str:
+    """``git status`` of the book's own outputs: the executed notebooks, results/ and figures/."""
+    paths = ["notebooks/*.ipynb", "notebooks/.*.ipynb", "results", "figures"]
+    command = ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths]
+    return subprocess.run(command, cwd=book.REPO_ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("parameters", [["-p", "smoke", "True"], ["-p", "seeds", "[0, 1]"]], ids=["smoke", "seeds"])
+def test_a_run_with_other_parameters_touches_nothing_of_the_book(tmp_path, monkeypatch, capsys, parameters):
+    monkeypatch.setattr(book, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(book, "BOOK_DIR", tmp_path / "book")
+    before = _book_outputs_status()
+    book.main(["run", "--chapter", book.FRONT_PAGE, *parameters])
+    assert _book_outputs_status() == before
+    folder = next((tmp_path / "runs").iterdir())
+    scale = "toy-smoke" if "smoke" in parameters else "toy"
+    assert (folder / f"{book.FRONT_PAGE}.ipynb").is_file() and (folder / "book" / "index.html").is_file()
+    assert (folder / "results" / book.FRONT_PAGE / scale / "scoreboard.csv").is_file()
+    assert list((folder / "figures").glob("*.png")) and not (tmp_path / "book").exists()
+    assert f"under {folder}" in capsys.readouterr().out
