@@ -1,8 +1,9 @@
 """Chapter 1 at full scale: the paper's CLIP and LLaVA-1.5 on What'sUp and MMVP-VLM.
 
 Every benchmark is scored through resumable, shardable score logs
-(``<results>/scores/<model>/<benchmark>.jsonl``), so one command serves a single GPU, ``accelerate
-launch`` over several GPUs, and a restart after an interruption::
+(``<results>/scores/<model>/<benchmark>.<spec hash>.part<rank>.jsonl``, keyed by the protocol version, the model,
+its weights, dtype and prompt, the benchmark's texts and its images' content), so one command serves a single GPU,
+``accelerate launch`` over several GPUs, and a restart after an interruption::
 
     accelerate launch --num_processes 4 -m analysis_lib.full_scale --device cuda
 """
@@ -41,6 +42,8 @@ from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_sc
 from analysis_lib.images import ImageError, verify_images
 from analysis_lib.registry import DTYPES, RegistryError, load_scorer, locate, resolve_device
 from analysis_lib.results import results_dir, write_results
+from analysis_lib.score_log import file_digest, keyed_log, weights_identity
+from analysis_lib.scoring import PROTOCOL_VERSION
 from analysis_lib.sharding import process_state, sharded_scores
 
 CONDITION = "patch tokens, frozen encoder"
@@ -101,9 +104,15 @@ def item_keys(items: Sequence[WhatsUpItem | MMVPPair]) -> list[str]:
     return [f"{i}:{_image_names(item)}" for i, item in enumerate(items)]
 
 
+def _item_texts(item: WhatsUpItem | MMVPPair) -> tuple[str, ...]:
+    """The item's statements (MMVP pair) or caption options (What'sUp)."""
+    return item.statements if isinstance(item, MMVPPair) else item.caption_options
+
+
 def items_fingerprint(items: Sequence[WhatsUpItem | MMVPPair]) -> str:
-    """SHA-256 of the items' image names and texts: a changed annotation file changes the score-log spec."""
-    texts = [(_image_names(i), i.statements if isinstance(i, MMVPPair) else i.caption_options) for i in items]
+    """SHA-256 of the items' image names, image contents and texts: a changed annotation file or image (same
+    name, other pixels or another root) changes the score-log spec."""
+    texts = [(_image_names(i), [file_digest(p) for p in _image_paths(i)], _item_texts(i)) for i in items]
     return hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
 
 
@@ -129,6 +138,14 @@ def scorer_spec(scorer) -> dict:
     }
 
 
+def weights_spec(scorer, model_spec: str) -> list[dict]:
+    """``weights_identity`` of each place a scorer's weights came from: where ``model_spec`` is found and the folder
+    its model was loaded from (they differ for an adapter merged into a base model)."""
+    named = (locate(model_spec), getattr(scorer.model, "name_or_path", ""))
+    places = {Path(place).expanduser().resolve() for place in named if place}
+    return [weights_identity(place) for place in sorted(places) if place.exists()]
+
+
 def slug(text: str) -> str:
     """A file-name-safe form of a model spec."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
@@ -137,12 +154,14 @@ def slug(text: str) -> str:
 def score_benchmark(scorer, model_spec: str, benchmark: str, items: list, folder: Path, batch_size: int) -> np.ndarray:
     """All scores of one model on one benchmark, resumed from and appended to its score log."""
     spec = {
+        "protocol": PROTOCOL_VERSION,
         "model": model_spec,
+        "weights": weights_spec(scorer, model_spec),
         "scorer": scorer_spec(scorer),
         "benchmark": benchmark,
         "items": items_fingerprint(items),
     }
-    log = folder / "scores" / slug(model_spec) / f"{slug(benchmark)}.jsonl"
+    log = keyed_log(folder / "scores" / slug(model_spec) / f"{slug(benchmark)}.jsonl", spec)
     scores = sharded_scores(score_fn(scorer, items), items, item_keys(items), log, spec, batch_size, benchmark)
     return scores.reshape(len(items), 2, 2) if is_pair_benchmark(items) else scores
 

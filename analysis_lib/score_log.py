@@ -5,22 +5,60 @@ A log is a JSON-lines file. Its first line records the spec (model, benchmark, p
 scores belong to; each later line is ``{"key": item key, "scores": [...]}``. A log written for another
 spec is never reused: opening it raises. What a kill mid-write leaves is dropped on open: a half-written
 last line, or a file whose header line is empty or unfinished (the whole file is then written anew).
+
+The spec must hold everything that determines a score: ``keyed_log`` names each spec's log by its hash, so a
+changed spec scores afresh into a log of its own. ``file_digest`` (the images' content) and ``weights_identity``
+(where the weights are and which files they are) are the parts that file names alone do not tell.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+from analysis_lib.cache import file_sha256, spec_key
 from analysis_lib.progress import progress_bar
 
 
 class StaleScoresError(RuntimeError):
     """A score log on disk was written for a different spec."""
+
+
+def keyed_log(path: Path, spec: dict) -> Path:
+    """The log of ``spec`` beside ``path``: ``<name>.<hash of spec>.jsonl``."""
+    return path.with_name(f"{path.stem}.{spec_key(spec)}{path.suffix}")
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, hashed once per process while its resolved path, size and mtime stay the same."""
+    real = Path(path).resolve()
+    stat = real.stat()
+    return _digest(real, stat.st_size, stat.st_mtime_ns)
+
+
+@cache
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    """SHA-256 of ``path`` (``size`` and ``mtime_ns`` make an edited file another key)."""
+    return file_sha256(path)
+
+
+def weights_identity(location: str | Path) -> dict:
+    """Which weights a folder or checkpoint file holds, without reading them: its resolved location and a hash of
+    each file's name, resolved path (a Hugging Face cache blob is named by its content hash), size and mtime."""
+    root = Path(location).expanduser().resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    digest = hashlib.sha256()
+    for path in files:
+        real = path.resolve()
+        stat = real.stat()
+        digest.update(f"{path.relative_to(root.parent)}:{real}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return {"location": str(root), "files": digest.hexdigest()}
 
 
 def read_log(path: Path, spec: dict) -> dict[str, list]:

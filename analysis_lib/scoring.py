@@ -21,6 +21,9 @@ from analysis_lib.training import answer_logprob, expand_image_tokens
 
 ImageLike = Image.Image | np.ndarray
 Pairs = Sequence[tuple[int, str]]
+# Part of every full-scale score log's key: raise it with any change here (or to the prompts and score functions
+# these scorers are called through) that changes a score, so that logs of the old scores are not reused.
+PROTOCOL_VERSION = 1
 
 
 def as_pil(image: ImageLike) -> Image.Image:

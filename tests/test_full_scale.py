@@ -3,14 +3,16 @@
 import dataclasses
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from upstream_fixtures import write_image
 
 from analysis_lib import book, full_scale
 from analysis_lib.benchmarks import BenchmarkError
-from analysis_lib.score_log import StaleScoresError
+from analysis_lib.models import TINY_LLAVA_336, random_llava
 
 
 def test_full_run_scores_every_benchmark_and_resumes_from_its_logs(full_setup, tmp_path, monkeypatch):
@@ -33,12 +35,57 @@ def test_full_run_scores_every_benchmark_and_resumes_from_its_logs(full_setup, t
     pd.testing.assert_frame_equal(again, metrics)
 
 
-def test_changed_annotations_are_not_scored_from_a_stale_log(full_setup, tmp_path):
+def _scored_by(monkeypatch) -> list[tuple[str, int]]:
+    """``(scorer class, number of items)`` of every scoring call from now on (the rest comes from the logs)."""
+    calls = []
+    for name in ("whatsup_option_scores", "mmvp_scores"):
+        real = getattr(full_scale, name)
+
+        def counted(scorer, items, real=real):
+            calls.append((type(scorer).__name__, len(items)))
+            return real(scorer, items)
+
+        monkeypatch.setattr(full_scale, name, counted)
+    return calls
+
+
+def test_changed_annotations_are_scored_afresh_in_a_log_of_their_own(full_setup, tmp_path, monkeypatch):
     full_scale.same_encoder_full(full_setup, tmp_path / "out")
     questions = tmp_path / "mmvp" / "Questions.csv"
     questions.write_text(questions.read_text().replace("on the left", "on the far left"))
-    with pytest.raises(StaleScoresError, match="another configuration"):
-        full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    calls = _scored_by(monkeypatch)
+    full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    assert calls == [("ClipScorer", 2), ("VQAScorer", 2)]  # MMVP-VLM only, by both models
+    assert len(list((tmp_path / "out" / "scores").rglob("MMVP-VLM.*.part0.jsonl"))) == 4  # the old logs are kept
+
+
+def test_a_changed_image_set_with_the_same_names_is_scored_afresh(full_setup, tmp_path, monkeypatch):
+    first = full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    copy = tmp_path / "mmvp-copy"
+    shutil.copytree(full_setup.mmvp_vlm_root, copy)
+    moved = dataclasses.replace(full_setup, mmvp_vlm_root=str(copy))
+    calls = _scored_by(monkeypatch)
+    pd.testing.assert_frame_equal(full_scale.same_encoder_full(moved, tmp_path / "out"), first)
+    assert calls == []  # the same pixels elsewhere: the same scores
+    for image in copy.rglob("*.jpg"):
+        write_image(image, (10, 220, 90))  # other pixels, same names
+    full_scale.same_encoder_full(moved, tmp_path / "out")
+    assert [n for _, n in calls] == [2, 2]  # MMVP-VLM re-scored by both models, nothing else
+    calls.clear()
+    full_scale.same_encoder_full(full_setup, tmp_path / "out")  # the original images: their logs are still there
+    assert calls == []
+
+
+def test_other_weights_or_dtype_in_the_same_place_are_scored_afresh(full_setup, tmp_path, monkeypatch):
+    full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    llava, _ = random_llava(TINY_LLAVA_336, seed=1)
+    llava.save_pretrained(full_setup.llava_model)  # retrained in place: same folder, same file names
+    calls = _scored_by(monkeypatch)
+    full_scale.same_encoder_full(full_setup, tmp_path / "out")
+    assert {scorer for scorer, _ in calls} == {"VQAScorer"} and len(calls) == 8  # every benchmark, LLaVA only
+    calls.clear()
+    full_scale.same_encoder_full(dataclasses.replace(full_setup, clip_dtype="bfloat16"), tmp_path / "out")
+    assert {scorer for scorer, _ in calls} == {"ClipScorer"} and len(calls) == 8
 
 
 def test_headline_table_and_sizes(full_setup, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis_lib.score_log import StaleScoresError, read_log, score_with_log
+from analysis_lib.score_log import StaleScoresError, file_digest, keyed_log, read_log, score_with_log, weights_identity
 from analysis_lib.sharding import sharded_scores
 
 SPEC = {"model": "m", "benchmark": "b", "protocol": "2-way"}
@@ -102,3 +102,43 @@ def test_file_that_is_not_a_score_log_is_never_overwritten(tmp_path):
     with pytest.raises(StaleScoresError, match="is not a score log .*delete the file"):
         read_log(path, SPEC)
     assert path.read_text() == "metric,value\n0.5\n"
+
+
+def test_each_spec_has_its_own_log(tmp_path):
+    path = tmp_path / "Controlled-A.jsonl"
+    assert keyed_log(path, SPEC) == keyed_log(path, dict(reversed(SPEC.items())))
+    other = keyed_log(path, {**SPEC, "items": "other pixels"})
+    assert other != keyed_log(path, SPEC) and other.parent == tmp_path and other.name.startswith("Controlled-A.")
+    assert other.suffix == ".jsonl"
+
+
+def test_file_digest_follows_the_content_not_the_name_or_place(tmp_path):
+    first, elsewhere = tmp_path / "a" / "img.jpg", tmp_path / "b" / "img.jpg"
+    for path in (first, elsewhere):
+        path.parent.mkdir()
+        path.write_bytes(b"pixels")
+    assert file_digest(first) == file_digest(elsewhere)
+    before = file_digest(first)
+    first.write_bytes(b"other pixels")
+    assert file_digest(first) != before
+
+
+def test_weights_identity_changes_when_weights_are_rewritten_in_place(tmp_path):
+    folder = tmp_path / "llava"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    before = weights_identity(folder)
+    assert before["location"] == str(folder.resolve())
+    (folder / "model.safetensors").write_bytes(b"retrained")
+    assert weights_identity(folder) != before
+    blob = tmp_path / "blobs" / "0123abcd"  # the Hugging Face cache: a snapshot's files link to content-named blobs
+    blob.parent.mkdir()
+    blob.write_bytes(b"weights")
+    snapshot = tmp_path / "snapshots" / "rev1"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(blob)
+    linked = weights_identity(snapshot)
+    (snapshot / "model.safetensors").unlink()
+    (snapshot / "model.safetensors").symlink_to(tmp_path / "blobs" / "4567cdef")
+    (tmp_path / "blobs" / "4567cdef").write_bytes(b"weights")
+    assert weights_identity(snapshot) != linked
