@@ -5,14 +5,21 @@ and by LLaVA as MMVP-VLM scores a pair — in a notebook, in a JupyterLab widget
         --text "a dog facing left" --text "a dog facing right" \\
         --clip open_clip:ViT-L-14-336/openai --llava llava-hf/llava-1.5-7b-hf
 
-Without ``--clip``/``--llava`` the toy models of ``--toy-seed`` are used (trained on first use); they
-know only the toy world's words (a warning names any other word) and see every image letterboxed to
-their 24x24 input. Images and statements are checked before any model loads or trains.
+Without ``--clip``/``--llava`` the toy models of ``--toy-seed`` are used (trained on first use). They judge
+only the toy world's scenes: 24x24 images of two objects of its shapes and colours, described in its words.
+The rule for when their verdict means something: both images are 24x24 (anything else is letterboxed to
+that size and is not a toy scene) and both statements use only the toy world's words (a warning names any
+other word). Otherwise the scores are printed without picks or verdicts, with a note that says why.
+
+Images, statements (no control tokens such as ``<image>`` or ``</s>``; for the toy models at most
+``TOY_MAX_WORDS`` words), the model names, the device and the seed are checked before any model loads or
+trains; a bad one is one error that says what to change.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,11 +27,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from transformers import PreTrainedTokenizerBase
 
 from analysis_lib.images import image_from_bytes, load_image
 from analysis_lib.metrics import NO_CHOICE, unique_argmax
+from analysis_lib.registry import (
+    ModelNotFoundError,
+    RegistryError,
+    download_allowed,
+    load_scorer,
+    locate,
+    resolve_device,
+)
 from analysis_lib.scoring import ImageLike
-from analysis_lib.tokenization import vocabulary_warnings, word_tokenizer
+from analysis_lib.tokenization import is_word_level, unknown_words, vocabulary_warnings, word_tokenizer
+from analysis_lib.toyworld import COLOURS, RELATION_PHRASES, SHAPES, WorldConfig
+
+TOY_WORLD = WorldConfig()  # the world chapter 1's toy models learn (pipeline.ToySetup's default)
+TOY_TEXT_POSITIONS = 32  # the toy CLIP's text positions (models.toy_clip), <s> and </s> included
+TOY_MAX_WORDS = TOY_TEXT_POSITIONS - 2
+CONTROL_TOKEN = re.compile(r"<\|?/?[A-Za-z_][\w.-]*\|?>")  # <image>, </s>, <pad>, <|end|>, <|eot_id|>, ...
+VERDICT_COLUMNS = ["picks", "correct", "pair correct"]
 
 
 def statement_verdict(scores: np.ndarray, own: int) -> bool | str:
@@ -68,12 +91,61 @@ def probe_pair(scorers: dict, images: Sequence[ImageLike], texts: Sequence[str])
     return pd.DataFrame(rows)
 
 
-def check_statements(texts: Sequence[str], tokenizers: Sequence = ()) -> list[str]:
-    """Warnings for words the (word-level) ``tokenizers`` do not know; ``ValueError`` for a missing statement
-    or one with no known word."""
+def check_statements(texts: Sequence[str], toy: bool) -> list[str]:
+    """Warnings for words the ``toy`` models do not know; ``ValueError`` for a missing statement, a control token
+    in one, or (``toy``) one longer than the toy models read or with no word they know."""
     if len(texts) != 2 or not all(text.strip() for text in texts):
         raise ValueError("give two statements (statement 1 describes image 1, statement 2 image 2), neither empty")
-    return list(dict.fromkeys(w for tokenizer in tokenizers for w in vocabulary_warnings(tokenizer, texts)))
+    tokenizer = word_tokenizer(append_eos=False) if toy else None
+    for number, text in enumerate(texts, start=1):
+        _check_statement(number, text, tokenizer)
+    return vocabulary_warnings(tokenizer, texts) if toy else []
+
+
+def _check_statement(number: int, text: str, toy_tokenizer: PreTrainedTokenizerBase | None) -> None:
+    """``ValueError`` if statement ``number`` writes a control token or is longer than the toy models read."""
+    tokens = CONTROL_TOKEN.findall(text)
+    if tokens:
+        raise ValueError(
+            f"statement {number} contains {', '.join(map(repr, tokens))}, which the models read as a control token "
+            "(image placeholder, end of text, padding), not as words; write the statement without it"
+        )
+    words = len(toy_tokenizer(text, add_special_tokens=False)["input_ids"]) if toy_tokenizer else 0
+    if words > TOY_MAX_WORDS:
+        raise ValueError(
+            f"statement {number} is {words} words long (punctuation marks count as words); the toy models read at "
+            f"most {TOY_MAX_WORDS}: shorten it"
+        )
+
+
+def toy_verdict_problems(images: Sequence[Image.Image], texts: Sequence[str]) -> list[str]:
+    """Why the toy models' picks and verdicts on this pair would mean nothing: each image that is not the toy
+    world's size (so not a toy scene) and each statement with words outside its vocabulary; empty if none."""
+    side, tokenizer = TOY_WORLD.image_size, word_tokenizer(append_eos=False)
+    sizes = [
+        f"image {n} is {im.width}x{im.height}, not a {side}x{side} toy scene"
+        for n, im in enumerate(images, start=1)
+        if im.size != (side, side)
+    ]
+    words = [
+        f"statement {n} has words they do not know" for n, t in enumerate(texts, start=1) if unknown_words(tokenizer, t)
+    ]
+    return sizes + words
+
+
+def toy_notes(problems: Sequence[str]) -> list[str]:
+    """What the toy models can judge and, given ``problems``, that the table shows scores only, and why."""
+    side, grid = TOY_WORLD.image_size, TOY_WORLD.grid
+    relations = " / ".join(RELATION_PHRASES.values())
+    scope = (
+        f"the toy models judge only the toy world's scenes: {side}x{side} images of two objects ({', '.join(SHAPES)}; "
+        f"{', '.join(COLOURS)}) in the cells of a {grid}x{grid} grid, one {relations} the other, described in the "
+        "toy world's words (e.g. 'a red circle left of a blue square')"
+    )
+    if not problems:
+        return [scope]
+    reasons = "; ".join(problems)
+    return [scope, f"scores only: picks and verdicts are left out, they would mean nothing here ({reasons})"]
 
 
 def resize_notes(scorers: dict, images: Sequence[Image.Image]) -> list[str]:
@@ -87,12 +159,21 @@ def resize_notes(scorers: dict, images: Sequence[Image.Image]) -> list[str]:
     ]
 
 
-def input_messages(scorers: dict, images: Sequence[Image.Image], texts: Sequence[str]) -> list[str]:
-    """What to tell the user before the table: a ``warning:`` line per statement with unknown words, a ``note:``
-    line per letterboxed image; ``ValueError`` for a missing statement or one with no known word."""
-    tokenizers = [scorer.processor.tokenizer for scorer in scorers.values() if hasattr(scorer, "processor")]
-    warnings = [f"warning: {warning}" for warning in check_statements(texts, tokenizers)]
-    return warnings + [f"note: {note}" for note in resize_notes(scorers, images)]
+def is_toy(scorers: dict) -> bool:
+    """Whether ``scorers`` are toy models (their tokenizers know only the toy world's words)."""
+    processors = [scorer.processor for scorer in scorers.values() if hasattr(scorer, "processor")]
+    return any(is_word_level(processor.tokenizer) for processor in processors)
+
+
+def scored_pair(
+    scorers: dict, images: Sequence[Image.Image], texts: Sequence[str], toy: bool
+) -> tuple[list[str], pd.DataFrame]:
+    """The ``note:`` lines to show above the pair's table, and the table (for ``toy`` models without picks and
+    verdicts when ``toy_verdict_problems`` finds any)."""
+    problems = toy_verdict_problems(images, texts) if toy else []
+    notes = resize_notes(scorers, images) + (toy_notes(problems) if toy else [])
+    table = probe_pair(scorers, images, texts)
+    return [f"note: {note}" for note in notes], table.drop(columns=VERDICT_COLUMNS) if problems else table
 
 
 def toy_scorers(seed: int = 0, device: str = "cpu") -> dict:
@@ -120,10 +201,12 @@ def probe_widget(scorers: dict):
             if not all(u.value for u in uploads) or not all(t.value.strip() for t in texts):
                 raise ValueError("upload both images and type both statements first")
             images = [image_from_bytes(bytes(u.value[0]["content"]), u.value[0]["name"]) for u in uploads]
-            statements = [t.value for t in texts]
-            for message in input_messages(scorers, images, statements):
+            statements, toy = [t.value for t in texts], is_toy(scorers)
+            warnings = [f"warning: {warning}" for warning in check_statements(statements, toy)]
+            notes, table = scored_pair(scorers, images, statements, toy)
+            for message in warnings + notes:
                 out.append_stdout(f"{message}\n")
-            out.append_display_data(probe_pair(scorers, images, statements))
+            out.append_display_data(table)
         except ValueError as err:
             out.append_stdout(f"cannot score: {err}\n")
 
@@ -131,6 +214,16 @@ def probe_widget(scorers: dict):
     box = widgets.VBox([widgets.HBox(uploads), *texts, button, out])
     box.score, box.uploads, box.texts, box.out = score, uploads, texts, out
     return box
+
+
+def check_models(specs: Sequence[str]) -> None:
+    """``RegistryError`` for a model spec that names no model, or whose weights are not here and may not be fetched."""
+    for spec in specs:
+        try:
+            locate(spec)
+        except ModelNotFoundError:
+            if not download_allowed(None):
+                raise
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -141,32 +234,43 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clip", help="CLIP model name or folder (see analysis_lib.registry)")
     parser.add_argument("--llava", help="LLaVA model name or folder")
     parser.add_argument("--toy-seed", type=int, default=0, help="toy models to use when --clip/--llava are not given")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args(argv)
     if len(args.text) != 2:
         parser.error(f"give --text twice (one statement per image), got {len(args.text)}")
     if (args.clip is None) != (args.llava is None):
         parser.error("give both --clip and --llava, or neither (toy models)")
+    if args.toy_seed < 0:
+        parser.error(
+            f"--toy-seed must be 0 or more (chapter 1's toy models are seeded 0, 1, 2, ...), got {args.toy_seed}"
+        )
     toy = args.clip is None
     try:  # every input is checked before a model loads or trains
         images = [load_image(path) for path in args.images]
-        warnings = check_statements(args.text, [word_tokenizer(append_eos=False)] if toy else [])
-    except ValueError as err:
+        warnings = check_statements(args.text, toy)
+        device = str(resolve_device(args.device))
+        check_models([] if toy else [args.clip, args.llava])
+    except (ValueError, RegistryError) as err:
         parser.error(str(err))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if toy:
-        scorers = toy_scorers(args.toy_seed, args.device)
-    else:
-        from analysis_lib.registry import load_scorer
-
-        scorers = {name: load_scorer(spec, device=args.device) for name, spec in
-                   (("CLIP (cosine)", args.clip), ("LLaVA (VQAScore)", args.llava))}  # fmt: skip
-    for note in resize_notes(scorers, images):
-        print(f"note: {note}")
-    table = probe_pair(scorers, images, args.text)
+    scorers = toy_scorers(args.toy_seed, device) if toy else real_scorers(parser, args.clip, args.llava, device)
+    notes, table = scored_pair(scorers, images, args.text, toy)
+    for note in notes:
+        print(note)
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def real_scorers(parser: argparse.ArgumentParser, clip: str, llava: str, device: str) -> dict:
+    """CLIP and LLaVA loaded from their specs; a model that cannot load is one ``parser`` error."""
+    try:
+        return {
+            "CLIP (cosine)": load_scorer(clip, device=device),
+            "LLaVA (VQAScore)": load_scorer(llava, device=device),
+        }
+    except RegistryError as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def test_widget_scores_uploads_and_explains_bad_input(scorers, world):
         upload.value = _upload("x.png", _png(image))
     box.texts[0].value, box.texts[1].value = TEXTS
     box.score()
-    assert "picks" in box.out.outputs[0]["data"]["text/html"]
+    assert "note: the toy models judge only the toy world's scenes" in box.out.outputs[0]["text"]
+    assert "picks" in box.out.outputs[-1]["data"]["text/html"]  # toy scenes in toy words: a verdict
     box.uploads[1].value = _upload("broken.png", b"abc")
     box.score()
     assert "image broken.png cannot be read (empty, or not an image" in box.out.outputs[0]["text"]
@@ -137,7 +138,13 @@ def test_real_size_photographs_are_probed_end_to_end(scorers, tmp_path, monkeypa
     captured = capsys.readouterr()
     assert "note: image 1 (600x512) is letterboxed to 24x24" in captured.out
     assert "note: image 2 (512x600) is letterboxed to 24x24" in captured.out
-    assert "pair correct" in captured.out and "warning" not in captured.err
+    assert "note: the toy models judge only the toy world's scenes: 24x24 images of two objects" in captured.out
+    assert (
+        "note: scores only: picks and verdicts are left out, they would mean nothing here (image 1 is 600x512, "
+        "not a 24x24 toy scene; image 2 is 512x600, not a 24x24 toy scene)" in captured.out
+    )
+    assert "score with image 1" in captured.out and "warning" not in captured.err
+    assert "picks" not in captured.out.splitlines()[-3] and "pair correct" not in captured.out  # no verdict shown
     photos = [load_image(path) for path in paths]
     letterboxed = [
         ImageOps.pad(photo, (24, 24), Image.Resampling.BICUBIC, mean_colour(IMAGE_PROCESSOR)) for photo in photos
@@ -154,6 +161,16 @@ def test_real_size_photographs_are_probed_end_to_end(scorers, tmp_path, monkeypa
         (((600, 512), (1, 1)), TEXTS, r"photo2.jpg is 1x1 pixels"),
         (((600, 512), (512, 600)), [TEXTS[0], "perro grande"], r"statement 2 \('perro grande'\) has no word"),
         (((600, 512), (512, 600)), [TEXTS[0], "  "], "neither empty"),
+        (((600, 512), (512, 600)), [TEXTS[0], " ".join(["red"] * 31)], r"statement 2 is 31 words long .* at most 30"),
+        (
+            ((600, 512), (512, 600)),
+            [TEXTS[0] + " ." * 23, TEXTS[1]],
+            r"statement 1 is 31 words long \(punctuation marks count",
+        ),
+        (((600, 512), (512, 600)), ["a red <pad> circle", TEXTS[1]], r"statement 1 contains '<pad>', which the"),
+        (((600, 512), (512, 600)), [TEXTS[0], "a red circle</s>"], r"statement 2 contains '</s>'"),
+        (((600, 512), (512, 600)), ["<image> a red circle", TEXTS[1]], r"statement 1 contains '<image>'"),
+        (((600, 512), (512, 600)), [TEXTS[0], "a red circle <|eot_id|>"], r"statement 2 contains '<\|eot_id\|>'"),
     ],
 )
 def test_bad_input_is_refused_before_models_load(tmp_path, monkeypatch, capsys, sizes, texts, message):
@@ -180,7 +197,9 @@ def test_unknown_words_are_named_with_the_toy_vocabulary(scorers, tmp_path, monk
     assert "warning: statement 1: the toy models do not know 'dog', 'facing'" in captured.err
     assert "warning: statement 2" in captured.err and "only the toy world's words: " in captured.err
     assert "circle" in captured.err and "square" in captured.err  # the vocabulary is listed
-    assert "pair correct" in captured.out  # a warning, not an error: the pair is still scored
+    assert "score with image 1" in captured.out  # a warning, not an error: the pair is still scored
+    assert "statement 1 has words they do not know; statement 2 has words they do not know)" in captured.out
+    assert "pair correct" not in captured.out  # but its verdict would mean nothing, so none is shown
 
 
 def test_widget_shows_the_same_messages(scorers, tmp_path):
@@ -192,7 +211,9 @@ def test_widget_shows_the_same_messages(scorers, tmp_path):
     text = "".join(output.get("text", "") for output in box.out.outputs)
     assert "warning: statement 1: the toy models do not know 'dog', 'facing'" in text
     assert "note: image 1 (600x512) is letterboxed to 24x24" in text
-    assert "picks" in box.out.outputs[-1]["data"]["text/html"]
+    assert "note: scores only: picks and verdicts are left out" in text and "statement 1 has words they" in text
+    table = box.out.outputs[-1]["data"]["text/html"]
+    assert "score with image 1" in table and "picks" not in table and "pair correct" not in table
     box.texts[0].value = "perro grande"
     box.score()
     assert "cannot score: statement 1 ('perro grande') has no word the toy models know" in box.out.outputs[0]["text"]
@@ -201,3 +222,65 @@ def test_widget_shows_the_same_messages(scorers, tmp_path):
     box.uploads[1].value = _upload("thin.png", small.getvalue())
     box.score()
     assert "cannot score: image thin.png is 600x3 pixels" in box.out.outputs[0]["text"]
+
+
+def test_toy_scenes_in_toy_words_get_a_verdict_and_the_scope_note(scorers, tmp_path, world, monkeypatch, capsys):
+    paths = []
+    for i, image in enumerate(_images(world)):
+        paths.append(str(tmp_path / f"scene{i}.png"))
+        Image.fromarray(np.asarray(image)).save(paths[-1])
+    monkeypatch.setattr(pair_probe, "toy_scorers", lambda seed, device: scorers)
+    pair_probe.main([*paths, "--text", TEXTS[0], "--text", TEXTS[1]])
+    out = capsys.readouterr().out
+    assert (
+        "note: the toy models judge only the toy world's scenes: 24x24 images of two objects (circle, square, "
+        "triangle, cross; red, green, blue, yellow, purple, white) in the cells of a 3x3 grid" in out
+    )
+    assert "scores only" not in out and "letterboxed" not in out
+    assert "picks" in out and "pair correct" in out  # a toy scene described in toy words: the verdict means something
+
+
+def test_the_word_limit_is_the_toy_clips(scorers, tiny_models, world):
+    text_positions = tiny_models[0].config.text_config.max_position_embeddings
+    assert pair_probe.TOY_TEXT_POSITIONS == text_positions and pair_probe.TOY_MAX_WORDS == text_positions - 2
+    longest = " ".join(["red"] * pair_probe.TOY_MAX_WORDS)
+    assert pair_probe.check_statements([longest, TEXTS[1]], toy=True) == []
+    assert len(pair_probe.probe_pair(scorers, _images(world), [longest, TEXTS[1]])) == 4  # scored, no error
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--toy-seed", "-1"], r"--toy-seed must be 0 or more .* got -1"),
+        (["--device", "nonsense"], r"unknown device 'nonsense'; use 'cpu', 'cuda', 'cuda:N' or 'auto'"),
+        (["--clip", "no-such", "--llava", "no-such"], r"Unknown model 'no-such': not an existing path"),
+    ],
+)
+def test_bad_options_are_one_error_before_models_load(tmp_path, monkeypatch, capsys, options, message):
+    monkeypatch.setattr(pair_probe, "toy_scorers", _no_models)
+    monkeypatch.setattr(pair_probe, "load_scorer", _no_models)
+    with pytest.raises(SystemExit) as info:
+        pair_probe.main([*_photos(tmp_path), "--text", TEXTS[0], "--text", TEXTS[1], *options])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and re.search(message, err) and "Traceback" not in err
+
+
+def test_weights_not_found_are_one_error_before_models_load(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pair_probe, "load_scorer", _no_models)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("ANALYSIS_LIB_MODELS", raising=False)
+    monkeypatch.delenv("ANALYSIS_LIB_ALLOW_DOWNLOAD", raising=False)
+    (tmp_path / "clip").mkdir()  # found, so the missing LLaVA is what stops the run, before CLIP loads
+    with pytest.raises(SystemExit):
+        pair_probe.main([*_photos(tmp_path), "--text", TEXTS[0], "--text", TEXTS[1], "--clip", str(tmp_path / "clip"),
+                         "--llava", "llava-hf/llava-1.5-7b-hf"])  # fmt: skip
+    assert "hf download llava-hf/llava-1.5-7b-hf" in capsys.readouterr().err
+
+
+def test_a_folder_that_holds_no_model_is_one_error(tmp_path, capsys):
+    (tmp_path / "not_a_model").mkdir()
+    args = ["--clip", str(tmp_path / "not_a_model"), "--llava", str(tmp_path / "not_a_model"), "--device", "cpu"]
+    with pytest.raises(SystemExit) as info:
+        pair_probe.main([*_photos(tmp_path), "--text", TEXTS[0], "--text", TEXTS[1], *args])
+    assert info.value.code == 2 and "not_a_model" in capsys.readouterr().err
