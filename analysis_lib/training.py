@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from analysis_lib.image_tokens import variant_position_ids
+from analysis_lib.metrics import unique_argmax
 from analysis_lib.progress import progress_bar
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.toyworld import (
@@ -109,6 +110,21 @@ class LlavaTrainConfig:
     weight_decay: float = 0.1
     question_loss: bool = True
     foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
+
+
+RELATION_FOILS = (("relation", 0.8), ("colour", 0.2 / 3), ("shape", 0.2 / 3), ("absent object", 0.2 / 3))
+EARLY_YES_NO = (
+    Stage("projector", (("list", 1.0),), None, 0.0, 100, train_lm=False),
+    Stage("list", (("list", 1.0),), "cell words", 0.98, 3000),
+    Stage("describe", (("describe", 0.5), ("yes/no", 0.3), ("list", 0.2)), "relation word", 0.98, 1500),
+    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 4000),
+)
+RECIPES = {
+    "book": LlavaTrainConfig(),
+    "relfoil": LlavaTrainConfig(foil_shares=RELATION_FOILS),
+    "yn-early": LlavaTrainConfig(curriculum=EARLY_YES_NO),
+    "relfoil-yn-early": LlavaTrainConfig(curriculum=EARLY_YES_NO, foil_shares=RELATION_FOILS),
+}
 
 
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
@@ -320,8 +336,8 @@ def vqascore_accuracies(
     owner = torch.tensor([i for i, row in enumerate(options) for _ in row])
     scores = answer_logprob(model, tokenizer, prompt_format, conversations, features[owner % len(scenes)])
     picked, start = [], 0
-    for row in options:
-        picked.append(int(scores[start : start + len(row)].argmax()))
+    for row in options:  # a NaN or tied top score is no choice, so it counts wrong
+        picked.append(int(unique_argmax(scores[start : start + len(row)].numpy())))
         start += len(row)
     relation = [picked[i] == RELATIONS.index(s.relation) for i, s in enumerate(scenes)]
     result = {

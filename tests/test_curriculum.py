@@ -90,9 +90,10 @@ def test_answer_logprob_is_minus_the_models_answer_loss(tiny_models, world):
 
 def test_vqascore_check_picks_the_caption_with_the_highest_answer_probability(tiny_models, world, monkeypatch):
     """With a stand-in scorer that prefers exactly the true caption, both accuracies are 1; preferring
-    the first option gets the relations of left_of scenes only and every attribute item."""
+    "left of" and the truth gets the relations of left_of scenes only and every attribute item; tied or NaN
+    scores (a broken model) choose nothing, so they count wrong."""
     import analysis_lib.training as training
-    from analysis_lib.toyworld import VQA_QUESTION, relational_caption, sample_scenes
+    from analysis_lib.toyworld import VQA_QUESTION, caption_with, relational_caption, sample_scenes
 
     scenes = sample_scenes(8, world, seed=0)
     truth = {VQA_QUESTION.format(relational_caption(s)) for s in scenes}
@@ -103,10 +104,19 @@ def test_vqascore_check_picks_the_caption_with_the_highest_answer_probability(ti
     monkeypatch.setattr(training, "answer_logprob", prefers_truth)
     result = vqascore_accuracies(None, None, TOY_FORMAT, scenes, torch.zeros(8, 1, 1))
     assert result["relation 4-way"] == 1.0 and result["attribute"] == 1.0
-    monkeypatch.setattr(training, "answer_logprob", lambda m, t, f, conv, feats: torch.zeros(len(conv)))
+    first_option = truth | {VQA_QUESTION.format(caption_with(s, relation="left_of")) for s in scenes}
+    monkeypatch.setattr(
+        training,
+        "answer_logprob",
+        lambda m, t, f, conv, feats: torch.tensor([float(c[0][0] in first_option) for c in conv]),
+    )
     first = vqascore_accuracies(None, None, TOY_FORMAT, scenes, torch.zeros(8, 1, 1))
     assert first["relation left_of"] == 1.0 and first["relation above"] == 0.0 and first["attribute"] == 1.0
-    assert first["relation 4-way"] == pytest.approx(0.25)
+    assert first["relation 4-way"] == pytest.approx(np.mean([s.relation == "left_of" for s in scenes]))
+    for broken in (torch.zeros, lambda n: torch.full((n,), float("nan"))):
+        monkeypatch.setattr(training, "answer_logprob", lambda m, t, f, conv, feats, make=broken: make(len(conv)))
+        result = vqascore_accuracies(None, None, TOY_FORMAT, scenes, torch.zeros(8, 1, 1))
+        assert result["relation 4-way"] == 0.0 and result["attribute"] == 0.0
 
 
 def test_word_accuracy_scores_only_the_named_words(world, monkeypatch):

@@ -1,0 +1,81 @@
+"""Toy LLaVA trainings, one row per recipe and seed: steps to cross each stage, seconds, passed or stalled.
+
+    .venv/bin/python benchmarks/llava_trainings.py [--recipes book mixed] [--seeds 0 1 2 3 4] [--workers 2]
+
+Each training runs in a worker process with one torch thread (through the model cache: CLIP and the
+pre-trained LM are shared, a LLaVA already trained with the same recipe is read back, not re-timed).
+A training "passed" when its last stage's held-out check met its target; "stalled" when a stage ran to its cap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+from analysis_lib.training import RECIPES
+
+
+def train_one(job: tuple[str, int]) -> dict:
+    """Train (or load) one recipe's LLaVA for one seed in this worker; its row of the table."""
+    import torch
+
+    from analysis_lib.pipeline import ToySetup, toy_models, training_log
+
+    torch.set_num_threads(1)
+    recipe, seed = job
+    setup = ToySetup(llava_train=RECIPES[recipe])
+    start = time.perf_counter()
+    models = toy_models(setup, seed, progress=True)
+    log = training_log(models.folders["llava"])
+    stages = {s["stage"]: s["passed_at"] if s["passed_at"] is not None else f"cap {s['steps']}" for s in log["stages"]}
+    return {
+        "recipe": recipe,
+        "seed": seed,
+        "stages": stages,
+        "steps": sum(s["steps"] for s in log["stages"]),
+        "llava_s": round(log["train_seconds"], 1),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "reused": models.reused["llava"],
+        "passed": log["stages"][-1]["passed_at"] is not None,
+        "final_check": log["stages"][-1]["checks"][-1] if log["stages"][-1]["checks"] else None,
+    }
+
+
+def main() -> None:
+    """Run the trainings and print the table (rows also appended as JSON lines to ``--log``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["book"], choices=sorted(RECIPES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--log", default=None, help="append each row as a JSON line to this file")
+    args = parser.parse_args()
+    jobs = [(r, s) for r in args.recipes for s in args.seeds]
+    rows = []
+    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+        for row in pool.imap_unordered(train_one, jobs):
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            if args.log:
+                with open(args.log, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    print(f"toy LLaVA trainings, {args.workers} worker(s) x 1 thread, {os.cpu_count()} CPU cores")
+    print(f"{'recipe':<14}{'seed':>5}  {'stages (step passed / cap)':<52}{'steps':>7}{'llava s':>9}  outcome")
+    for row in sorted(rows, key=lambda r: (args.recipes.index(r["recipe"]), r["seed"])):
+        stages = ", ".join(f"{k} {v}" for k, v in row["stages"].items())
+        outcome = "passed" if row["passed"] else "stalled"
+        reused = " (cached)" if row["reused"] else ""
+        counts = f"{row['steps']:>7}{row['llava_s']:>9.1f}"
+        print(f"{row['recipe']:<14}{row['seed']:>5}  {stages:<52}{counts}  {outcome}{reused}")
+    for recipe in args.recipes:
+        mine = [r for r in rows if r["recipe"] == recipe]
+        k = sum(r["passed"] for r in mine)
+        median = sorted(r["llava_s"] for r in mine)[len(mine) // 2]
+        print(f"{recipe}: {k} of {len(mine)} seeds passed; median LLaVA training {median:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
