@@ -23,7 +23,7 @@ from PIL import Image
 from transformers import LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerBase
 
 from analysis_lib.features import llava_selected_features, pixel_tensor
-from analysis_lib.metrics import RELATION_AXIS, caption_relation
+from analysis_lib.metrics import RELATION_AXIS, caption_relation, unique_argmax
 from analysis_lib.scoring import (
     CosineScorer,
     ImageLike,
@@ -303,8 +303,8 @@ def retrieval_check(
             queries = query_embeddings(model, tokenizer, TOY_QUERY, questions, features)
             flat = [t for row in options for t in row]
             targets = text_embeddings(model, tokenizer, flat).view(len(scenes), len(options[0]), -1)
-            picked = (targets @ queries[:, :, None]).squeeze(-1).argmax(-1).cpu()
-            result[name] = float((picked == torch.tensor(gold)).float().mean())
+            picked = unique_argmax((targets @ queries[:, :, None]).squeeze(-1).float().cpu().numpy())  # tie/NaN: wrong
+            result[name] = float(np.mean(picked == np.array(gold)))
     model.train(was_training)
     return {"value": min(result.values()), **result}
 

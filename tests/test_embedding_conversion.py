@@ -180,3 +180,14 @@ def test_registry_merges_the_vlm2vec_adapter_into_its_base_and_scores_by_cosine(
     assert not np.allclose(scorer.score_pairs(images, pairs), unmerged, atol=1e-4)
     row = registry_table().set_index("name").loc["llava-1.5-7b-vlm2vec"]
     assert "EmbeddingScorer" in row["loader"]
+
+
+def test_retrieval_check_counts_tied_and_nan_embeddings_wrong(world, monkeypatch):
+    """A model whose embeddings are all equal (every option ties) or NaN retrieves nothing: both accuracies 0,
+    never the first option's share."""
+    scenes = sample_scenes(8, world, seed=0)
+    for broken in (torch.ones, lambda *shape: torch.full(shape, float("nan"))):
+        monkeypatch.setattr(ec, "query_embeddings", lambda m, t, fmt, q, f, make=broken: make(len(q), 4))
+        monkeypatch.setattr(ec, "text_embeddings", lambda m, t, texts, make=broken: make(len(texts), 4))
+        result = ec.retrieval_check(torch.nn.Linear(1, 1), None, scenes, torch.zeros(8, 1, 1))
+        assert result == {"value": 0.0, "relation 4-way": 0.0, "attribute": 0.0}
