@@ -112,21 +112,6 @@ class LlavaTrainConfig:
     foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
 
 
-RELATION_FOILS = (("relation", 0.8), ("colour", 0.2 / 3), ("shape", 0.2 / 3), ("absent object", 0.2 / 3))
-EARLY_YES_NO = (
-    Stage("projector", (("list", 1.0),), None, 0.0, 100, train_lm=False),
-    Stage("list", (("list", 1.0),), "cell words", 0.98, 3000),
-    Stage("describe", (("describe", 0.5), ("yes/no", 0.3), ("list", 0.2)), "relation word", 0.98, 1500),
-    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 4000),
-)
-RECIPES = {
-    "book": LlavaTrainConfig(),
-    "relfoil": LlavaTrainConfig(foil_shares=RELATION_FOILS),
-    "yn-early": LlavaTrainConfig(curriculum=EARLY_YES_NO),
-    "relfoil-yn-early": LlavaTrainConfig(curriculum=EARLY_YES_NO, foil_shares=RELATION_FOILS),
-}
-
-
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
     """AdamW with linear warm-up, then cosine decay over ``steps`` (constant when ``steps`` is None)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)

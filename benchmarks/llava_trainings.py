@@ -16,7 +16,23 @@ import os
 import sys
 import time
 
-from analysis_lib.training import RECIPES
+from analysis_lib.models import LlavaSize
+from analysis_lib.training import GROUNDED_CURRICULUM, INSTRUCTION_MIX, LlavaTrainConfig, Stage
+
+EARLY_YES_NO = (
+    *GROUNDED_CURRICULUM[:2],
+    Stage("describe", (("describe", 0.5), ("yes/no", 0.3), ("list", 0.2)), "relation word", 0.98, 1500),
+    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 4000),
+)
+RELATION_FOILS = (("relation", 0.8), ("colour", 0.2 / 3), ("shape", 0.2 / 3), ("absent object", 0.2 / 3))
+RECIPES: dict[str, dict] = {
+    "book": {},
+    "L4": {"llava_size": LlavaSize(layers=4)},
+    "w128": {"llava_size": LlavaSize(width=128)},
+    "yn-early": {"llava_train": LlavaTrainConfig(curriculum=EARLY_YES_NO)},
+    "relfoil": {"llava_train": LlavaTrainConfig(foil_shares=RELATION_FOILS)},
+}
+"""Candidate recipes: ``ToySetup`` fields that differ from the book's."""
 
 
 def train_one(job: tuple[str, int]) -> dict:
@@ -27,7 +43,7 @@ def train_one(job: tuple[str, int]) -> dict:
 
     torch.set_num_threads(1)
     recipe, seed = job
-    setup = ToySetup(llava_train=RECIPES[recipe])
+    setup = ToySetup(**RECIPES[recipe])
     start = time.perf_counter()
     models = toy_models(setup, seed, progress=True)
     log = training_log(models.folders["llava"])
