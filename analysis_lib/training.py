@@ -39,6 +39,7 @@ from analysis_lib.toyworld import (
     training_caption,
 )
 
+RESTART_SEED_STRIDE = 100_003  # attempt k of seed s is seeded s + k * stride (no seed's restarts meet another's)
 EVAL_RNG_SEED = 2024  # fixes the held-out checks' random parts (object order in lists), the same at every check
 
 
@@ -97,7 +98,8 @@ class LlavaTrainConfig:
     ``warmup`` steps at the start of each stage group (projector alone; projector + LM), then stays;
     AdamW's decoupled ``weight_decay`` helps the stages cross their plateaus.
     False captions of yes/no questions are drawn with ``foil_shares`` (see ``toyworld.false_caption``).
-    The last ``validation_scenes`` training scenes are held out for the checks.
+    The last ``validation_scenes`` training scenes are held out for the checks. A training whose stage runs to
+    its cap is restarted from fresh projector weights up to ``restarts`` times (see ``train_llava``).
     """
 
     curriculum: tuple[Stage, ...] = GROUNDED_CURRICULUM
@@ -110,6 +112,7 @@ class LlavaTrainConfig:
     weight_decay: float = 0.1
     question_loss: bool = True
     foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
+    restarts: int = 0
 
 
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
@@ -391,6 +394,16 @@ def run_stage(
     return log
 
 
+def stalled(log: dict) -> bool:
+    """Whether a stage's log ran to its cap without its held-out check passing."""
+    return bool(log["checks"]) and log["passed_at"] is None
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of a training's ``attempt``-th restart (0: the training's own seed)."""
+    return seed + RESTART_SEED_STRIDE * attempt
+
+
 def train_llava(
     model: LlavaForConditionalGeneration,
     tokenizer: PreTrainedTokenizerFast,
@@ -401,18 +414,55 @@ def train_llava(
     seed: int,
     progress: bool = True,
 ) -> dict:
-    """Train the toy LLaVA through ``cfg.curriculum`` on standardised cached features.
+    """Train the toy LLaVA through ``cfg.curriculum`` on standardised cached features, restarting a stalled
+    training up to ``cfg.restarts`` times.
 
-    The last ``cfg.validation_scenes`` scenes are held out for the stages' checks. Returns one log
-    per stage (see ``run_stage``).
+    The last ``cfg.validation_scenes`` scenes are held out for the stages' checks. A stage that runs to its cap
+    without passing stalls the attempt; while restarts remain, the model goes back to its starting weights
+    (the pre-trained LM as it was), the projector is initialised afresh and the batches are drawn anew, both
+    from ``attempt_seed(seed, k)``. Returns the last attempt's log per stage (see ``run_stage``), the number of
+    ``restarts`` used and the stage logs of every abandoned attempt.
     """
+    n_train = len(scenes) - cfg.validation_scenes
+    mean, std = features[:n_train].mean(dim=(0, 1)), features[:n_train].std(dim=(0, 1)) + 1e-6
+    standardised = ((features - mean) / std).to(next(model.parameters()).device)
+    start = {name: value.clone() for name, value in model.state_dict().items()}
+    abandoned = []
+    for attempt in range(cfg.restarts + 1):
+        if attempt:
+            model.load_state_dict(start)
+            torch.manual_seed(attempt_seed(seed, attempt))
+            for layer in (model.model.multi_modal_projector.linear_1, model.model.multi_modal_projector.linear_2):
+                layer.reset_parameters()
+        last = attempt == cfg.restarts
+        stages = curriculum_attempt(model, tokenizer, scenes, standardised, prompt_format, cfg,
+                                    attempt_seed(seed, attempt), progress, stop_on_stall=not last)  # fmt: skip
+        if not stalled(stages[-1]) or last:
+            break
+        abandoned.append(stages)
+    model.eval()
+    fold_standardisation(model, mean, std)
+    return {"stages": stages, "restarts": len(abandoned), "abandoned": abandoned}
+
+
+def curriculum_attempt(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    scenes: list[Scene],
+    standardised: torch.Tensor,
+    prompt_format: PromptFormat,
+    cfg: LlavaTrainConfig,
+    seed: int,
+    progress: bool,
+    stop_on_stall: bool,
+) -> list[dict]:
+    """One pass through ``cfg.curriculum`` seeded by ``seed``: the log of each stage run (with
+    ``stop_on_stall``, none after the first stage that stalls)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     permutations = torch.Generator().manual_seed(seed)  # image-token positions of a ``permuted`` variant
-    device = next(model.parameters()).device
+    device = standardised.device
     n_train = len(scenes) - cfg.validation_scenes
-    mean, std = features[:n_train].mean(dim=(0, 1)), features[:n_train].std(dim=(0, 1)) + 1e-6
-    standardised = ((features - mean) / std).to(device)
     val_scenes, val_features = scenes[n_train:], standardised[n_train:]
     n_tokens = model.config.image_seq_length
     projector = list(model.model.multi_modal_projector.parameters())
@@ -439,10 +489,12 @@ def train_llava(
         return held_out_check(name, model, tokenizer, prompt_format, val_scenes, val_features, cfg)
 
     model.train()
-    stages = [run_stage(stage, train_step, check, cfg.check_every, progress) for stage in cfg.curriculum]
-    model.eval()
-    fold_standardisation(model, mean, std)
-    return {"stages": stages}
+    stages = []
+    for stage in cfg.curriculum:
+        stages.append(run_stage(stage, train_step, check, cfg.check_every, progress))
+        if stop_on_stall and stalled(stages[-1]):
+            break
+    return stages
 
 
 class Stopwatch:

@@ -155,3 +155,55 @@ def test_pretrained_lm_learns_to_copy_and_llava_starts_from_it(tiny_models):
     ids = held_out[0][:4]
     with torch.no_grad():
         assert torch.allclose(llava(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
+
+
+def _restart_run(tiny_models, world, target: float, restarts: int) -> tuple[dict, dict]:
+    """A two-step curriculum on a tiny LLaVA whose one check needs ``target``: its log and starting weights."""
+    from analysis_lib.features import llava_selected_features, pixel_tensor
+    from analysis_lib.toyworld import render_all, sample_scenes
+    from analysis_lib.training import LlavaTrainConfig, train_llava
+
+    _, clip_processor, llava, llava_processor = tiny_models
+    scenes = sample_scenes(40, world, seed=0)
+    pixels = pixel_tensor(render_all(scenes, world, 1), clip_processor.image_processor)
+    features = llava_selected_features(llava, pixels)
+    stages = (Stage("list", (("list", 1.0),), "cell words", target, 2),)
+    cfg = LlavaTrainConfig(curriculum=stages, check_every=1, batch_size=4, validation_scenes=8, restarts=restarts)
+    start = {k: v.clone() for k, v in llava.state_dict().items()}
+    return train_llava(llava, llava_processor.tokenizer, scenes, features, TOY_FORMAT, cfg, 0, False), start
+
+
+def test_a_stalled_training_restarts_from_its_starting_weights_with_a_fresh_projector(tiny_models, world):
+    """A check that cannot pass stalls every attempt: ``restarts`` restarts are used and logged, each attempt
+    from the same LM weights but a projector initialised afresh; a check that passes is never restarted."""
+    from analysis_lib.training import attempt_seed
+
+    log, start = _restart_run(tiny_models, world, target=1.1, restarts=2)
+    assert log["restarts"] == 2 and len(log["abandoned"]) == 2
+    assert all(attempt[-1]["passed_at"] is None and attempt[-1]["steps"] == 2 for attempt in log["abandoned"])
+    assert log["stages"][-1]["passed_at"] is None  # the last attempt is kept even though it stalled
+    assert len({attempt_seed(0, k) for k in range(3)}) == 3
+    passed, _ = _restart_run(tiny_models, world, target=0.0, restarts=2)
+    assert passed["restarts"] == 0 and passed["abandoned"] == [] and passed["stages"][-1]["passed_at"] == 1
+
+
+def test_restarted_projector_differs_from_the_first_attempts_and_the_lm_starts_where_it_did(tiny_models, world):
+    """After ``load_state_dict`` and a re-seeded initialisation the projector is new, so a restart is not a replay."""
+    import analysis_lib.training as training
+
+    seen = []
+    original = training.curriculum_attempt
+
+    def recording(model, *args, **kwargs):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return original(model, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "curriculum_attempt", recording)
+        _, start = _restart_run(tiny_models, world, target=1.1, restarts=1)
+    first, second = seen
+    projector = [k for k in start if "multi_modal_projector" in k]
+    lm = [k for k in start if "language_model" in k]
+    assert all(torch.equal(first[k], start[k]) for k in start)
+    assert all(torch.equal(second[k], start[k]) for k in lm)
+    assert not all(torch.equal(second[k], start[k]) for k in projector)
