@@ -39,6 +39,7 @@ from analysis_lib.toyworld import (
     training_caption,
 )
 
+RELATION_WORD_TASKS = {"relation word": "describe", "relative word": "relative"}  # check -> the task it reads
 RESTART_SEED_STRIDE = 100_003  # attempt k of seed s is seeded s + k * stride (no seed's restarts meet another's)
 EVAL_RNG_SEED = 2024  # fixes the held-out checks' random parts (object order in lists), the same at every check
 
@@ -61,7 +62,8 @@ class Stage:
 
     ``check=None`` runs exactly ``max_steps``. ``train_lm=False`` trains the projector alone (LLaVA's
     stage 1). Checks: ``cell words`` (the list task's cell words, teacher-forced), ``relation word``
-    (the relation word of held-out descriptions), ``vqascore`` (the lower of the VQAScore relation
+    (the relation word of held-out descriptions), ``relative word`` (the answer's relation word to "Where is
+    the A relative to the B?"), ``vqascore`` (the lower of the VQAScore relation
     4-way and attribute accuracies on held-out scenes).
     """
 
@@ -352,8 +354,8 @@ def held_out_check(
         conversations = [[instruction_example(s, rng, {"list": 1.0})] for s in scenes]
         words = tuple(ROW_WORDS + COL_WORDS)
         return {"value": word_accuracy(model, tokenizer, prompt_format, conversations, features, words)}
-    if name == "relation word":
-        conversations = [[instruction_example(s, rng, {"describe": 1.0})] for s in scenes]
+    if name in RELATION_WORD_TASKS:
+        conversations = [[instruction_example(s, rng, {RELATION_WORD_TASKS[name]: 1.0})] for s in scenes]
         words = tuple(phrase.split()[0] for phrase in RELATION_PHRASES.values())
         return {"value": word_accuracy(model, tokenizer, prompt_format, conversations, features, words)}
     if name == "vqascore":
@@ -361,7 +363,7 @@ def held_out_check(
         parts = vqascore_accuracies(model, tokenizer, prompt_format, scenes[:n], features[:n])
         kept = held_out_check("relation word", model, tokenizer, prompt_format, scenes[:n], features[:n], cfg)
         return {"value": min(parts["relation 4-way"], parts["attribute"]), **parts, "relation word": kept["value"]}
-    raise ValueError(f"unknown check {name!r}; use 'cell words', 'relation word' or 'vqascore'")
+    raise ValueError(f"unknown check {name!r}; use 'cell words', 'relation word', 'relative word' or 'vqascore'")
 
 
 def run_stage(

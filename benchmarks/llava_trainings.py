@@ -24,12 +24,18 @@ EARLY_YES_NO = (
     Stage("describe", (("describe", 0.5), ("yes/no", 0.3), ("list", 0.2)), "relation word", 0.98, 1500),
     Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 4000),
 )
+RELATIVE_BRIDGE = (
+    *GROUNDED_CURRICULUM[:3],
+    Stage("relative", (("relative", 0.6), ("describe", 0.2), ("list", 0.2)), "relative word", 0.98, 1500),
+    GROUNDED_CURRICULUM[3],
+)
 RELATION_FOILS = (("relation", 0.8), ("colour", 0.2 / 3), ("shape", 0.2 / 3), ("absent object", 0.2 / 3))
 RECIPES: dict[str, dict] = {
     "book": {},
     "L4": {"llava_size": LlavaSize(layers=4)},
     "w128": {"llava_size": LlavaSize(width=128)},
     "yn-early": {"llava_train": LlavaTrainConfig(curriculum=EARLY_YES_NO)},
+    "relative-bridge": {"llava_train": LlavaTrainConfig(curriculum=RELATIVE_BRIDGE)},
     "relfoil": {"llava_train": LlavaTrainConfig(foil_shares=RELATION_FOILS)},
 }
 """Candidate recipes: ``ToySetup`` fields that differ from the book's."""

@@ -207,3 +207,26 @@ def test_restarted_projector_differs_from_the_first_attempts_and_the_lm_starts_w
     assert all(torch.equal(first[k], start[k]) for k in start)
     assert all(torch.equal(second[k], start[k]) for k in lm)
     assert not all(torch.equal(second[k], start[k]) for k in projector)
+
+
+@pytest.mark.parametrize(("check", "question"), [("relation word", "Describe the"), ("relative word", "relative")])
+def test_relation_word_checks_read_the_relation_word_of_their_task(world, monkeypatch, check, question):
+    """``relation word`` reads descriptions, ``relative word`` answers to "Where is A relative to B?"; both score
+    the relation words only."""
+    import analysis_lib.training as training
+    from analysis_lib.toyworld import RELATION_PHRASES, sample_scenes
+
+    seen = {}
+
+    def recording(model, tokenizer, fmt, conversations, features, words):
+        seen.update(conversations=conversations, words=words)
+        return 0.5
+
+    monkeypatch.setattr(training, "word_accuracy", recording)
+    scenes = sample_scenes(6, world, seed=0)
+    result = training.held_out_check(check, None, None, TOY_FORMAT, scenes, None, training.LlavaTrainConfig())
+    assert result == {"value": 0.5}
+    assert all(question in turns[0][0] for turns in seen["conversations"])
+    answers = [turns[0][1] for turns in seen["conversations"]]
+    assert all(RELATION_PHRASES[scene.relation] in answer for scene, answer in zip(scenes, answers))
+    assert set(seen["words"]) == {p.split()[0] for p in RELATION_PHRASES.values()}
