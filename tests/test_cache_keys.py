@@ -18,8 +18,7 @@ from analysis_lib.chapters import ch02_tokens as ch02
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
 from analysis_lib.comm_merge import VisionSource
 from analysis_lib.image_tokens import ImageTokens
-from analysis_lib.pipeline import ToySetup, ssl_recipe
-from analysis_lib.ssl_encoder import ssl_spec
+from analysis_lib.toy_setup import ToySetup, ssl_recipe, ssl_spec
 
 RECORDED = Path(__file__).parent / "data" / "cache_specs.json"
 SEED = 3

@@ -21,18 +21,16 @@ from analysis_lib.features import llava_selected_features
 from analysis_lib.lm_pretraining import LmPretrainConfig
 from analysis_lib.metrics import opposite_option
 from analysis_lib.models import load_language_model, toy_llava_from_clip
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
+from analysis_lib.pipeline import ToyModels, toy_models, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.progress import seed_progress
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     VariantRun,
     evaluation_sets,
-    fresh_pixels,
     model_scorers,
     run_variants,
     score_all,
@@ -42,6 +40,7 @@ from analysis_lib.toy_runs import (
     variant_rows,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
 from analysis_lib.toyworld import instruction_example, sample_scenes
 from analysis_lib.training import (
     GROUNDED_CURRICULUM,

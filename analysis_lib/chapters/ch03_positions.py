@@ -16,7 +16,6 @@ from analysis_lib.pipeline import toy_models
 from analysis_lib.progress import seed_progress
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
@@ -27,6 +26,7 @@ from analysis_lib.toy_runs import (
     stalled_lines,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED
 
 AS_USUAL = "LLaVA: raster positions, ViT position embeddings (LLaVA-1.5)"
 ABLATIONS = {

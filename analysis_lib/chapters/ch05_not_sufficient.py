@@ -20,12 +20,11 @@ from analysis_lib.chapters.ch02_tokens import HEADS, PACL, SPARC, chapter_setup,
 from analysis_lib.features import pixel_tensor
 from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, image_embeddings, train_lm_tower
 from analysis_lib.negclip import NegClipConfig, train_negclip
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.pipeline import ToyModels, toy_models
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import ClipScorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
@@ -34,6 +33,7 @@ from analysis_lib.toy_runs import (
     score_all,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 from analysis_lib.toyworld import render_all, sample_scenes
 
 NEGCLIP_LOCKED = "(a) NegCLIP, image tower locked"

@@ -19,12 +19,11 @@ from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
 from analysis_lib.full_scale import FullScaleConfig, benchmark_records, load_full_benchmarks, score_benchmark
-from analysis_lib.pipeline import ToySetup, toy_models, training_log
+from analysis_lib.pipeline import toy_models, training_log
 from analysis_lib.progress import seed_progress
 from analysis_lib.registry import load_scorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     VariantRun,
     condition_lines,
@@ -35,6 +34,7 @@ from analysis_lib.toy_runs import (
     stalled_lines,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 
 VLM2VEC_ENTRY = "llava-1.5-7b-vlm2vec"
 UNCONVERTED = "LLaVA, not converted (cosine)"

@@ -12,17 +12,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
-from analysis_lib.chapters.ch02_tokens import layer_probes, probe_metrics, probe_summary
+from analysis_lib.chapters.ch02_tokens import cached_layer_probes, layer_probes, probe_metrics, probe_summary
 from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
-from analysis_lib.pipeline import ToySetup, toy_models
+from analysis_lib.models import toy_image_processor
+from analysis_lib.pipeline import ssl_vision_model, toy_models
 from analysis_lib.plots import model_palette
 from analysis_lib.progress import seed_progress
-from analysis_lib.ssl_encoder import ssl_layer_probes
+from analysis_lib.ssl_encoder import SSL_TRAIN, initial_encoder, smoke_ssl
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
@@ -35,6 +36,7 @@ from analysis_lib.toy_runs import (
     variant_rows,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup, ssl_spec
 
 PENULTIMATE = "LLaVA: CLIP layer -2 (LLaVA-1.5)"
 CLIP_COMM = "LLaVA: CLIP multi-level merge (COMM)"
@@ -82,6 +84,22 @@ class DinoRun:
     weights: pd.DataFrame
     seconds: dict[str, dict[int, float]]
     config: dict
+
+
+def ssl_layer_probes(
+    setup: ToySetup, seed: int, smoke: bool, device: str = "cpu", progress: bool = True, trained: bool = True
+) -> pd.DataFrame:
+    """Chapter 2's layer-probe table (same fresh scenes, probes and sizes) for one seed's SSL encoder, or with
+    ``trained=False`` for the same encoder at its initial weights (the baseline it must beat); cached."""
+    cfg = smoke_ssl(SSL_TRAIN) if smoke else SSL_TRAIN
+
+    def encoder() -> torch.nn.Module:
+        if trained:
+            return ssl_vision_model(setup, seed, device, progress, cfg)[0]
+        return initial_encoder(setup.world, setup.clip_size, seed).to(device)
+
+    key, processor = {"ssl": ssl_spec(setup, seed, cfg), "trained": trained}, toy_image_processor(setup.world)
+    return cached_layer_probes("ssl-layer-probes", key, setup, seed, smoke, encoder, processor)
 
 
 def encoder_probes(setup: ToySetup, seed: int, smoke: bool, device: str, progress: bool = True) -> pd.DataFrame:
