@@ -4,14 +4,20 @@ The toy CLIP, the pre-trained toy LM, the SSL (DINO) encoder, the frozen-encoder
 the toy LLaVA are each built here (``toy_clip_folder``, ``pretrained_lm``, ``ssl_vision_model``,
 ``llava_features``, ``toy_llava_folder``) from the settings of a ``toy_setup.ToySetup``; the modules that define
 the models and their training (``models``, ``comm_merge``, ``lm_pretraining``, ``ssl_encoder``, ``training``) never
-import this one. ``toy_models`` trains or loads one seed's CLIP and LLaVA.
+import this one. ``toy_models`` trains or loads one seed's CLIP and LLaVA in this process; ``train_toy_models``
+trains many LLaVAs (variants x seeds) in worker processes first, so that ``toy_models`` then finds them cached.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,12 +30,13 @@ from transformers import (
     LlavaProcessor,
 )
 
-from analysis_lib.cache import cached_artifact
+from analysis_lib.cache import cached_artifact, is_cached, spec_key
 from analysis_lib.comm_merge import load_toy_llava, with_source
 from analysis_lib.features import cached_features, llava_selected_features
 from analysis_lib.image_tokens import apply_variant, install_hooks
 from analysis_lib.lm_pretraining import pretrain_lm
 from analysis_lib.models import load_language_model, toy_clip, toy_image_processor, toy_llava_from_clip, toy_lm
+from analysis_lib.progress import console
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.ssl_encoder import SSL_TRAIN, SslTrainConfig, held_out_check, initial_encoder, train_dino
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup, TrainingData, fresh_pixels, ssl_recipe, ssl_spec
@@ -145,6 +152,11 @@ def initial_llava(
     return model, processor
 
 
+def feature_layer(setup: ToySetup) -> int | list[int]:
+    """The vision layer(s) whose features ``setup``'s LLaVA reads (its ``vision_feature_layer``)."""
+    return setup.vision.feature_layer(setup.clip_size.vision_layers)
+
+
 def llava_features(
     setup: ToySetup, seed: int, model: LlavaForConditionalGeneration, image_processor, data: TrainingData
 ) -> torch.Tensor:
@@ -152,6 +164,13 @@ def llava_features(
     (preprocessed by ``image_processor``), computed once and cached."""
     spec = setup.feature_spec(seed, model.config.vision_feature_layer)
     return cached_features(spec, lambda: llava_selected_features(model, data.pixels(image_processor)))
+
+
+def prepared_features(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> torch.Tensor:
+    """``llava_features`` of ``setup``'s LLaVA for one seed (its CLIP, SSL encoder and LM trained first if needed)."""
+    data = TrainingData(setup, seed)
+    model, processor = initial_llava(setup, seed, device, progress, data)
+    return llava_features(setup, seed, model, processor.image_processor, data)
 
 
 def toy_llava_folder(
@@ -198,3 +217,115 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
     llava_format = PromptFormat.load(folders["llava"])
     clip, llava = clip.to(device), llava.to(device)
     return ToyModels(clip, clip_processor, llava, llava_processor, llava_format, folders, reused, watch.seconds)
+
+
+BUILDERS: dict[str, Callable[[ToySetup, int, str, bool], object]] = {
+    "clip": toy_clip_folder,
+    "toy-lm": pretrained_lm,
+    "ssl-encoder": ssl_tower,
+    "features": prepared_features,
+    "llava": toy_llava_folder,
+}
+"""What builds each kind of cached toy artefact, from ``(setup, seed, device, progress)``."""
+SPECS: dict[str, Callable[[ToySetup, int], dict | None]] = {
+    "clip": ToySetup.clip_spec,
+    "toy-lm": ToySetup.lm_spec,
+    "ssl-encoder": lambda setup, seed: ssl_spec(setup, seed, ssl_recipe(setup)) if setup.vision.uses_ssl else None,
+    "features": lambda setup, seed: setup.feature_spec(seed, feature_layer(setup)),
+    "llava": ToySetup.llava_spec,
+}
+"""The spec each kind is cached under (None: the setup has no such artefact)."""
+PHASES = (("clip", "toy-lm", "ssl-encoder"), ("features",), ("llava",))
+"""The order of builds: each phase needs only what earlier phases built."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """One cached toy artefact to build: its kind (a ``BUILDERS`` key), setup and seed."""
+
+    kind: str
+    setup: ToySetup
+    seed: int
+
+    def spec(self) -> dict | None:
+        """The spec the cache keys it by."""
+        return SPECS[self.kind](self.setup, self.seed)
+
+
+def job_builds(setup: ToySetup, seed: int) -> list[Build]:
+    """What ``toy_models(setup, seed)`` needs cached: the CLIP and LM it loads, and unless its LLaVA is cached
+    the SSL encoder, features and LLaVA."""
+    kinds = ["clip", "toy-lm"] if is_cached("llava", setup.llava_spec(seed)) else list(BUILDERS)
+    return [Build(kind, setup, seed) for kind in kinds if SPECS[kind](setup, seed) is not None]
+
+
+def missing_builds(jobs: list[tuple[ToySetup, int]]) -> list[list[Build]]:
+    """Per phase (``PHASES``), the builds that ``jobs`` need and the cache lacks, each artefact once."""
+    needed: dict[tuple[str, str], Build] = {}
+    for setup, seed in jobs:
+        for build in job_builds(setup, seed):
+            needed.setdefault((build.kind, spec_key(build.spec())), build)
+    missing = [build for build in needed.values() if not is_cached(build.kind, build.spec())]
+    return [[build for build in missing if build.kind in kinds] for kinds in PHASES]
+
+
+def run_build(build: Build, device: str = "cpu", progress: bool = True) -> str:
+    """Build ``build``'s artefact into the cache; the console line that says so."""
+    start = time.perf_counter()
+    BUILDERS[build.kind](build.setup, build.seed, device, progress)
+    return f"{build.kind} of seed {build.seed} built in {time.perf_counter() - start:.0f} s"
+
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: two, or one on a one-core machine."""
+    return min(2, os.cpu_count() or 1)
+
+
+def _start_worker() -> None:
+    """Set up a worker process: one torch thread; its stdout and stderr go to the console, never a notebook."""
+    torch.set_num_threads(1)
+    for fd in (1, 2):
+        os.dup2(console().fileno(), fd)
+
+
+@contextmanager
+def _mapper(workers: int) -> Iterator[Callable]:
+    """``map`` in this process (one worker), else ``imap_unordered`` over a pool of spawned workers, closed and
+    joined when done (a worker that exits normally releases its semaphores; one terminated would leak them)."""
+    if workers == 1:
+        yield map
+        return
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker) as pool:
+        yield pool.imap_unordered
+        pool.close()
+        pool.join()
+
+
+def run_phases(phases: list[list[Build]], workers: int = 0, device: str = "cpu", progress: bool = True) -> None:
+    """Run the builds of each phase in turn in ``workers`` processes of one torch thread each (0:
+    ``default_workers()``); one worker, or one build at a time, runs them in this process. Builds write through the
+    cache's atomic renames; a console line says when each is done."""
+    total, done = sum(map(len, phases)), 0
+    if total == 0:
+        return
+    workers = min(workers or default_workers(), max(map(len, phases)))
+    print(f"  toy models: {total} to build in {workers} process(es)", file=console(), flush=True)
+    with _mapper(workers) as mapped:
+        for phase in phases:
+            for line in mapped(partial(run_build, device=device, progress=progress), phase):
+                done += 1
+                print(f"  toy models: {line} ({done}/{total})", file=console(), flush=True)
+
+
+def train_toy_models(
+    jobs: list[tuple[ToySetup, int]], workers: int = 0, device: str = "cpu", progress: bool = True
+) -> None:
+    """Train every ``(setup, seed)`` LLaVA of ``jobs`` that the cache lacks, after what it needs (CLIPs, LMs and
+    SSL encoders, then features; each once, so that no two workers build the same), in ``workers`` processes
+    (``run_phases``), so that ``toy_models`` then loads them all from the cache."""
+    run_phases(missing_builds(jobs), workers, device, progress)
+
+
+def seed_jobs(setups: list[ToySetup], seeds: list[int]) -> list[tuple[ToySetup, int]]:
+    """Every setup on every seed, seed by seed: ``train_toy_models``'s jobs."""
+    return [(setup, seed) for seed in seeds for setup in setups]

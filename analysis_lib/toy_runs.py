@@ -14,7 +14,7 @@ import torch
 from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
 from analysis_lib.metrics import seed_interval
-from analysis_lib.pipeline import ToyModels, toy_models, training_log
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models, training_log
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import ClipScorer, VQAScorer
@@ -89,9 +89,12 @@ class VariantRun:
 
 
 def run_variants(
-    setups: dict[str, ToySetup], seeds: list[int], bench_dir: Path, device: str, progress: bool = True
-) -> VariantRun:
-    """Train or load each variant's LLaVA on every seed and score it with VQAScore."""
+    setups: dict[str, ToySetup], seeds: list[int], bench_dir: Path, device: str, progress: bool = True,
+    workers: int = 0,
+) -> VariantRun:  # fmt: skip
+    """Train or load each variant's LLaVA on every seed (those not cached in ``workers`` processes first: see
+    ``pipeline.train_toy_models``) and score it with VQAScore."""
+    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
     records, folders, seconds = [], {}, {}
     for variant, setup in setups.items():
         folders[variant], seconds[variant] = {}, {}

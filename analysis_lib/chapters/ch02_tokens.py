@@ -29,7 +29,7 @@ from analysis_lib.patch_contrastive import (
     save_heads,
     train_patch_heads,
 )
-from analysis_lib.pipeline import ToyModels, toy_models
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
 from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import VQAScorer
@@ -149,10 +149,14 @@ class TokensRun:
     config: dict
 
 
-def tokens_experiment(seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True) -> TokensRun:
+def tokens_experiment(
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
+) -> TokensRun:
     """Per seed: probe the frozen CLIP layer by layer, score CLIP, every token variant's LLaVA and the
-    PACL / SPARC heads on chapter 1's sets."""
+    PACL / SPARC heads on chapter 1's sets (the LLaVAs not cached trained first, in ``workers`` processes)."""
     setup = chapter_setup(clip_steps, smoke)
+    setups = {name: chapter_setup(clip_steps, smoke, tokens) for name, tokens in TOKEN_VARIANTS.items()}
+    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, probes, seconds = [], [], {"probes": {}, "heads": {}}
     heads: dict[str, dict[int, Path]] = {name: {} for name in HEADS}
@@ -170,7 +174,6 @@ def tokens_experiment(seeds: list[int], device: str, clip_steps: int, smoke: boo
         seconds["heads"][seed] = time.perf_counter() - start
         records += [{**r, "condition": r["model"]} for r in score_all(scorers, bench_dir, seed)]
         folders[ALL_PATCHES][seed] = models.folders["llava"]
-    setups = {name: chapter_setup(clip_steps, smoke, tokens) for name, tokens in TOKEN_VARIANTS.items()}
     variants = run_variants({k: v for k, v in setups.items() if k != ALL_PATCHES}, seeds, bench_dir, device, progress)
     metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
     config = {

@@ -18,7 +18,7 @@ from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.chapters.ch02_tokens import cached_layer_probes, layer_probes, probe_metrics, probe_summary
 from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
 from analysis_lib.models import toy_image_processor
-from analysis_lib.pipeline import ssl_vision_model, toy_models
+from analysis_lib.pipeline import seed_jobs, ssl_vision_model, toy_models, train_toy_models
 from analysis_lib.plots import model_palette
 from analysis_lib.progress import seed_progress
 from analysis_lib.ssl_encoder import SSL_TRAIN, initial_encoder, smoke_ssl
@@ -135,11 +135,14 @@ def merge_weights(folders: dict[str, dict[int, Path]]) -> pd.DataFrame:
 
 
 def clip_to_dino_experiment(
-    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
 ) -> DinoRun:
     """Per seed: both encoders' layer probes; CLIP and chapter 1's LLaVA scored on chapter 1's sets; then each
-    retrained vision source's LLaVA (same LM, curriculum, checks and caps) scored with VQAScore."""
+    retrained vision source's LLaVA (same LM, curriculum, checks and caps) scored with VQAScore. The LLaVAs and SSL
+    encoders not cached are trained first, in ``workers`` processes."""
     setup = chapter_setup(clip_steps, smoke)
+    setups = {name: chapter_setup(clip_steps, smoke, SOURCES[name]) for name in RETRAINED}
+    train_toy_models(seed_jobs([setup, *setups.values()], seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, probes, seconds, folders = [], [], {"probes and scoring": {}}, {PENULTIMATE: {}}
     for seed in seed_progress(seeds, "07_clip_to_dino"):
@@ -153,7 +156,6 @@ def clip_to_dino_experiment(
             time.perf_counter() - start,
             models.folders["llava"],
         )
-    setups = {name: chapter_setup(clip_steps, smoke, SOURCES[name]) for name in RETRAINED}
     variants = run_variants(setups, seeds, bench_dir, device, progress)
     metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
     config = {
