@@ -51,7 +51,7 @@ ALLOWED_VALUES: dict[str, tuple] = {
 }
 # Parameters that change a run's speed, not its numbers (at most their float rounding): a run that differs from
 # the book's parameters only in these still writes the book.
-NEUTRAL = frozenset({"torch_threads"})
+NEUTRAL = frozenset({"torch_threads", "workers"})
 OUTPUT_ROOTS = ("results_root", "figures_root")  # where a chapter writes its results and figures
 RUNNING = re.compile(r"^\..+\.(?P<pid>\d+)\.running\.ipynb$")  # what execute_chapter executes into
 SLUG_LENGTH = 60  # longest run-folder slug kept as it is; a longer one is cut and ends in a hash
@@ -135,9 +135,17 @@ def _output_folder_problem(name: str, folder: str) -> str | None:
     return None
 
 
+def _workers_problem(name: str, workers: int) -> str | None:
+    """Why ``workers`` cannot be a number of worker processes (it is negative), or None."""
+    if workers < 0:
+        return f"parameter {name!r} must be 0 (two processes, one on a 1-core machine) or more, got {workers!r}"
+    return None
+
+
 # Parameter name -> a check of a well-typed value beyond its type: why it cannot be used, or None.
 VALUE_CHECKS: dict[str, Callable[[str, object], str | None]] = {
     "seeds": _seeds_problem,
+    "workers": _workers_problem,
     "results_root": _output_folder_problem,
     "figures_root": _output_folder_problem,
 }

@@ -150,14 +150,25 @@ def move_aside(final: Path, problem: str, inode: int) -> None:
     print(f"cache entry {final} is broken ({problem}); moved aside to {aside.name}, rebuilding", file=console())
 
 
+def entry_folder(kind: str, spec: dict, root: Path | None = None) -> Path:
+    """Where the entry of ``kind`` for ``spec`` is (or would be) cached."""
+    return (root or cache_root()) / kind / spec_key(full_spec(spec))
+
+
+def is_cached(kind: str, spec: dict, root: Path | None = None) -> bool:
+    """Whether a valid entry of ``kind`` for ``spec`` is cached (a broken one is left for its next build)."""
+    final = entry_folder(kind, spec, root)
+    return folder_inode(final) is not None and entry_problem(final, full_spec(spec)) is None
+
+
 def cached_artifact(
     kind: str, spec: dict, build: Callable[[Path], None], root: Path | None = None
 ) -> tuple[Path, bool]:
     """Return ``(folder, reused)``; build the folder with ``build(tmp_dir)`` unless a valid one exists (a broken
     one is moved aside and rebuilt: see the module docstring)."""
-    spec, root = full_spec(spec), root or cache_root()
+    root = root or cache_root()
     remove_stale_builds(root)
-    final = root / kind / spec_key(spec)
+    final, spec = entry_folder(kind, spec, root), full_spec(spec)
     inode = folder_inode(final)
     if inode is not None:
         problem = entry_problem(final, spec)

@@ -41,7 +41,7 @@ def copy_batch(
     tokenizer: PreTrainedTokenizerFast, cfg: LmPretrainConfig, n: int, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` right-padded sequences ``<s> segment filler segment`` with labels on the predictable repeat."""
-    words = [i for tok, i in tokenizer.get_vocab().items() if tok not in SPECIAL_TOKENS]
+    words = sorted(i for tok, i in tokenizer.get_vocab().items() if tok not in SPECIAL_TOKENS)  # dict order varies
     rows = []
     for _ in range(n):
         segment = list(rng.choice(words, rng.integers(cfg.segment[0], cfg.segment[1] + 1)))

@@ -43,7 +43,7 @@ from analysis_lib.scoring import ImageLike
 from analysis_lib.tokenization import is_word_level, unknown_words, vocabulary_warnings, word_tokenizer
 from analysis_lib.toyworld import COLOURS, RELATION_PHRASES, SHAPES, WorldConfig
 
-TOY_WORLD = WorldConfig()  # the world chapter 1's toy models learn (pipeline.ToySetup's default)
+TOY_WORLD = WorldConfig()  # the world chapter 1's toy models learn (toy_setup.ToySetup's default)
 TOY_TEXT_POSITIONS = 32  # the toy CLIP's text positions (models.toy_clip), <s> and </s> included
 TOY_MAX_WORDS = TOY_TEXT_POSITIONS - 2
 CONTROL_TOKEN = re.compile(r"<\|?/?[A-Za-z_][\w.-]*\|?>")  # <image>, </s>, <pad>, <|end|>, <|eot_id|>, ...

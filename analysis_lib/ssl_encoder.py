@@ -32,49 +32,28 @@ so a local view may hold both objects, one or none, each at its true position. T
 the teacher's whole-scene output from such partial views (DINO's local-to-global correspondence) without
 being taught to ignore where things are.
 
-For helper code (chapter 7): ``ssl_vision_model(setup, seed, device, progress, cfg=SSL_TRAIN)`` returns the
-trained teacher encoder (a ``CLIPVisionModel``, eval mode) and its cache folder; pass
-``cfg=smoke_ssl(SSL_TRAIN)`` (2 steps) in smoke runs. ``ssl_layer_probes(setup, seed, smoke)`` gives the
-chapter-2 layer-probe table of that encoder.
+This module is the recipe and its training code, on pixels it is given; ``pipeline.ssl_vision_model(setup, seed,
+device, progress, cfg=SSL_TRAIN)`` trains (or loads from the cache) the teacher encoder on the toy CLIP's training
+images and returns it (a ``CLIPVisionModel``, eval mode) with its cache folder; ``cfg=smoke_ssl(SSL_TRAIN)``
+(2 steps) in smoke runs. Chapter 7's ``ssl_layer_probes`` gives chapter 2's layer-probe table of that encoder.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from transformers import CLIPVisionModel
 
-from analysis_lib.cache import cached_artifact
-from analysis_lib.models import IMAGE_MEAN, IMAGE_STD, toy_clip, toy_image_processor
-from analysis_lib.pipeline import ToySetup, _TrainingData
-from analysis_lib.probing import (
-    EMPTY,
-    MLP_HIDDEN,
-    PATCH_PROBE_SCENES,
-    PROBE_STEPS,
-    canonical_relation,
-    fit_probe,
-    layer_probe_table,
-    layer_views,
-    patch_labels,
-)
+from analysis_lib.models import IMAGE_MEAN, IMAGE_STD, ClipSize, toy_clip
+from analysis_lib.probing import EMPTY, canonical_relation, fit_probe, layer_views, patch_labels
 from analysis_lib.progress import progress_bar
-from analysis_lib.toy_runs import EVAL_SEED, fresh_pixels
-from analysis_lib.toyworld import RELATIONS
+from analysis_lib.toyworld import RELATIONS, WorldConfig
 from analysis_lib.training import adamw_schedule, clipped_step
-
-CHECK_SEED = EVAL_SEED + 40  # held-out scenes of the training checks (the probes use EVAL_SEED + 20 / + 22)
-PROBE_SCENES = {"train": 3000, "test": 1000}  # chapter 2's layer-probe sizes
-SMOKE_PROBE_SCENES = {"train": 64, "test": 32}
 
 
 @dataclass(frozen=True)
@@ -308,65 +287,9 @@ def train_dino(
     return teacher.encoder.eval(), log
 
 
-def initial_encoder(setup: ToySetup, seed: int) -> CLIPVisionModel:
+def initial_encoder(world: WorldConfig, size: ClipSize, seed: int) -> CLIPVisionModel:
     """A ``CLIPVisionModel`` of the toy CLIP's vision config, with that CLIP's initial weights for ``seed``."""
-    clip, _ = toy_clip(setup.world, setup.clip_size, seed)
+    clip, _ = toy_clip(world, size, seed)
     encoder = CLIPVisionModel(clip.config.vision_config)
     encoder.vision_model.load_state_dict(clip.vision_model.state_dict())
     return encoder.eval()
-
-
-def ssl_spec(setup: ToySetup, seed: int, cfg: SslTrainConfig = SSL_TRAIN) -> dict:
-    """What determines the self-supervised encoder."""
-    return {
-        "world": asdict(setup.world),
-        "n_train_scenes": setup.n_train_scenes,
-        "clip_size": asdict(setup.clip_size),
-        "ssl": asdict(cfg),
-        "seed": seed,
-    }
-
-
-def ssl_vision_model(
-    setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True, cfg: SslTrainConfig = SSL_TRAIN
-) -> tuple[CLIPVisionModel, Path]:
-    """Train (or load from the cache) the DINO encoder on the toy CLIP's training images: ``(encoder, folder)``."""
-
-    def build(folder: Path) -> None:
-        processor = toy_image_processor(setup.world)
-        _, pixels = _TrainingData(setup, seed).get(processor)
-        check_scenes, check_pixels = fresh_pixels(setup, processor, cfg.check_scenes, CHECK_SEED)
-        start = time.perf_counter()
-        encoder, log = train_dino(
-            initial_encoder(setup, seed).to(device), pixels, cfg, seed,
-            lambda enc: held_out_check(enc, check_pixels.to(device), check_scenes, seed), progress,
-        )  # fmt: skip
-        seconds = time.perf_counter() - start
-        encoder.cpu().save_pretrained(folder)
-        (folder / "training_log.json").write_text(json.dumps({**log, "train_seconds": seconds}))
-
-    folder, _ = cached_artifact("ssl-encoder", ssl_spec(setup, seed, cfg), build)
-    return CLIPVisionModel.from_pretrained(folder).eval().to(device), folder
-
-
-def ssl_layer_probes(
-    setup: ToySetup, seed: int, smoke: bool, device: str = "cpu", progress: bool = True, trained: bool = True
-) -> pd.DataFrame:
-    """Chapter 2's layer-probe table (same fresh scenes, probes and sizes) for one seed's SSL encoder, or with
-    ``trained=False`` for the same encoder at its initial weights (the baseline it must beat); cached."""
-    cfg = smoke_ssl(SSL_TRAIN) if smoke else SSL_TRAIN
-    sizes, steps = (SMOKE_PROBE_SCENES, 5) if smoke else (PROBE_SCENES, PROBE_STEPS)
-    probe = {"mlp_hidden": MLP_HIDDEN, "steps": steps, "patch_scenes": PATCH_PROBE_SCENES}
-    spec = {"ssl": ssl_spec(setup, seed, cfg), "trained": trained, "scenes": sizes, "eval_seed": EVAL_SEED}
-
-    def build(folder: Path) -> None:
-        encoder = ssl_vision_model(setup, seed, device, progress, cfg)[0] if trained else initial_encoder(setup, seed)
-        processor = toy_image_processor(setup.world)
-        train_scenes, train_pixels = fresh_pixels(setup, processor, sizes["train"], EVAL_SEED + 20)
-        test_scenes, test_pixels = fresh_pixels(setup, processor, sizes["test"], EVAL_SEED + 22)
-        train, test = (train_pixels, train_scenes), (test_pixels, test_scenes)
-        table = layer_probe_table(encoder.to(device), train, test, setup.world.grid, seed=seed, steps=steps)
-        (folder / "probes.csv").write_text(table.to_csv(index=False))
-
-    folder, _ = cached_artifact("ssl-layer-probes", {**spec, "probe": probe, "probe_seed": seed}, build)
-    return pd.read_csv(folder / "probes.csv").assign(seed=seed, n_test=sizes["test"])

@@ -13,17 +13,15 @@ import torch
 
 from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
-from analysis_lib.features import pixel_tensor
 from analysis_lib.metrics import seed_interval
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models, training_log
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 from analysis_lib.training import Stage
 
-EVAL_SEED = 12345
 EVAL_PAIRS = 100
 CLIP_NAME, LLAVA_NAME = "CLIP (cosine)", "LLaVA (VQAScore)"
 HEADLINE = {
@@ -80,12 +78,6 @@ def score_all(scorers: dict[str, object], bench_dir: Path, seed: int) -> list[di
     return records
 
 
-def fresh_pixels(setup: ToySetup, image_processor, n_scenes: int, seed: int) -> tuple[list, torch.Tensor]:
-    """``n_scenes`` new scenes (``seed``) and their pixels, preprocessed by ``image_processor``."""
-    scenes = sample_scenes(n_scenes, setup.world, seed=seed)
-    return scenes, pixel_tensor(render_all(scenes, setup.world, seed + 1), image_processor)
-
-
 @dataclass
 class VariantRun:
     """LLaVA variants scored on chapter 1's sets: metrics (variant in ``condition``), model folders and
@@ -97,9 +89,12 @@ class VariantRun:
 
 
 def run_variants(
-    setups: dict[str, ToySetup], seeds: list[int], bench_dir: Path, device: str, progress: bool = True
-) -> VariantRun:
-    """Train or load each variant's LLaVA on every seed and score it with VQAScore."""
+    setups: dict[str, ToySetup], seeds: list[int], bench_dir: Path, device: str, progress: bool = True,
+    workers: int = 0,
+) -> VariantRun:  # fmt: skip
+    """Train or load each variant's LLaVA on every seed (those not cached in ``workers`` processes first: see
+    ``pipeline.train_toy_models``) and score it with VQAScore."""
+    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
     records, folders, seconds = [], {}, {}
     for variant, setup in setups.items():
         folders[variant], seconds[variant] = {}, {}

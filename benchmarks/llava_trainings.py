@@ -45,7 +45,8 @@ def train_one(job: tuple[str, int]) -> dict:
     """Train (or load) one recipe's LLaVA for one seed in this worker; its row of the table."""
     import torch
 
-    from analysis_lib.pipeline import ToySetup, toy_models, training_log
+    from analysis_lib.pipeline import toy_models, training_log
+    from analysis_lib.toy_setup import ToySetup
 
     torch.set_num_threads(1)
     recipe, seed = job

@@ -18,12 +18,10 @@ import pstats
 import time
 
 import torch
-from transformers import LlamaForCausalLM
 
 from analysis_lib.chapters import ch01_same_encoder as ch01
-from analysis_lib.features import cached_features, llava_selected_features
-from analysis_lib.models import load_language_model, toy_llava_from_clip
-from analysis_lib.pipeline import _TrainingData, toy_models
+from analysis_lib.pipeline import initial_llava, llava_features
+from analysis_lib.toy_setup import TrainingData
 from analysis_lib.training import INSTRUCTION_MIX, Stage, train_llava
 
 PARTS = {  # function name in the profile -> what it is
@@ -48,21 +46,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     setup = ch01.toy_setup(300, False)
-    models = toy_models(setup, 0, progress=False)
-    model, processor = toy_llava_from_clip(models.clip, models.clip_processor, setup.llava_size, 0)
-    load_language_model(model, LlamaForCausalLM.from_pretrained(models.folders["lm"]))
-    data = _TrainingData(setup, 0)
-    spec = setup.feature_spec(0, model.config.vision_feature_layer)
-    pixels = data.get(models.clip_processor.image_processor)[1]
-    features = cached_features(spec, lambda: llava_selected_features(model, pixels))
-    scenes, _ = data.get(models.clip_processor.image_processor)
+    data = TrainingData(setup, 0)
+    model, processor = initial_llava(setup, 0, progress=False, data=data)
+    features = llava_features(setup, 0, model, processor.image_processor, data)
     curriculum = (Stage("list", (("list", 1.0),), "cell words", 1.01, args.steps),
                   Stage("instructions", INSTRUCTION_MIX, "vqascore", 1.01, args.steps))  # fmt: skip
     cfg = dataclasses.replace(setup.llava_train, curriculum=curriculum)
     profile = cProfile.Profile()
     start = time.perf_counter()
     profile.enable()
-    train_llava(model, processor.tokenizer, scenes, features, setup.prompt_format, cfg, 0, progress=False)
+    train_llava(model, processor.tokenizer, data.scenes, features, setup.prompt_format, cfg, 0, progress=False)
     profile.disable()
     total = time.perf_counter() - start
     stats = pstats.Stats(profile)

@@ -43,6 +43,7 @@ scale = "toy"  # "toy" (synthetic world, CPU) or "full" (real models and benchma
 seeds = [0, 1, 2]  # one toy CLIP + LLaVA is trained per seed
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
+workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one
 clip_steps = 300  # contrastive training steps of the toy CLIP
 ablations = True  # also train the LLaVA variants of "What makes the extraction possible" (cached like the rest)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
@@ -116,7 +117,7 @@ if scale == "full":
 
 # %%
 if scale == "toy":
-    run = chapter.same_encoder_experiment(seeds, device, clip_steps, smoke)
+    run = chapter.same_encoder_experiment(seeds, device, clip_steps, smoke, workers=workers, ablations=ablations)
     display(chapter.timing_table(run))
 
 # %% [markdown]
@@ -185,7 +186,7 @@ if scale == "toy":
 
 # %%
 if scale == "toy" and ablations:
-    ablation = chapter.ablation_experiment(run, device)
+    ablation = chapter.ablation_experiment(run, device, workers=workers)
     ablation_table = chapter.ablation_summary(ablation)
     display(ablation_table)
     title = "LLaVA variants on the same frozen encoder (dashed: chance)"

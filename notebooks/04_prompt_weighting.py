@@ -43,6 +43,7 @@ scale = "toy"  # only "toy": the full-scale scorings need LLaVA-1.5 weights and 
 seeds = [0, 1, 2]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
+workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one
 clip_steps = 300  # contrastive training steps of the toy CLIP (chapter 1's)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
 results_root = ""  # folder for results/<chapter>/<scale>; empty means the repository results folder
@@ -60,7 +61,7 @@ from analysis_lib.chapters import ch04_prompt_weighting as chapter
 FULL_SCALE = "it needs the toy world's multi-object scenes; no full-scale path is wired"
 started = toy_runs.start_toy_chapter("4", scale, torch_threads, FULL_SCALE)
 
-run = chapter.prompt_experiment(seeds, device, clip_steps, smoke)
+run = chapter.prompt_experiment(seeds, device, clip_steps, smoke, workers=workers)
 display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]

@@ -49,6 +49,7 @@ scale = "toy"  # only "toy": the variants retrain LLaVA (see the end)
 seeds = [0, 1, 2]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
+workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one
 clip_steps = 300  # contrastive training steps of the toy CLIP (chapter 1's)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
 results_root = ""  # folder for results/<chapter>/<scale>; empty means the repository results folder
@@ -67,7 +68,7 @@ FULL_SCALE = ("its variants retrain LLaVA per vision source (at full scale: LLaV
               "CLIP ViT-L/14 and DINOv2; the registry resolves DINOv2 and multilevel_features extracts its layers)")
 started = toy_runs.start_toy_chapter("7", scale, torch_threads, FULL_SCALE)
 
-run = chapter.clip_to_dino_experiment(seeds, device, clip_steps, smoke)
+run = chapter.clip_to_dino_experiment(seeds, device, clip_steps, smoke, workers=workers)
 display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]

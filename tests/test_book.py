@@ -216,7 +216,7 @@ def _chapter_with_roots(tmp_path):
     src = tmp_path / "06_demo.py"
     src.write_text(
         '# %% tags=["parameters"]\nseeds = [0, 1, 2]\ntorch_threads = 1\nsmoke = False\nresults_root = ""\n'
-        'figures_root = ""\n\n# %%\nfrom pathlib import Path\n'
+        'figures_root = ""\nworkers = 0\n\n# %%\nfrom pathlib import Path\n'
         "for root in (results_root, figures_root):\n    Path(root).mkdir(parents=True, exist_ok=True)\n"
         '    Path(root, "written.txt").write_text(str(seeds))\n'
     )
@@ -240,9 +240,10 @@ def test_an_output_root_that_is_a_file_or_not_writable_is_refused_before_any_wor
 
 def test_the_books_parameters_write_the_book_and_any_others_their_own_folder(tmp_path):
     src, runs = _chapter_with_roots(tmp_path), tmp_path / "runs"
-    book_run = book.plan_run([src], {"seeds": [0, 1, 2], "torch_threads": 0}, runs_dir=runs)  # threads: speed only
+    speed_only = {"seeds": [0, 1, 2], "torch_threads": 0, "workers": 1}  # threads and processes: speed only
+    book_run = book.plan_run([src], speed_only, runs_dir=runs)
     assert book_run.folder is None and book_run.outputs == {src: src.with_suffix(".ipynb")}
-    assert book_run.shares[src] == {"seeds": [0, 1, 2], "torch_threads": 0}
+    assert book_run.shares[src] == speed_only
     own = book.plan_run([src], {"seeds": [5], "torch_threads": 2}, runs_dir=runs)
     folder = runs / "06_demo-seeds-5"
     assert own.folder == folder and own.outputs == {src: folder / "06_demo.ipynb"}
@@ -287,6 +288,17 @@ def test_leftovers_of_killed_runs_are_removed_and_git_ignored(tmp_path):
     leftovers = [f"notebooks/.01_same_encoder.{finished.pid}.running.ipynb", "runs/01_same_encoder-seeds-5/x.ipynb"]
     ignored = subprocess.run(["git", "check-ignore", *leftovers], cwd=book.REPO_ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == leftovers
+
+
+def test_a_negative_number_of_workers_is_refused_before_any_work(tmp_path):
+    with pytest.raises(book.BookError, match="parameter 'workers' must be 0 .* or more, got -1"):
+        book.plan_run([_chapter_with_roots(tmp_path)], {"workers": -1}, runs_dir=tmp_path / "runs")
+
+
+def test_every_chapter_that_trains_takes_workers():
+    declared = {p.stem: book.declared_parameters(book.read_chapter(p)) for p in book.chapters()}
+    assert {name for name, d in declared.items() if "workers" in d} == set(declared) - {book.FRONT_PAGE}
+    assert {d["workers"] for d in declared.values() if "workers" in d} == {0}
 
 
 def test_the_chapters_default_to_one_torch_thread():

@@ -20,6 +20,8 @@ from analysis_lib.features import llava_selected_features, pixel_tensor
 from analysis_lib.models import toy_clip
 from analysis_lib.prompts import TOY_FORMAT
 from analysis_lib.scoring import VQAScorer
+from analysis_lib.ssl_encoder import SSL_TRAIN, smoke_ssl
+from analysis_lib.toy_setup import ToySetup, ssl_spec
 from analysis_lib.toyworld import render_all, sample_scenes
 from analysis_lib.training import conversation_batch, embed_with_features, fold_standardisation
 
@@ -145,7 +147,7 @@ def test_each_source_feeds_its_encoders_layers(tiny_models, ssl_tower, pixels, s
 
 def test_the_default_source_leaves_the_model_and_its_cache_keys_alone(tiny_models):
     assert with_source(tiny_models[2], VisionSource(), None, seed=0) is tiny_models[2]
-    setup = pipeline.ToySetup()
+    setup = ToySetup()
     assert "vision" not in setup.llava_spec(0) and "vision" not in setup.feature_spec(0, -2)
     comm = dataclasses.replace(setup, vision=COMM)
     source = {"encoder": "clip", "merge": "comm", "ssl_smoke": False}
@@ -154,9 +156,7 @@ def test_the_default_source_leaves_the_model_and_its_cache_keys_alone(tiny_model
 
 
 def test_ssl_sources_are_keyed_by_the_ssl_encoders_spec():
-    from analysis_lib.ssl_encoder import SSL_TRAIN, smoke_ssl, ssl_spec
-
-    setup = dataclasses.replace(pipeline.ToySetup(), vision=SSL)
+    setup = dataclasses.replace(ToySetup(), vision=SSL)
     assert setup.llava_spec(1)["vision"]["ssl"] == ssl_spec(setup, 1, SSL_TRAIN)
     smoke = dataclasses.replace(setup, vision=dataclasses.replace(SSL, ssl_smoke=True))
     assert smoke.feature_spec(1, -2)["vision"]["ssl"] == ssl_spec(setup, 1, smoke_ssl(SSL_TRAIN))
@@ -175,7 +175,7 @@ def test_a_trained_variant_saved_and_loaded_scores_the_same(monkeypatch, source)
     setup = dataclasses.replace(toy_setup(clip_steps=3, smoke=True), vision=source)
     if source.uses_ssl:  # a stand-in SSL encoder: the real one is trained by analysis_lib.ssl_encoder
         monkeypatch.setattr(pipeline, "ssl_tower", _stand_in_ssl)
-        monkeypatch.setattr(pipeline.ToySetup, "vision_spec", lambda self, seed: {"stand-in": True})
+        monkeypatch.setattr(ToySetup, "vision_spec", lambda self, seed: {"stand-in": True})
     first = pipeline.toy_models(setup, seed=0, progress=False)
     second = pipeline.toy_models(setup, seed=0, progress=False)
     assert first.reused["llava"] is False and second.reused["llava"] is True

@@ -36,6 +36,11 @@ def test_question_loss_covers_the_text_of_truthful_turns_only():
     assert tok.convert_ids_to_tokens(single[0][answers_only[0] != -100]) == learned[-6:]
 
 
+def test_copy_batches_of_a_seed_are_the_same_with_any_tokenizer_instance():
+    batches = [copy_batch(llava_tokenizer(), LmPretrainConfig(), 8, np.random.default_rng(0)) for _ in range(5)]
+    assert all(torch.equal(batch[0], batches[0][0]) for batch in batches)  # the vocabulary's dict order varies
+
+
 def test_copy_batch_repeats_the_segment_and_labels_only_its_predictable_tokens():
     tok = llava_tokenizer()
     cfg = LmPretrainConfig()

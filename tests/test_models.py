@@ -2,7 +2,8 @@ import torch
 from transformers import CLIPModel, LlavaForConditionalGeneration, LlavaProcessor
 
 from analysis_lib.features import llava_selected_features, pixel_tensor, select_features
-from analysis_lib.pipeline import ToySetup, toy_models
+from analysis_lib.pipeline import toy_models
+from analysis_lib.toy_setup import ToySetup
 from analysis_lib.toyworld import render_all, sample_scenes
 from analysis_lib.training import fold_standardisation
 

@@ -7,6 +7,7 @@ from transformers import CLIPVisionModel
 
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.models import ClipSize, LlavaSize, toy_clip, toy_llava_from_clip
+from analysis_lib.pipeline import ssl_vision_model
 from analysis_lib.ssl_encoder import (
     SSL_TRAIN,
     augmented_view,
@@ -16,7 +17,6 @@ from analysis_lib.ssl_encoder import (
     initial_encoder,
     shifted,
     smoke_ssl,
-    ssl_vision_model,
     target_entropy,
     teacher_momentum,
     teacher_temperature,
@@ -131,7 +131,7 @@ def test_ssl_encoder_is_cached_and_drops_into_the_llava_vision_tower(tmp_path, m
     assert (folder / "model.safetensors").is_file() and (folder / "training_log.json").is_file()
     again, folder_again = ssl_vision_model(setup, 0, progress=False, cfg=cfg)
     assert folder_again == folder
-    config = initial_encoder(setup, 0).config.to_diff_dict()
+    config = initial_encoder(setup.world, setup.clip_size, 0).config.to_diff_dict()
     assert all(encoder.config.to_diff_dict()[k] == v for k, v in config.items() if k != "_name_or_path")
     clip, processor = toy_clip(setup.world, setup.clip_size, 0)
     llava, _ = toy_llava_from_clip(clip, processor, LlavaSize(), 0)

@@ -21,18 +21,16 @@ from analysis_lib.features import llava_selected_features
 from analysis_lib.lm_pretraining import LmPretrainConfig
 from analysis_lib.metrics import opposite_option
 from analysis_lib.models import load_language_model, toy_llava_from_clip
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models, training_log
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.progress import seed_progress
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     VariantRun,
     evaluation_sets,
-    fresh_pixels,
     model_scorers,
     run_variants,
     score_all,
@@ -42,6 +40,7 @@ from analysis_lib.toy_runs import (
     variant_rows,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
 from analysis_lib.toyworld import instruction_example, sample_scenes
 from analysis_lib.training import (
     GROUNDED_CURRICULUM,
@@ -105,10 +104,15 @@ def _train_seconds(folder: Path) -> float | None:
 
 
 def same_encoder_experiment(
-    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True
-) -> SameEncoderRun:
-    """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks."""
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0,
+    ablations: bool = False,
+) -> SameEncoderRun:  # fmt: skip
+    """Train or load toy CLIP and LLaVA per seed and score both on the three toy benchmarks; the models not cached
+    (with ``ablations`` the ablated variants' too) are trained first in ``workers`` processes
+    (``pipeline.train_toy_models``)."""
     setup = toy_setup(clip_steps, smoke)
+    variants = VARIANTS if ablations else (MAIN,)
+    train_toy_models(seed_jobs([toy_setup(clip_steps, smoke, v) for v in variants], seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, seconds, reused, trained, folders = [], {}, {}, {}, {}
     for seed in seed_progress(seeds, "01_same_encoder"):
@@ -134,12 +138,12 @@ def timing_table(run: SameEncoderRun) -> pd.DataFrame:
     return this.join(trained).rename_axis("seed")
 
 
-def ablation_experiment(run: SameEncoderRun, device: str, progress: bool = True) -> VariantRun:
-    """Train or load each ablated variant's LLaVA on every seed of ``run`` (same CLIP) and score it,
-    beside the chapter's own LLaVA."""
+def ablation_experiment(run: SameEncoderRun, device: str, progress: bool = True, workers: int = 0) -> VariantRun:
+    """Train or load each ablated variant's LLaVA on every seed of ``run`` (same CLIP; in ``workers`` processes)
+    and score it, beside the chapter's own LLaVA."""
     params = run.config["parameters"]
     setups = {v: toy_setup(params["clip_steps"], params["smoke"], v) for v in VARIANTS[1:]}
-    variants = run_variants(setups, params["seeds"], run.benchmark_dir, device, progress)
+    variants = run_variants(setups, params["seeds"], run.benchmark_dir, device, progress, workers)
     main = run.metrics[run.metrics.model == LLAVA_NAME]
     folders = {MAIN: {s: run.folders[s]["llava"] for s in params["seeds"]}, **variants.folders}
     return VariantRun(pd.concat([main, variants.metrics], ignore_index=True), folders, variants.seconds)

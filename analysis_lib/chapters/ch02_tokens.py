@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from analysis_lib.attribution import patch_attribution, vqa_margin_fn
@@ -27,18 +29,16 @@ from analysis_lib.patch_contrastive import (
     save_heads,
     train_patch_heads,
 )
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
 from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import VQAScorer
 from analysis_lib.toy_benchmarks import RELATION_FILE
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
-    fresh_pixels,
     model_scorers,
     run_variants,
     save_chapter_results,
@@ -46,6 +46,7 @@ from analysis_lib.toy_runs import (
     stalled_lines,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
 from analysis_lib.toyworld import render_all, sample_scenes
 
 ALL_PATCHES = "LLaVA: all patch tokens (LLaVA-1.5)"
@@ -72,23 +73,32 @@ def smoke_heads(cfg: PatchHeadConfig, smoke: bool) -> PatchHeadConfig:
     return dataclasses.replace(cfg, steps=2, batch_size=16) if smoke else cfg
 
 
-def layer_probes(setup: ToySetup, models: ToyModels, seed: int, smoke: bool) -> pd.DataFrame:
-    """Layer-wise probe table of one seed's frozen CLIP on fresh disjoint scenes (cached)."""
+def cached_layer_probes(
+    kind: str, key: dict, setup: ToySetup, seed: int, smoke: bool, encoder: Callable[[], torch.nn.Module],
+    image_processor,
+) -> pd.DataFrame:  # fmt: skip
+    """The layer-wise probe table of ``encoder()`` (a frozen vision encoder) on fresh disjoint scenes preprocessed by
+    ``image_processor``, cached as ``kind`` under ``key`` and the probes' settings."""
     sizes = SMOKE_PROBE_SCENES if smoke else PROBE_SCENES
     steps = 5 if smoke else PROBE_STEPS
     probe = {"mlp_hidden": MLP_HIDDEN, "steps": steps, "patch_scenes": PATCH_PROBE_SCENES}
-    spec = {"clip": setup.clip_spec(seed), "scenes": sizes, "eval_seed": EVAL_SEED, "probe": probe, "probe_seed": seed}
+    spec = {**key, "scenes": sizes, "eval_seed": EVAL_SEED, "probe": probe, "probe_seed": seed}
 
     def build(folder: Path) -> None:
-        processor = models.clip_processor.image_processor
-        train_scenes, train_pixels = fresh_pixels(setup, processor, sizes["train"], EVAL_SEED + 20)
-        test_scenes, test_pixels = fresh_pixels(setup, processor, sizes["test"], EVAL_SEED + 22)
+        train_scenes, train_pixels = fresh_pixels(setup, image_processor, sizes["train"], EVAL_SEED + 20)
+        test_scenes, test_pixels = fresh_pixels(setup, image_processor, sizes["test"], EVAL_SEED + 22)
         train, test = (train_pixels, train_scenes), (test_pixels, test_scenes)
-        table = layer_probe_table(models.clip, train, test, setup.world.grid, seed=seed, steps=steps)
+        table = layer_probe_table(encoder(), train, test, setup.world.grid, seed=seed, steps=steps)
         (folder / "probes.csv").write_text(table.to_csv(index=False))
 
-    folder, _ = cached_artifact("layer-probes", spec, build)
+    folder, _ = cached_artifact(kind, spec, build)
     return pd.read_csv(folder / "probes.csv").assign(seed=seed, n_test=sizes["test"])
+
+
+def layer_probes(setup: ToySetup, models: ToyModels, seed: int, smoke: bool) -> pd.DataFrame:
+    """Layer-wise probe table of one seed's frozen CLIP on fresh disjoint scenes (cached)."""
+    key, processor = {"clip": setup.clip_spec(seed)}, models.clip_processor.image_processor
+    return cached_layer_probes("layer-probes", key, setup, seed, smoke, lambda: models.clip, processor)
 
 
 def probe_summary(probes: pd.DataFrame) -> pd.DataFrame:
@@ -139,10 +149,14 @@ class TokensRun:
     config: dict
 
 
-def tokens_experiment(seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True) -> TokensRun:
+def tokens_experiment(
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
+) -> TokensRun:
     """Per seed: probe the frozen CLIP layer by layer, score CLIP, every token variant's LLaVA and the
-    PACL / SPARC heads on chapter 1's sets."""
+    PACL / SPARC heads on chapter 1's sets (the LLaVAs not cached trained first, in ``workers`` processes)."""
     setup = chapter_setup(clip_steps, smoke)
+    setups = {name: chapter_setup(clip_steps, smoke, tokens) for name, tokens in TOKEN_VARIANTS.items()}
+    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, probes, seconds = [], [], {"probes": {}, "heads": {}}
     heads: dict[str, dict[int, Path]] = {name: {} for name in HEADS}
@@ -160,7 +174,6 @@ def tokens_experiment(seeds: list[int], device: str, clip_steps: int, smoke: boo
         seconds["heads"][seed] = time.perf_counter() - start
         records += [{**r, "condition": r["model"]} for r in score_all(scorers, bench_dir, seed)]
         folders[ALL_PATCHES][seed] = models.folders["llava"]
-    setups = {name: chapter_setup(clip_steps, smoke, tokens) for name, tokens in TOKEN_VARIANTS.items()}
     variants = run_variants({k: v for k, v in setups.items() if k != ALL_PATCHES}, seeds, bench_dir, device, progress)
     metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
     config = {

@@ -12,11 +12,10 @@ import pandas as pd
 
 from analysis_lib.chapters.ch02_tokens import HEADS, PACL, chapter_setup, patch_heads, smoke_heads
 from analysis_lib.image_tokens import ImageTokens, ablated_at_test
-from analysis_lib.pipeline import toy_models
+from analysis_lib.pipeline import seed_jobs, toy_models, train_toy_models
 from analysis_lib.progress import seed_progress
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
@@ -27,6 +26,7 @@ from analysis_lib.toy_runs import (
     stalled_lines,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED
 
 AS_USUAL = "LLaVA: raster positions, ViT position embeddings (LLaVA-1.5)"
 ABLATIONS = {
@@ -63,11 +63,13 @@ class PositionsRun:
 
 
 def positions_experiment(
-    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
 ) -> PositionsRun:
     """Per seed: CLIP, chapter 1's LLaVA as usual and with each ablation at test time, every retrained
-    variant, and PACL with and without RoPE, all on chapter 1's sets."""
+    variant, and PACL with and without RoPE, all on chapter 1's sets (the LLaVAs not cached trained first, in
+    ``workers`` processes)."""
     setup = chapter_setup(clip_steps, smoke)
+    train_toy_models(seed_jobs([setup, *trained_setups(clip_steps, smoke).values()], seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, seconds, folders = [], {"scoring": {}}, {AS_USUAL: {}}
     for seed in seed_progress(seeds, "03_positions"):

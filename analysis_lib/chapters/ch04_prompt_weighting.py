@@ -26,14 +26,13 @@ from analysis_lib.evaluation import (
     whatsup_records,
 )
 from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct, seed_interval
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
 from analysis_lib.progress import seed_progress
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
@@ -41,6 +40,7 @@ from analysis_lib.toy_runs import (
     save_chapter_results,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 from analysis_lib.toyworld import VQA_QUESTION
 
 T2V = "VQAScore: t2v question (default)"
@@ -244,10 +244,13 @@ class PromptRun:
     config: dict
 
 
-def prompt_experiment(seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True) -> PromptRun:
-    """Per seed: load chapter 1's toy models, score chapter 1's sets every way, attribute on multi-object
-    scenes and read the two pair protocols' priors."""
+def prompt_experiment(
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
+) -> PromptRun:
+    """Per seed: load chapter 1's toy models (those not cached trained first, in ``workers`` processes), score
+    chapter 1's sets every way, attribute on multi-object scenes and read the two pair protocols' priors."""
     setup = chapter_setup(clip_steps, smoke)
+    train_toy_models(seed_jobs([setup], seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, shares, protocols, example = [], [], [], {}
     seconds: dict[str, dict[int, float]] = {"scoring": {}, "multi-object": {}}

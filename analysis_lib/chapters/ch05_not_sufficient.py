@@ -20,12 +20,11 @@ from analysis_lib.chapters.ch02_tokens import HEADS, PACL, SPARC, chapter_setup,
 from analysis_lib.features import pixel_tensor
 from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, image_embeddings, train_lm_tower
 from analysis_lib.negclip import NegClipConfig, train_negclip
-from analysis_lib.pipeline import ToyModels, ToySetup, toy_models
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import ClipScorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
@@ -34,6 +33,7 @@ from analysis_lib.toy_runs import (
     score_all,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 from analysis_lib.toyworld import render_all, sample_scenes
 
 NEGCLIP_LOCKED = "(a) NegCLIP, image tower locked"
@@ -128,11 +128,12 @@ class NotSufficientRun:
 
 
 def not_sufficient_experiment(
-    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
 ) -> NotSufficientRun:
     """Per seed: train or load every variant on chapter 1's toy CLIP and score it, CLIP and LLaVA on chapter 1's
-    sets."""
+    sets (the toy models not cached trained first, in ``workers`` processes)."""
     setup = chapter_setup(clip_steps, smoke)
+    train_toy_models(seed_jobs([setup], seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, folders = [], {name: {} for name in VARIANTS}
     seconds: dict[str, dict[int, float]] = {"training or loading": {}, "scoring": {}}

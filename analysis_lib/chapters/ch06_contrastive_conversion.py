@@ -19,12 +19,11 @@ from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
 from analysis_lib.full_scale import FullScaleConfig, benchmark_records, load_full_benchmarks, score_benchmark
-from analysis_lib.pipeline import ToySetup, toy_models, training_log
+from analysis_lib.pipeline import seed_jobs, toy_models, train_toy_models, training_log
 from analysis_lib.progress import seed_progress
 from analysis_lib.registry import load_scorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     VariantRun,
     condition_lines,
@@ -35,6 +34,7 @@ from analysis_lib.toy_runs import (
     stalled_lines,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 
 VLM2VEC_ENTRY = "llava-1.5-7b-vlm2vec"
 UNCONVERTED = "LLaVA, not converted (cosine)"
@@ -100,11 +100,13 @@ class ConversionRun:
 
 
 def conversion_experiment(
-    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
 ) -> ConversionRun:
     """Per seed: CLIP, LLaVA (VQAScore), LLaVA not converted and every converted model (cosine), and the
-    LM-from-scratch LLaVA (VQAScore), all on chapter 1's sets."""
+    LM-from-scratch LLaVA (VQAScore), all on chapter 1's sets (the LLaVAs not cached trained first, in ``workers``
+    processes)."""
     setups = {variant: ch01.toy_setup(clip_steps, smoke, variant) for variant in (ch01.MAIN, ch01.FROM_SCRATCH)}
+    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
     bench_dir = evaluation_sets(setups[ch01.MAIN], smoke)
     records, folders, seconds = [], {name: {} for name in RECIPES}, {name: {} for name in ("baselines", *RECIPES)}
     for seed in seed_progress(seeds, "06_contrastive_conversion"):

@@ -12,17 +12,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
-from analysis_lib.chapters.ch02_tokens import layer_probes, probe_metrics, probe_summary
+from analysis_lib.chapters.ch02_tokens import cached_layer_probes, layer_probes, probe_metrics, probe_summary
 from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
-from analysis_lib.pipeline import ToySetup, toy_models
+from analysis_lib.models import toy_image_processor
+from analysis_lib.pipeline import seed_jobs, ssl_vision_model, toy_models, train_toy_models
 from analysis_lib.plots import model_palette
 from analysis_lib.progress import seed_progress
-from analysis_lib.ssl_encoder import ssl_layer_probes
+from analysis_lib.ssl_encoder import SSL_TRAIN, initial_encoder, smoke_ssl
 from analysis_lib.toy_runs import (
     CLIP_NAME,
-    EVAL_SEED,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
@@ -35,6 +36,7 @@ from analysis_lib.toy_runs import (
     variant_rows,
     variant_table,
 )
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup, ssl_spec
 
 PENULTIMATE = "LLaVA: CLIP layer -2 (LLaVA-1.5)"
 CLIP_COMM = "LLaVA: CLIP multi-level merge (COMM)"
@@ -84,6 +86,22 @@ class DinoRun:
     config: dict
 
 
+def ssl_layer_probes(
+    setup: ToySetup, seed: int, smoke: bool, device: str = "cpu", progress: bool = True, trained: bool = True
+) -> pd.DataFrame:
+    """Chapter 2's layer-probe table (same fresh scenes, probes and sizes) for one seed's SSL encoder, or with
+    ``trained=False`` for the same encoder at its initial weights (the baseline it must beat); cached."""
+    cfg = smoke_ssl(SSL_TRAIN) if smoke else SSL_TRAIN
+
+    def encoder() -> torch.nn.Module:
+        if trained:
+            return ssl_vision_model(setup, seed, device, progress, cfg)[0]
+        return initial_encoder(setup.world, setup.clip_size, seed).to(device)
+
+    key, processor = {"ssl": ssl_spec(setup, seed, cfg), "trained": trained}, toy_image_processor(setup.world)
+    return cached_layer_probes("ssl-layer-probes", key, setup, seed, smoke, encoder, processor)
+
+
 def encoder_probes(setup: ToySetup, seed: int, smoke: bool, device: str, progress: bool = True) -> pd.DataFrame:
     """Chapter 2's layer probes of one seed's frozen CLIP, of its SSL encoder and of their common initial weights
     (all cached), ``encoder`` column."""
@@ -117,11 +135,14 @@ def merge_weights(folders: dict[str, dict[int, Path]]) -> pd.DataFrame:
 
 
 def clip_to_dino_experiment(
-    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
 ) -> DinoRun:
     """Per seed: both encoders' layer probes; CLIP and chapter 1's LLaVA scored on chapter 1's sets; then each
-    retrained vision source's LLaVA (same LM, curriculum, checks and caps) scored with VQAScore."""
+    retrained vision source's LLaVA (same LM, curriculum, checks and caps) scored with VQAScore. The LLaVAs and SSL
+    encoders not cached are trained first, in ``workers`` processes."""
     setup = chapter_setup(clip_steps, smoke)
+    setups = {name: chapter_setup(clip_steps, smoke, SOURCES[name]) for name in RETRAINED}
+    train_toy_models(seed_jobs([setup, *setups.values()], seeds), workers, device, progress)
     bench_dir = evaluation_sets(setup, smoke)
     records, probes, seconds, folders = [], [], {"probes and scoring": {}}, {PENULTIMATE: {}}
     for seed in seed_progress(seeds, "07_clip_to_dino"):
@@ -135,7 +156,6 @@ def clip_to_dino_experiment(
             time.perf_counter() - start,
             models.folders["llava"],
         )
-    setups = {name: chapter_setup(clip_steps, smoke, SOURCES[name]) for name in RETRAINED}
     variants = run_variants(setups, seeds, bench_dir, device, progress)
     metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
     config = {

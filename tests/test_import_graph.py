@@ -1,0 +1,70 @@
+"""The library's modules import one another without cycles, function-level imports counted, and the modules that
+define the toy models never import the one that builds them (``analysis_lib.pipeline``)."""
+
+from __future__ import annotations
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import analysis_lib
+
+PACKAGE = Path(analysis_lib.__file__).parent
+MODEL_MODULES = ("ssl_encoder", "training", "lm_pretraining", "models", "comm_merge", "toy_setup")
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of a module file of the package."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(node: ast.AST, modules: set[str]) -> set[str]:
+    """The package's modules that an import statement imports (``from a import b``: ``a.b`` if it is a module)."""
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names} & modules
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        names = {f"{node.module}.{alias.name}" for alias in node.names}
+        return (names & modules) or ({node.module} & modules)
+    return set()
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere in its body (functions included)."""
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    modules = set(paths)
+    return {
+        name: set().union(*(imported(node, modules) for node in ast.walk(ast.parse(path.read_text())))) - {name}
+        for name, path in paths.items()
+    }
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module that ``start`` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for name in graph[todo.pop()] - seen:
+            seen.add(name)
+            todo.append(name)
+    return seen
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert "analysis_lib.pipeline" in graph and graph["analysis_lib.toy_runs"]  # the walk found the package
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as err:
+        raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
+
+
+def test_the_models_modules_never_import_the_pipeline():
+    graph = import_graph()
+    for module in MODEL_MODULES:
+        assert "analysis_lib.pipeline" not in reachable(graph, f"analysis_lib.{module}"), module
+
+
+def test_the_pipeline_imports_at_the_top_only():
+    tree = ast.parse((PACKAGE / "pipeline.py").read_text())
+    everywhere = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert everywhere and len(everywhere) == sum(isinstance(node, ast.Import | ast.ImportFrom) for node in tree.body)
