@@ -14,6 +14,8 @@ SMOKE = {"smoke": True, "seeds": [0]}
 def execute_smoke(chapter, tmp_path) -> nbformat.NotebookNode:
     """Run a chapter in smoke mode into ``tmp_path`` and return it, asserting it shows no stderr output."""
     params = {**SMOKE, "results_root": str(tmp_path / "results"), "figures_root": str(tmp_path / "figures")}
+    if "workers" in book.declared_parameters(book.read_chapter(chapter)):
+        params["workers"] = 1  # worker start-up costs more than a smoke run trains (see test_orchestration)
     out = book.execute_chapter(chapter, params, tmp_path / f"{chapter.stem}.ipynb")
     executed = nbformat.read(out, as_version=4)
     stderr = [o["text"] for c in executed.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
