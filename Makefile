@@ -30,8 +30,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check analysis_lib tests benchmarks notebooks/*.py
 	$(VENV)/bin/ruff format --check analysis_lib tests benchmarks
 
-## Wall times of every chapter, cold (training) and warm (cached models), and of the whole book.
+## Toy LLaVA trainings per seed (steps to cross, seconds, passed or stalled); wall times of every chapter, cold and warm.
 bench: $(STAMP)
+	$(PY) benchmarks/llava_trainings.py
 	$(PY) benchmarks/chapter_times.py
 
 clean-cache:
