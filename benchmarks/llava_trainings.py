@@ -39,6 +39,8 @@ RECIPES: dict[str, dict] = {
     "yn-early": {"llava_train": LlavaTrainConfig(curriculum=EARLY_YES_NO)},
     "relative-bridge": {"llava_train": LlavaTrainConfig(curriculum=RELATIVE_BRIDGE)},
     "relfoil": {"llava_train": LlavaTrainConfig(foil_shares=RELATION_FOILS)},
+    "lr1e-3": {"llava_train": LlavaTrainConfig(lr=1e-3)},
+    "lr6e-3": {"llava_train": LlavaTrainConfig(lr=6e-3)},
 }
 """Candidate recipes: ``ToySetup`` fields that differ from the book's."""
 DEVELOPMENT_SEEDS = (0, 1, 2, 3, 4)  # recipes are tuned on these only; seeds 5-9 are held out
