@@ -305,6 +305,17 @@ class Turn(NamedTuple):
     truthful: bool = True
 
 
+def yes_no_turn(
+    scene: Scene, rng: np.random.Generator, positive: bool, foil_shares: dict[str, float] | None = None
+) -> Turn:
+    """The VQAScore question about the scene's relational caption (``positive``) or a false caption drawn with
+    ``foil_shares``, 30% of them prefixed "a photo of"."""
+    caption = relational_caption(scene) if positive else false_caption(scene, rng, foil_shares)
+    if rng.random() < 0.3:
+        caption = f"a photo of {caption}"
+    return Turn(VQA_QUESTION.format(caption), "Yes" if positive else "No", positive)
+
+
 def instruction_example(
     scene: Scene, rng: np.random.Generator, weights: dict[str, float], foil_shares: dict[str, float] | None = None
 ) -> Turn:
@@ -321,11 +332,7 @@ def instruction_example(
         raise ValueError(f"unknown task {unknown[0]!r}; use one of {', '.join(TASKS)}")
     task = str(rng.choice(list(weights), p=np.array(list(weights.values())) / sum(weights.values())))
     if task == "yes/no":
-        positive = rng.random() < 0.5
-        caption = relational_caption(scene) if positive else false_caption(scene, rng, foil_shares)
-        if rng.random() < 0.3:
-            caption = f"a photo of {caption}"
-        return Turn(VQA_QUESTION.format(caption), "Yes" if positive else "No", positive)
+        return yes_no_turn(scene, rng, rng.random() < 0.5, foil_shares)
     if task == "describe":
         return Turn("Describe the image.", relational_caption(scene))
     if task == "list":

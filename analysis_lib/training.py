@@ -31,12 +31,14 @@ from analysis_lib.toyworld import (
     VQA_QUESTION,
     Obj,
     Scene,
+    Turn,
     WorldConfig,
     absent_colours,
     caption_with,
     instruction_example,
     relational_caption,
     training_caption,
+    yes_no_turn,
 )
 
 RELATION_WORD_TASKS = {"relation word": "describe", "relative word": "relative"}  # check -> the task it reads
@@ -115,6 +117,7 @@ class LlavaTrainConfig:
     question_loss: bool = True
     foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
     restarts: int = 0
+    yes_no_pairs: bool = False
 
 
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
@@ -447,6 +450,28 @@ def train_llava(
     return {"stages": stages, "restarts": len(abandoned), "abandoned": abandoned}
 
 
+def training_batch(
+    scenes: list[Scene], n_train: int, tasks: dict[str, float], cfg: LlavaTrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, list[list[Turn]]]:
+    """``cfg.batch_size`` one-turn conversations about training scenes drawn without replacement, and the scene
+    index of each row. With ``cfg.yes_no_pairs`` a yes/no question comes as a minimal pair: the scene's true
+    caption and a false one (drawn with ``cfg.foil_shares``) in two rows, so fewer scenes fill the batch."""
+    foils = dict(cfg.foil_shares)
+    rows: list[int] = []
+    conversations: list[list[Turn]] = []
+    for i in rng.choice(n_train, cfg.batch_size, replace=False):
+        if len(rows) == cfg.batch_size:
+            break
+        turn = instruction_example(scenes[i], rng, tasks, foils)
+        if cfg.yes_no_pairs and turn.answer in ("Yes", "No") and len(rows) + 2 <= cfg.batch_size:
+            turns = [yes_no_turn(scenes[i], rng, True, foils), yes_no_turn(scenes[i], rng, False, foils)]
+        else:
+            turns = [turn]
+        rows += [int(i)] * len(turns)
+        conversations += [[t] for t in turns]
+    return np.array(rows), conversations
+
+
 def curriculum_attempt(
     model: LlavaForConditionalGeneration,
     tokenizer: PreTrainedTokenizerFast,
@@ -475,9 +500,7 @@ def curriculum_attempt(
         params = groups[stage.train_lm]
         if stage.train_lm not in optimisers:
             optimisers[stage.train_lm] = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, None)
-        idx = rng.choice(n_train, cfg.batch_size, replace=False)
-        tasks, foils = dict(stage.tasks), dict(cfg.foil_shares)
-        conversations = [[instruction_example(scenes[i], rng, tasks, foils)] for i in idx]
+        idx, conversations = training_batch(scenes, n_train, dict(stage.tasks), cfg, rng)
         ids, mask, labels = conversation_batch(tokenizer, prompt_format, conversations, n_tokens, cfg.question_loss)
         embeds = embed_with_features(model, ids.to(device), standardised[idx])
         positions = variant_position_ids(model, ids, permutations)

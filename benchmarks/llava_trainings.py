@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from analysis_lib.lm_pretraining import LmPretrainConfig
 from analysis_lib.models import LlavaSize
 from analysis_lib.training import GROUNDED_CURRICULUM, INSTRUCTION_MIX, LlavaTrainConfig, Stage
 
@@ -41,6 +42,10 @@ RECIPES: dict[str, dict] = {
     "relfoil": {"llava_train": LlavaTrainConfig(foil_shares=RELATION_FOILS)},
     "lr1e-3": {"llava_train": LlavaTrainConfig(lr=1e-3)},
     "lr6e-3": {"llava_train": LlavaTrainConfig(lr=6e-3)},
+    "pairs": {"llava_train": LlavaTrainConfig(yes_no_pairs=True)},
+    "pairs-L4": {"llava_train": LlavaTrainConfig(yes_no_pairs=True), "llava_size": LlavaSize(layers=4)},
+    "quote": {"llava_train": LlavaTrainConfig(yes_no_pairs=True), "lm_pretrain": LmPretrainConfig(quote_steps=3000)},
+    "pairs-h8": {"llava_train": LlavaTrainConfig(yes_no_pairs=True), "llava_size": LlavaSize(heads=8)},
 }
 """Candidate recipes: ``ToySetup`` fields that differ from the book's."""
 DEVELOPMENT_SEEDS = (0, 1, 2, 3, 4)  # recipes are tuned on these only; seeds 5-9 are held out

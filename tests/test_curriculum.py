@@ -4,16 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from analysis_lib.lm_pretraining import LmPretrainConfig, copy_accuracy, copy_batch, pretrain_lm
+from analysis_lib.lm_pretraining import LmPretrainConfig, copy_accuracy, copy_batch, pretrain_lm, quote_batch
 from analysis_lib.models import LlavaSize, llava_tokenizer, load_language_model, toy_lm
 from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.toyworld import Turn
+from analysis_lib.toyworld import Turn, relational_caption, sample_scenes
 from analysis_lib.training import (
+    INSTRUCTION_MIX,
+    LlavaTrainConfig,
     Stage,
     answer_logprob,
     conversation_batch,
     embed_with_features,
     run_stage,
+    training_batch,
     vqascore_accuracies,
     word_accuracy,
 )
@@ -235,3 +238,45 @@ def test_relation_word_checks_read_the_relation_word_of_their_task(world, monkey
     answers = [turns[0][1] for turns in seen["conversations"]]
     assert all(RELATION_PHRASES[scene.relation] in answer for scene, answer in zip(scenes, answers))
     assert set(seen["words"]) == {p.split()[0] for p in RELATION_PHRASES.values()}
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_training_batch_fills_the_batch_and_pairs_each_yes_no_question_with_its_opposite(world, pairs):
+    scenes = sample_scenes(200, world, 0)
+    cfg = LlavaTrainConfig(batch_size=32, yes_no_pairs=pairs)
+    rows, conversations = training_batch(scenes, 150, dict(INSTRUCTION_MIX), cfg, np.random.default_rng(0))
+    assert len(rows) == len(conversations) == 32 and rows.max() < 150
+    yes_no = [k for k, (turn,) in enumerate(conversations) if turn.answer in ("Yes", "No")]
+    if not pairs:
+        assert len(set(rows)) == 32 and yes_no
+        return
+    assert len(set(rows)) < 32
+    for k in yes_no[::2]:  # each pair: the same scene, its true caption then a false one
+        (first,), (second,) = conversations[k], conversations[k + 1]
+        assert rows[k] == rows[k + 1] and (first.answer, second.answer) == ("Yes", "No")
+        assert relational_caption(scenes[rows[k]]) in first.question
+        assert relational_caption(scenes[rows[k]]) not in second.question
+
+
+def test_quote_batch_asks_about_the_written_segment_and_labels_the_answer_and_only_true_quotes():
+    tok = llava_tokenizer()
+    ids, mask, labels = quote_batch(tok, LmPretrainConfig(), 200, np.random.default_rng(0))
+    answers = {"yes": 0, "no": 0}
+    for row in range(len(ids)):
+        words = tok.convert_ids_to_tokens(ids[row][mask[row] == 1])
+        learned = tok.convert_ids_to_tokens(ids[row][labels[row] != -100])
+        quote_start = words.index('"') + 1
+        quote = words[quote_start : words.index('"', quote_start)]
+        context = words[3 : quote_start - 5]  # <s> user : segment filler, then: does this figure show "
+        answer = learned[-2]
+        answers[answer] += 1
+        assert learned[-1] == "</s>" and words[-3:] == [":", answer, "</s>"]
+        if answer == "yes":
+            assert context[: len(quote)] == quote and learned[:-2] == quote
+        else:
+            segment = context[: len(quote)]
+            differ = [i for i in range(len(quote)) if quote[i] != segment[i]]
+            swapped = len(differ) == 2 and sorted(quote) == sorted(segment)
+            assert len(differ) == 1 or swapped
+            assert learned == ["no", "</s>"]
+    assert min(answers.values()) > 60
