@@ -69,7 +69,7 @@ def is_fraction_column(label: object, names: list[object], values: pd.Series) ->
 
 def column_format(label: object, names: list[object], values: pd.Series) -> Callable[[object], str]:
     """How to show one column's cells."""
-    if values.dtype == bool or not pd.api.types.is_numeric_dtype(values):
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
         return cell_text
     if is_fraction_column(label, names, values):
         return percent
