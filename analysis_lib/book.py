@@ -1,7 +1,7 @@
 """The book runner: jupytext sources -> papermill-executed notebooks -> an offline HTML book.
 
 python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True] [--write-book]
-python -m analysis_lib.book render
+python -m analysis_lib.book render [--out folder]
 
 Only a run with the book's parameters (each chapter's ``parameters`` cell; ``NEUTRAL`` ones may differ) or
 ``--write-book`` writes the book: the executed notebooks next to their sources, ``results/`` and ``figures/``.
@@ -444,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         help="write the book's notebooks, results/ and figures/ even with parameters other than the book's "
         "(never a smoke run); without it such a run writes under runs/",
     )
-    sub.add_parser("render", help="render the executed notebooks to book/")
+    render = sub.add_parser("render", help="render the executed notebooks to book/")
+    render.add_argument("--out", type=Path, help="render into this folder instead of book/")
     args = parser.parse_args(argv)
     remove_dead_runs(NOTEBOOKS)
     if args.command == "run":
@@ -458,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
             index = render_book(list(plan.outputs.values()), plan.folder / "book")
             print(f"run written to {plan.folder} (its book: {index}); the book is unchanged")
             return 0
-    index = render_book([p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()])
+    executed = [p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()]
+    index = render_book(executed, getattr(args, "out", None) or BOOK_DIR)
     print(f"book written to {index}")
     return 0
 

@@ -17,8 +17,8 @@ INDEX = "index.html"  # the claims page, the book's front page
 REFERENCE_STEM = "reference"  # the book's reference page: notebooks/reference.md -> reference.html
 # A folder at the repository's top: an absolute path is shown from it on (``/x/y/results/a`` -> ``results/a``).
 REPO_FOLDERS = ("results", "figures", "notebooks", "runs", "book", "data", "benchmarks", "tests", "analysis_lib")
-ABSOLUTE_PREFIX = re.compile(r"(?<![\w.:/<>~-])/(?:[\w.-]+/)+?(?=(?:" + "|".join(REPO_FOLDERS) + r")\b)")
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/<>~&;=-])/(?:[\w.-]+/)+[\w.-]*")  # any absolute path left in a page's text
+ABSOLUTE_PREFIX = re.compile(r"(?<![\w.:/<>~+=;-])/(?:[\w.-]+/)+?(?=(?:" + "|".join(REPO_FOLDERS) + r")\b)")
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/<>~+=;-])/(?:[\w.-]+/)+[\w.-]*")  # any absolute path left in a page's text
 CLAIMS = re.compile(r"REFERENCE claims? (\d+)((?:(?:,| and) \d+\b)*)")
 SECTION = re.compile(r"REFERENCE(?:\.md)? §(\d+)")
 CELL = re.compile(r"<t([dh])\b[^>]*>(.*?)</t\1>", re.DOTALL)

@@ -44,8 +44,9 @@ def test_citations_link_to_the_reference_page():
 
 
 def test_absolute_paths_are_shown_from_the_repository():
-    text = "results in /work/main/results/03_positions/toy; figures in /x/figures/a.png; cache /tmp/c"
-    assert pages.relative_paths(text) == "results in results/03_positions/toy; figures in figures/a.png; cache /tmp/c"
+    text = "results in /work/main/results/03_positions/toy; figures in /x/figures/a.png; cache /tmp/c; b64 +/ab/data/"
+    shown = "results in results/03_positions/toy; figures in figures/a.png; cache /tmp/c; b64 +/ab/data/"
+    assert pages.relative_paths(text) == shown
 
 
 def _executed(path: Path, heading: str, parameters: bool = True) -> Path:
@@ -111,9 +112,9 @@ def _html_outputs(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def committed_book(tmp_path_factory) -> Path:
-    """The committed executed chapters and the reference page, rendered."""
+    """The committed executed chapters and the reference page, rendered as ``make render`` does, elsewhere."""
     folder = tmp_path_factory.mktemp("book")
-    book.render_book([p.with_suffix(".ipynb") for p in book.chapters() if p.with_suffix(".ipynb").is_file()], folder)
+    book.main(["render", "--out", str(folder)])
     return folder
 
 
