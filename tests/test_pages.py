@@ -135,3 +135,19 @@ def test_every_citation_of_the_reference_has_its_anchor(committed_book):
     }
     anchors = set(re.findall(r'id="([\w-]+)"', (committed_book / "reference.html").read_text()))
     assert cited and cited <= anchors
+
+
+def test_a_chapter_executed_now_renders_its_tables_for_people(tmp_path):
+    src = tmp_path / "01_demo.py"
+    src.write_text(
+        '# %% [markdown]\n# # Demo\n\n# %% tags=["parameters"]\nseeds = [0]\n\n# %%\nimport pandas as pd\n'
+        "from IPython.display import display\n\nimport analysis_lib.chapters\n\n"
+        'display(pd.DataFrame({"condition": ["LLaVA: raster positions, ViT position embeddings (LLaVA-1.5)"],\n'
+        '                      "mean": [0.974], "passed at": [float("nan")], "seeds": [[0, 1, 2]]}))\n'
+    )
+    executed = book.execute_chapter(src, {}, tmp_path / "01_demo.ipynb")
+    book.render_book([executed], tmp_path / "book", reference=None)
+    page = (tmp_path / "book" / "01_demo.html").read_text()
+    assert pages.page_problems(page) == []
+    assert "LLaVA: raster positions, ViT position embeddings (LLaVA-1.5)" in page and "97.4%" in page
+    assert "0, 1, 2" in page and "—" in page
