@@ -104,9 +104,10 @@ def navigation(pages: list[Page], current: str) -> str:
 
 
 def steps(pages: list[Page], current: str) -> str:
-    """Links to the claims page and to the previous and next pages."""
+    """Links to the claims page (unless it is this page or the previous one) and to the previous and next pages."""
     at = [page.stem for page in pages].index(current)
-    links = [f'<a href="{INDEX}">The claims (front page)</a>']
+    near = {page.stem for page in pages[max(at - 1, 0) : at + 1]}
+    links = [] if FRONT_PAGE in near else [f'<a href="{INDEX}">The claims (front page)</a>']
     if at > 0:
         links.append(_link(pages[at - 1], f"← {html.escape(pages[at - 1].title)}", "prev"))
     if at + 1 < len(pages):
