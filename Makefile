@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOK_ARGS ?=
 
-.PHONY: setup book render test lint bench clean-cache
+.PHONY: setup book render lab test lint bench clean-cache
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ book: $(STAMP)
 
 render: $(STAMP)
 	$(PY) -m analysis_lib.book render
+
+## Open the book in JupyterLab: the chapters (notebooks/NN_name.py) open as notebooks through jupytext's extension
+## (right-click > Open With > Editor shows a .py file as text).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: $(STAMP)
+	mkdir -p $(LAB_SETTINGS)
+	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+		> $(LAB_SETTINGS)/overrides.json
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) --ServerApp.root_dir=. notebooks/00_claims.py
 
 ## Unit tests plus a smoke run of every chapter.
 test: $(STAMP)

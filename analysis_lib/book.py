@@ -1,7 +1,7 @@
 """The book runner: jupytext sources -> papermill-executed notebooks -> an offline HTML book.
 
 python -m analysis_lib.book run [--chapter 01_same_encoder] [-p seeds '[0, 1]'] [-p smoke True] [--write-book]
-python -m analysis_lib.book render
+python -m analysis_lib.book render [--out folder]
 
 Only a run with the book's parameters (each chapter's ``parameters`` cell; ``NEUTRAL`` ones may differ) or
 ``--write-book`` writes the book: the executed notebooks next to their sources, ``results/`` and ``figures/``.
@@ -16,6 +16,7 @@ import argparse
 import ast
 import hashlib
 import html
+import json
 import os
 import re
 import sys
@@ -33,16 +34,19 @@ import papermill
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
+from analysis_lib import pages
 from analysis_lib.leftovers import remove_dead
+from analysis_lib.pages import FRONT_PAGE
 from analysis_lib.progress import PROGRESS_ENV
+from analysis_lib.results import results_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
+REFERENCE_PAGE = NOTEBOOKS / "reference.md"  # the book's reference: the claims, protocols, formats, published numbers
 BOOK_DIR = REPO_ROOT / "book"
 RUNS_DIR = REPO_ROOT / "runs"  # runs with parameters other than the book's, one folder each (git-ignored)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KERNEL = "python3"
-FRONT_PAGE = "00_claims"  # the claims scoreboard: executed last, rendered as the book's index page
 # Parameter name -> the only values a chapter that declares it accepts (checked before anything runs).
 ALLOWED_VALUES: dict[str, tuple] = {
     "scale": ("toy", "full"),
@@ -351,27 +355,62 @@ def execute_chapter(path: Path, parameters: dict[str, object], output: Path | No
     return output
 
 
-def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR) -> Path:
-    """Render executed notebooks to self-contained HTML (images embedded, no CDN) plus an index."""
+def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR, reference: Path | None = REFERENCE_PAGE) -> Path:
+    """Render executed notebooks and the book's reference page (Markdown) to self-contained HTML (images embedded,
+    no CDN), each page with the book's navigation and its chapter's bookkeeping, plus an index."""
     out_dir.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)], embed_images=True)
-    entries = []
-    for nb_path in notebooks:
-        nb = nbformat.read(nb_path, as_version=4)
-        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": nb_path.stem}})
-        (out_dir / f"{nb_path.stem}.html").write_text(body, encoding="utf-8")
-        entries.append((nb_path.stem, chapter_title(nb, nb_path.stem)))
+    sources = {path.stem: nbformat.read(path, as_version=4) for path in notebooks}
+    if reference is not None and reference.is_file():
+        text = reference.read_text(encoding="utf-8")
+        sources[pages.REFERENCE_STEM] = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
+    contents = [pages.Page(stem, chapter_title(nb, stem)) for stem, nb in sources.items()]
+    for stem, nb in sources.items():
+        resources = {
+            "metadata": {"name": stem},
+            "book_nav": pages.navigation(contents, stem),
+            "book_footer": pages.footer(contents, stem, bookkeeping(nb, stem)),
+        }
+        shown = pages.for_the_book(nb)
+        shown.metadata["title"] = chapter_title(nb, stem)
+        body, _ = exporter.from_notebook_node(shown, resources=resources)
+        (out_dir / f"{stem}.html").write_text(body, encoding="utf-8")
     front = out_dir / f"{FRONT_PAGE}.html"
     if front.is_file():  # the claims scoreboard, with the chapter list, is the book's front page
         (out_dir / "index.html").write_text(front.read_text(encoding="utf-8"), encoding="utf-8")
         return out_dir / "index.html"
-    links = "\n".join(f'<li><a href="{stem}.html">{html.escape(title)}</a></li>' for stem, title in entries)
+    links = "\n".join(f'<li><a href="{page.href}">{html.escape(page.title)}</a></li>' for page in contents)
     index = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>The book</title></head><body>"
+        f"{pages.navigation(contents, contents[0].stem)}"
         f"<h1>Why generative MLLMs perceive more than CLIP</h1><ol>{links}</ol></body></html>"
     )
     (out_dir / "index.html").write_text(index, encoding="utf-8")
     return out_dir / "index.html"
+
+
+def bookkeeping(nb: nbformat.NotebookNode, chapter: str) -> pages.Bookkeeping | None:
+    """What the executed ``chapter`` (``nb``) records about its run (None for a page that is no chapter): its
+    parameters, wall time, and results folder with the commit its ``run.json`` names."""
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        return None
+    papermill_record = nb.metadata.get("papermill", {})
+    parameters = {**declared_parameters(nb), **papermill_record.get("parameters", {})}
+    folder = None
+    if "scale" in parameters and "results_root" in parameters:
+        scale = f"{parameters['scale']}{'-smoke' if parameters.get('smoke') else ''}"
+        folder = results_dir(chapter, scale, parameters["results_root"] or None)
+    files = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder and folder.is_dir() else []
+    run_json = folder / "run.json" if folder else None
+    commit = json.loads(run_json.read_text()).get("git_commit") if run_json and run_json.is_file() else None
+    return pages.Bookkeeping(
+        parameters=parameters,
+        seconds=papermill_record.get("duration"),
+        finished=papermill_record.get("end_time"),
+        results=pages.shown_path(folder, REPO_ROOT) if files else None,
+        files=files,
+        commit=commit,
+    )
 
 
 def chapter_title(nb: nbformat.NotebookNode, fallback: str) -> str:
@@ -405,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         help="write the book's notebooks, results/ and figures/ even with parameters other than the book's "
         "(never a smoke run); without it such a run writes under runs/",
     )
-    sub.add_parser("render", help="render the executed notebooks to book/")
+    render = sub.add_parser("render", help="render the executed notebooks to book/")
+    render.add_argument("--out", type=Path, help="render into this folder instead of book/")
     args = parser.parse_args(argv)
     remove_dead_runs(NOTEBOOKS)
     if args.command == "run":
@@ -419,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
             index = render_book(list(plan.outputs.values()), plan.folder / "book")
             print(f"run written to {plan.folder} (its book: {index}); the book is unchanged")
             return 0
-    index = render_book([p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()])
+    executed = [p.with_suffix(".ipynb") for p in chapters() if p.with_suffix(".ipynb").is_file()]
+    index = render_book(executed, getattr(args, "out", None) or BOOK_DIR)
     print(f"book written to {index}")
     return 0
 

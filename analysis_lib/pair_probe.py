@@ -1,5 +1,6 @@
 """Probe one image pair: two images, two statements (statement j describes image j), scored by CLIP
-and by LLaVA as MMVP-VLM scores a pair — in a notebook, in a JupyterLab widget, or from the shell::
+and by LLaVA as MMVP-VLM scores a pair — in a notebook, in a JupyterLab widget (``pair_probe.widget(seed=0)``),
+or from the shell::
 
     python -m analysis_lib.pair_probe dog_left.jpg dog_right.jpg \\
         --text "a dog facing left" --text "a dog facing right" \\
@@ -216,6 +217,25 @@ def probe_widget(scorers: dict):
     return box
 
 
+def widget(seed: int = 0, clip: str | None = None, llava: str | None = None, device: str = "cpu"):
+    """The pair-probe widget in one call: chapter 1's toy models of ``seed`` (trained and cached on first use), or
+    the CLIP and LLaVA that ``clip`` and ``llava`` name (model names or folders, see ``analysis_lib.registry``)."""
+    if (clip is None) != (llava is None):
+        raise ValueError("give both clip and llava, or neither (toy models)")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more (chapter 1's toy models are seeded 0, 1, 2, ...), got {seed}")
+    device = str(resolve_device(device))
+    if clip is None:
+        return probe_widget(toy_scorers(seed, device))
+    check_models([clip, llava])
+    return probe_widget(named_scorers(clip, llava, device))
+
+
+def named_scorers(clip: str, llava: str, device: str) -> dict:
+    """The CLIP and LLaVA that ``clip`` and ``llava`` name, loaded."""
+    return {"CLIP (cosine)": load_scorer(clip, device=device), "LLaVA (VQAScore)": load_scorer(llava, device=device)}
+
+
 def check_models(specs: Sequence[str]) -> None:
     """``RegistryError`` for a model spec that names no model, or whose weights are not here and may not be fetched."""
     for spec in specs:
@@ -265,10 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def real_scorers(parser: argparse.ArgumentParser, clip: str, llava: str, device: str) -> dict:
     """CLIP and LLaVA loaded from their specs; a model that cannot load is one ``parser`` error."""
     try:
-        return {
-            "CLIP (cosine)": load_scorer(clip, device=device),
-            "LLaVA (VQAScore)": load_scorer(llava, device=device),
-        }
+        return named_scorers(clip, llava, device)
     except RegistryError as err:
         parser.error(str(err))
 

@@ -284,3 +284,16 @@ def test_a_folder_that_holds_no_model_is_one_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         pair_probe.main([*_photos(tmp_path), "--text", TEXTS[0], "--text", TEXTS[1], *args])
     assert info.value.code == 2 and "not_a_model" in capsys.readouterr().err
+
+
+def test_the_widget_opens_with_one_call(scorers, monkeypatch, full_setup):
+    seeds = []
+    monkeypatch.setattr(pair_probe, "toy_scorers", lambda seed, device: seeds.append((seed, device)) or scorers)
+    box = pair_probe.widget(seed=0)
+    assert seeds == [(0, "cpu")] and box.uploads and box.texts and box.score
+    named = pair_probe.widget(clip=full_setup.clip_model, llava=full_setup.llava_model)
+    assert seeds == [(0, "cpu")] and named.uploads
+    with pytest.raises(ValueError, match="give both clip and llava, or neither"):
+        pair_probe.widget(clip=full_setup.clip_model)
+    with pytest.raises(ValueError, match="seed must be 0 or more"):
+        pair_probe.widget(seed=-1)
