@@ -23,7 +23,7 @@ ImageLike = Image.Image | np.ndarray
 Pairs = Sequence[tuple[int, str]]
 # Part of every full-scale score log's key: raise it with any change here (or to the prompts and score functions
 # these scorers are called through) that changes a score, so that logs of the old scores are not reused.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 def as_pil(image: ImageLike) -> Image.Image:
@@ -43,8 +43,9 @@ def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image
 
 
 def mean_colour(image_processor) -> tuple[int, ...]:
-    """The processor's normalisation mean as a 0-255 colour (what LLaVA pads with)."""
-    return tuple(int(round(255 * m)) for m in image_processor.image_mean)
+    """The processor's normalisation mean as a 0-255 colour, truncated as LLaVA's and t2v_metrics' ``expand2square``
+    fill ``tuple(int(x*255) for x in image_mean)`` is: CLIP's mean gives (122, 116, 104), not (123, 117, 104)."""
+    return tuple(int(m * 255) for m in image_processor.image_mean)
 
 
 def fixed_input_side(model: torch.nn.Module, image_processor) -> int | None:

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis_lib.prompts import TOY_FORMAT, PromptFormat
-from analysis_lib.scoring import ClipScorer, VQAScorer, pad_to_square, score_options
+from analysis_lib.scoring import ClipScorer, VQAScorer, mean_colour, pad_to_square, score_options
 from analysis_lib.toyworld import render_all, sample_scenes
 
 
@@ -74,6 +74,16 @@ def test_pad_to_square_centres_on_mean_colour():
     padded = pad_to_square(image, (1, 2, 3))
     assert padded.size == (4, 4)
     assert padded.getpixel((0, 0)) == (1, 2, 3) and padded.getpixel((0, 1)) == (255, 0, 0)
+
+
+def test_mean_colour_truncates_as_llava_expand2square():
+    """LLaVA / t2v_metrics pad with ``tuple(int(x*255) for x in image_mean)``: CLIP's mean gives (122, 116, 104)."""
+    from types import SimpleNamespace
+
+    from transformers.image_utils import OPENAI_CLIP_MEAN
+
+    assert mean_colour(SimpleNamespace(image_mean=OPENAI_CLIP_MEAN)) == (122, 116, 104)
+    assert mean_colour(SimpleNamespace(image_mean=[0.5, 0.999, 0.0])) == (127, 254, 0)
 
 
 def test_prefix_cached_vqascore_equals_one_forward_per_pair(tiny_models, world):
