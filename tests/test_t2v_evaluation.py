@@ -1,5 +1,6 @@
 """Scoring the other benchmarks through score logs (with resume) and their metric records."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,29 @@ def test_score_t2v_benchmarks_scores_all_six_resumes_from_logs_and_feeds_figure1
     aggregate = figure1_aggregate(figure1_inputs(metrics)).iloc[0]
     assert aggregate.individual == 1.0 and aggregate.n_individual == 4  # Winoground, NaturalBench, SugarCREPE, SeeTRUE
     assert aggregate.pair == 1.0 and aggregate.n_pair == 2
+
+
+@pytest.mark.filterwarnings("ignore::analysis_lib.evaluation.NoVerdictWarning")  # the toy vocabulary ties captions
+def test_tiny_clip_and_llava_of_the_real_classes_score_all_six(full_setup, tmp_path):
+    """The full-scale path: CLIP cosine and LLaVA VQAScore (tiny random weights, saved and loaded back) on every
+    benchmark; scores are finite and in range, and a rerun reads them from the logs."""
+    from analysis_lib.registry import load_scorer
+
+    write_t2v_root(tmp_path / "datasets")
+    scorers = {
+        label: (spec, load_scorer(spec, device="cpu", batch_size=8))
+        for label, spec in (("CLIP", full_setup.clip_model), ("LLaVA", full_setup.llava_model))
+    }
+    metrics = te.score_t2v_benchmarks(scorers, tmp_path / "datasets", tmp_path / "out", batch_size=4)
+    assert set(metrics.model) == {"CLIP", "LLaVA"} and metrics.value.between(0, 1).all()
+    logs = sorted((tmp_path / "out" / "scores").rglob("*.jsonl"))
+    assert len(logs) == 12
+    vqa = [
+        json.loads(line)["scores"]
+        for log in logs
+        if log.parent.name.endswith("llava")
+        for line in log.read_text().split("\n")[1:-1]
+    ]
+    assert all(0 < score <= 1 for row in vqa for score in row)  # exp(-mean cross-entropy)
+    again = te.score_t2v_benchmarks(scorers, tmp_path / "datasets", tmp_path / "out", batch_size=4)
+    pd.testing.assert_frame_equal(again, metrics)
