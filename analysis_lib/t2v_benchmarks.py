@@ -261,10 +261,15 @@ T2V_MARKERS = {
 
 
 def load_t2v_benchmarks(
-    root: Path, only_present: bool = False, strict: bool = False, names: Iterable[str] = T2V_LOADERS
+    root: Path,
+    only_present: bool = False,
+    strict: bool = False,
+    names: Iterable[str] = T2V_LOADERS,
+    coco_images: Path | None = None,
 ) -> dict[str, list[T2VItem]]:
     """The benchmarks ``names`` from a t2v_metrics ``--root_dir``: all, or with ``only_present`` those whose annotation
-    files are there (one error naming what is missing otherwise); ``strict`` requires the known published sizes."""
+    files are there (one error naming what is missing otherwise); ``strict`` requires the known published sizes;
+    ``coco_images``: SugarCREPE's COCO ``val2017`` folder if not ``<root>/val2017``."""
     root, names = Path(root), list(names)
     unknown = [name for name in names if name not in T2V_LOADERS]
     if unknown:
@@ -277,9 +282,11 @@ def load_t2v_benchmarks(
             f"{root}: benchmark files missing ({listing}); place them as t2v_metrics' dataset classes expect under "
             "its --root_dir" + ("" if only_present else ", or pass only_present=True to load the others")
         )
-    present = [name for name in names if name not in missing]
-    return {name: T2V_LOADERS[name](root, expected_size=T2V_PUBLISHED_SIZES[name] if strict else None)
-            for name in present}  # fmt: skip
+    loaded = {}
+    for name in (name for name in names if name not in missing):
+        extra = {"image_root": coco_images} if name == "SugarCREPE" else {}
+        loaded[name] = T2V_LOADERS[name](root, expected_size=T2V_PUBLISHED_SIZES[name] if strict else None, **extra)
+    return loaded
 
 
 def t2v_size_report(loaded: Mapping[str, Sequence[T2VItem]], expected: Iterable[str] = T2V_LOADERS) -> list[dict]:

@@ -144,11 +144,12 @@ def score_t2v_benchmarks(
     only_present: bool = False,
     strict: bool = False,
     batch_size: int = 32,
+    coco_images: Path | None = None,
 ) -> pd.DataFrame:
     """Every scorer (``{model label: (model spec, scorer)}``, e.g. CLIP cosine and LLaVA VQAScore) on every
     benchmark under the t2v_metrics root ``root`` (see ``load_t2v_benchmarks``), scores logged under ``folder``;
     one metric row per model, benchmark and metric."""
-    benchmarks = load_t2v_benchmarks(Path(root), only_present=only_present, strict=strict)
+    benchmarks = load_t2v_benchmarks(Path(root), only_present=only_present, strict=strict, coco_images=coco_images)
     records = []
     for model, (spec, scorer) in scorers.items():
         for benchmark, items in benchmarks.items():

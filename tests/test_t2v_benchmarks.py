@@ -67,6 +67,8 @@ def test_sugarcrepe_images_from_another_coco_folder(root, tmp_path):
     with pytest.raises(BenchmarkError, match=r"7 of 7 images not found, first '000000000100.jpg'"):
         tb.load_sugarcrepe(root)
     assert len(tb.load_sugarcrepe(root, image_root=tmp_path / "coco_val")) == len(SUGARCREPE_FILES)
+    loaded = tb.load_t2v_benchmarks(root, names=["SugarCREPE"], coco_images=tmp_path / "coco_val")
+    assert loaded["SugarCREPE"][0].image_paths == (tmp_path / "coco_val" / f"{100:012d}.jpg",)
 
 
 def test_a_winoground_folder_can_be_passed_directly(root):
