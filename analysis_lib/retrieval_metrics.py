@@ -60,8 +60,25 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def auc_bootstrap_ci(
+    labels: Sequence[int], scores: Sequence[float], seed: int = 0, n_resamples: int = 2000
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% CI of ``roc_auc``; positives and negatives are resampled apart (both in each)."""
+    labels, scores = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    positives, negatives = scores[labels], scores[~labels]
+    both = np.r_[np.ones(len(positives), bool), np.zeros(len(negatives), bool)]
+    aucs = [
+        roc_auc(both, np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
+        for _ in range(n_resamples)
+    ]
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def auc_by_source(labels: Sequence[int], scores: Sequence[float], sources: Sequence[str]) -> pd.DataFrame:
-    """SeeTRUE's table: per ``dataset_source`` (sorted, as pandas' groupby): samples, positives, negatives, ROC AUC."""
+    """SeeTRUE's table: per ``dataset_source`` (sorted, as pandas' groupby): samples, positives, negatives, ROC AUC
+    and its bootstrap 95% CI (``auc_low``, ``auc_high``)."""
     frame = pd.DataFrame({"label": np.asarray(labels, dtype=int), "score": scores, "source": sources})
     rows = [
         {
@@ -70,6 +87,7 @@ def auc_by_source(labels: Sequence[int], scores: Sequence[float], sources: Seque
             "num_pos": int(group.label.sum()),
             "num_neg": int(len(group) - group.label.sum()),
             "roc_auc": roc_auc(group.label, group.score),
+            **dict(zip(("auc_low", "auc_high"), auc_bootstrap_ci(group.label, group.score))),
         }
         for source, group in frame.groupby("source", sort=True)
     ]

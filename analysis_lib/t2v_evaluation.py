@@ -7,7 +7,8 @@ the one call a chapter makes::
     figure1_aggregate(figure1_inputs(pd.concat([metrics, whatsup_and_mmvp_metrics])))
 
 Records have the columns of ``evaluation``'s (``benchmark, metric, value, ci_low, ci_high, n_units``) plus
-``model``. Accuracies are means of per-unit 0/1 outcomes with bootstrap CIs; SeeTRUE's AUC rows have no CI (NaN).
+``model``. Accuracies are means of per-unit 0/1 outcomes with bootstrap CIs; SeeTRUE's AUCs have bootstrap CIs
+(positives and negatives resampled apart), their mean none (NaN).
 """
 
 from __future__ import annotations
@@ -117,12 +118,13 @@ def sugarcrepe_records(benchmark: str, items: Sequence[T2VItem], scores: np.ndar
 
 
 def seetrue_records(benchmark: str, items: Sequence[T2VItem], scores: np.ndarray) -> list[dict]:
-    """SeeTRUE: ROC AUC per ``dataset_source`` (t2v_metrics' table) and their unweighted mean (``AUC mean``)."""
+    """SeeTRUE: ROC AUC per ``dataset_source`` (t2v_metrics' table) with bootstrap CIs, and their unweighted mean
+    (``AUC mean``, no CI)."""
     table = auc_by_source([i.label for i in items], scores[:, 0, 0], [i.tags[0] for i in items])
-    rows = [(f"AUC {r.dataset_source}", r.roc_auc, r.num_samples) for r in table.itertuples()]
-    rows.append(("AUC mean", float(table.roc_auc.mean()), len(items)))
-    return [{"benchmark": benchmark, "metric": metric, "value": value, "ci_low": np.nan, "ci_high": np.nan,
-             "n_units": n} for metric, value, n in rows]  # fmt: skip
+    rows = [(f"AUC {r.dataset_source}", r.roc_auc, r.auc_low, r.auc_high, r.num_samples) for r in table.itertuples()]
+    rows.append(("AUC mean", float(table.roc_auc.mean()), np.nan, np.nan, len(items)))
+    return [{"benchmark": benchmark, "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n_units": n}
+            for metric, value, low, high, n in rows]  # fmt: skip
 
 
 def t2v_records(benchmark: str, items: Sequence[T2VItem], scores: np.ndarray, seed: int = 0) -> list[dict]:

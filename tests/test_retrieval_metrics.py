@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from analysis_lib.retrieval_metrics import (
+    auc_bootstrap_ci,
     auc_by_source,
     figure1_aggregate,
     figure1_inputs,
@@ -71,6 +72,15 @@ def test_auc_by_source_sorted_as_pandas_groupby():
     assert table.dataset_source.tolist() == ["coco", "d", "pick"]
     assert table.roc_auc.tolist() == [0.0, 0.5, 1.0]
     assert table[["num_samples", "num_pos", "num_neg"]].values.tolist() == [[2, 1, 1]] * 3
+    assert table[["auc_low", "auc_high"]].values.tolist() == [[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]]  # one item a side
+
+
+def test_auc_bootstrap_ci_brackets_the_auc():
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.ones(40, int), np.zeros(40, int)]
+    scores = rng.normal(size=80) + labels
+    low, high = auc_bootstrap_ci(labels, scores, n_resamples=500)
+    assert low < roc_auc(labels, scores) < high and 0 <= low and high <= 1
 
 
 def test_figure1_averages_individual_over_benchmarks_and_pair_over_those_with_pairs():
