@@ -163,6 +163,11 @@ def _check_size(source: Path | str, found: int, expected: int | None) -> None:
 
 def _read_json_list(path: Path) -> list:
     """A JSON file whose top level is a list, or a clear error."""
+    return read_json(path, list)
+
+
+def read_json(path: Path, kind: type[list] | type[dict]) -> list | dict:
+    """A JSON file whose top level is a non-empty ``kind`` (list or object), or one clear ``BenchmarkError``."""
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"annotation file not found: {path}")
@@ -174,8 +179,9 @@ def _read_json_list(path: Path) -> list:
         raise BenchmarkError(
             f"{path} nests lists or objects too deeply to be an annotation file; re-download it"
         ) from None
-    if not isinstance(data, list):
-        raise BenchmarkError(f"{path}: expected a JSON list of items, found {type(data).__name__}")
+    if not isinstance(data, kind):
+        expected = "list of items" if kind is list else "object of items"
+        raise BenchmarkError(f"{path}: expected a JSON {expected}, found {type(data).__name__}")
     if not data:
         raise BenchmarkError(f"{path} lists no items; re-download it")
     return data
@@ -282,22 +288,26 @@ def load_whatsup(root: Path, only_present: bool = False, strict: bool = False) -
     return {name: _load_whatsup_subset(name, data, strict) for name in present}
 
 
-def size_report(loaded: Mapping[str, Sequence], expected: Iterable[str] = ()) -> list[dict]:
-    """Per subset: items found vs ``PUBLISHED_SIZES`` (MMVP pairs count as their statement rows, as published);
+def size_report(
+    loaded: Mapping[str, Sequence],
+    expected: Iterable[str] = (),
+    published_sizes: Mapping[str, int | None] = PUBLISHED_SIZES,
+) -> list[dict]:
+    """Per subset: items found vs ``published_sizes`` (MMVP pairs count as their statement rows, as published);
     each ``expected`` subset that was not loaded is a row whose ``found`` is "missing"."""
     report = []
     for name in dict.fromkeys([*expected, *loaded]):
         items = loaded.get(name)
         found = "missing" if items is None else sum(len(i.statements) if isinstance(i, MMVPPair) else 1 for i in items)
-        published = PUBLISHED_SIZES.get(name)
+        published = published_sizes.get(name)
         report.append({"subset": name, "found": found, "published": published, "matches": found == published})
     return report
 
 
-def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
-    """The rows of a CSV that has ``columns``, or one clear error naming the file."""
+def _read_csv(path: Path, columns: Sequence[str], what: str = "questions file") -> list[dict[str, str]]:
+    """The rows of a CSV that has ``columns``, or one clear error naming the file (``what`` it is, if missing)."""
     if not path.is_file():
-        raise BenchmarkError(f"questions file not found: {path}")
+        raise BenchmarkError(f"{what} not found: {path}")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)

@@ -66,11 +66,19 @@ TOY_QUERY = "<image> {}"
 DESCRIBE = "Describe the image."
 TOY_RELATIVE = "Where is the {} relative to the {}?"
 PAPER_QUESTIONS = {
-    "horizontal": "Is the {} to the left of or to the right of the {}?",
-    "vertical": "Is the {} above or below the {}?",
-    "depth": "Is the {} in front of or behind the {}?",
+    "horizontal": "Is the {0} to the left of or to the right of the {1}?",
+    "on/under": "Is the {0} at the bottom of the {1} or at the top of the {1}?",
+    "depth": "Is the {0} in the back of the {1} or in the front of the {1}?",
 }
-PAPER_ON_UNDER = "Is the {} on or under the {}?"
+"""The paper's VLM2Vec What'sUp questions (its ``eval_llava15.py``, 2-way: gold caption vs the opposite relation)."""
+ABOVE_BELOW_QUESTION = "Is the {0} above or below the {1}?"
+"""This library's question for above/below: the paper builds its COCO/GQA question from the gold caption with one
+side's relation swapped at random (``Is the {part1} or {part2}?``), which no fixed template reproduces."""
+PAPER_4WAY_QUESTIONS = {
+    "on/under": "Is the {0} to the left of, to the right of, on, or under the {1}?",
+    "depth": "Is the {0} to the left of, to the right of, in front of, or behind the {1}?",
+}
+"""The paper's 4-way What'sUp questions (``eval_4``): Controlled-A (on/under) and Controlled-B (front/behind)."""
 PAPER_FALLBACK = "What is in the image?"
 CONVERSION_TASKS = ("relative", "describe", "list")
 _CAPTION = re.compile(
@@ -192,15 +200,32 @@ def toy_question(texts: Sequence[str]) -> str:
     return TOY_RELATIVE.format(*objects) if objects else DESCRIBE
 
 
+def question_group(relation: str) -> str:
+    """Which of the paper's What'sUp questions a relation gets: horizontal, on/under, depth, or above/below."""
+    if relation in ("on", "under"):
+        return "on/under"
+    return "above/below" if RELATION_AXIS[relation] == "vertical" else RELATION_AXIS[relation]
+
+
 def paper_question(texts: Sequence[str]) -> str:
-    """The paper's What'sUp question for an image scored against ``texts`` (What'sUp lists the gold caption first;
-    its relation's axis picks the question, as the paper's does); a generic question when they share no pair."""
+    """The What'sUp 2-way question for an image scored against ``texts``: the gold caption (listed first) picks it by
+    its relation, as the paper's VLM2Vec eval does for left/right, on/under and front/behind (its 2-way score is then
+    gold vs the opposite caption, ``whatsup_records``' "2-way"); above/below gets ``ABOVE_BELOW_QUESTION``; a generic
+    question when the texts share no object pair."""
     objects = shared_objects(texts)
     if objects is None:
         return PAPER_FALLBACK
-    relation = caption_relation(texts[0])
-    template = PAPER_ON_UNDER if relation in ("on", "under") else PAPER_QUESTIONS[RELATION_AXIS[relation]]
-    return template.format(*objects)
+    group = question_group(caption_relation(texts[0]))
+    return PAPER_QUESTIONS.get(group, ABOVE_BELOW_QUESTION).format(*objects)
+
+
+def paper_question_4way(texts: Sequence[str]) -> str:
+    """The paper's 4-way What'sUp question (``question_for`` of a 4-way run): Controlled-A's when the options state
+    on/under, Controlled-B's when they state front/behind; ``paper_question`` otherwise."""
+    objects = shared_objects(texts)
+    groups = {question_group(caption_relation(text)) for text in texts} if objects else set()
+    found = [group for group in PAPER_4WAY_QUESTIONS if group in groups]
+    return PAPER_4WAY_QUESTIONS[found[0]].format(*objects) if len(found) == 1 else paper_question(texts)
 
 
 class EmbeddingScorer(CosineScorer):

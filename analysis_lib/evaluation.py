@@ -20,6 +20,7 @@ from analysis_lib.metrics import (
     caption_relation,
     mmvp_image_choice,
     mmvp_pair_units,
+    mmvp_statement_correct,
     opposite_option,
     pair_units,
     set_units,
@@ -34,7 +35,7 @@ class NoVerdictWarning(UserWarning):
     """Some choices had a NaN or tied top score and were counted wrong."""
 
 
-def _record(benchmark: str, metric: str, units: np.ndarray, seed: int) -> dict:
+def metric_record(benchmark: str, metric: str, units: np.ndarray, seed: int) -> dict:
     """One metric row: the mean of per-unit outcomes and its bootstrap CI."""
     low, high = bootstrap_ci(units, seed=seed)
     return {
@@ -53,7 +54,7 @@ def no_verdict_record(benchmark: str, label: str, choices: np.ndarray, seed: int
     if undecided.any():
         message = f"{benchmark} {label}: {undecided.sum()} of {undecided.size} choices had a NaN or tied top score"
         warnings.warn(f"{message}; counted wrong", NoVerdictWarning, stacklevel=3)
-    return _record(benchmark, f"{label} no verdict", undecided.astype(float), seed)
+    return metric_record(benchmark, f"{label} no verdict", undecided.astype(float), seed)
 
 
 def whatsup_option_scores(scorer, items: Sequence[WhatsUpItem]) -> np.ndarray:
@@ -69,14 +70,14 @@ def _grouped_records(
     (no choice: wrong axis)."""
     obj_pairs = [item.obj_pair for item in items]
     relations = [item.relation for item in items]
-    records = [_record(benchmark, f"{way} pair", pair_units(obj_pairs, relations, correct), seed)]
+    records = [metric_record(benchmark, f"{way} pair", pair_units(obj_pairs, relations, correct), seed)]
     if way != "2-way":
         axis = [
             i != NO_CHOICE and RELATION_AXIS[caption_relation(item.caption_options[i])] == RELATION_AXIS[item.relation]
             for item, i in zip(items, choices)
         ]
-        records.append(_record(benchmark, f"{way} axis", np.array(axis, dtype=float), seed))
-    records.append(_record(benchmark, f"{way} set", set_units(obj_pairs, correct), seed))
+        records.append(metric_record(benchmark, f"{way} axis", np.array(axis, dtype=float), seed))
+    records.append(metric_record(benchmark, f"{way} set", set_units(obj_pairs, correct), seed))
     return records
 
 
@@ -94,12 +95,14 @@ def whatsup_records(
     for way, way_scores in variants.items():
         choices = unique_argmax(way_scores)
         correct = choices == 0
-        records.append(_record(benchmark, f"{way} individual", correct.astype(float), seed))
+        records.append(metric_record(benchmark, f"{way} individual", correct.astype(float), seed))
         records.append(no_verdict_record(benchmark, way, choices, seed))
         if grouped:
             records += _grouped_records(items, way, choices, correct, benchmark, seed)
         for relation in dict.fromkeys(relations):
-            records.append(_record(benchmark, f"{way} {relation}", correct[relations == relation].astype(float), seed))
+            records.append(
+                metric_record(benchmark, f"{way} {relation}", correct[relations == relation].astype(float), seed)
+            )
     return records
 
 
@@ -116,10 +119,14 @@ def mmvp_scores(scorer, pairs: Sequence[MMVPPair], template: str = MMVP_TEXT_TEM
 
 
 def mmvp_records(pairs: Sequence[MMVPPair], scores: np.ndarray, benchmark: str, seed: int = 0) -> list[dict]:
-    """MMVP-VLM pair accuracy per pattern and averaged over patterns, and the share of statements with no verdict."""
+    """MMVP-VLM pair accuracy per pattern and over all pairs, statement accuracy (each statement picks its own image;
+    the individual accuracy of the Figure-1 aggregate) and the share of statements with no verdict."""
     units = mmvp_pair_units(scores)
     patterns = np.array([pair.pattern for pair in pairs])
-    records = [_record(benchmark, f"pair {p}", units[patterns == p], seed) for p in dict.fromkeys(patterns)]
-    records.append(_record(benchmark, "pair all", units, seed))
+    records = [metric_record(benchmark, f"pair {p}", units[patterns == p], seed) for p in dict.fromkeys(patterns)]
+    records.append(metric_record(benchmark, "pair all", units, seed))
+    records.append(
+        metric_record(benchmark, "statement all", mmvp_statement_correct(scores).astype(float).ravel(), seed)
+    )
     records.append(no_verdict_record(benchmark, "statement", mmvp_image_choice(scores), seed))
     return records

@@ -60,7 +60,8 @@ class FullScaleConfig:
     mmvp_root: str = ""  # optional: MMVP with the paper's converted statements (Questions-clip.csv); "" skips it
     device: str = "auto"
     dtype: str = "auto"  # LLaVA: "auto" is bfloat16 on GPU, float32 on CPU
-    clip_dtype: str = "float32"  # CLIP is small: float32 everywhere, as open_clip's default in the paper's eval
+    # CLIP is small: float32 everywhere (the paper's eval_clip.py runs What'sUp under CUDA autocast, MMVP in float32)
+    clip_dtype: str = "float32"
     batch_size: int = 32
     allow_download: bool = False
     strict_sizes: bool = True

@@ -491,7 +491,8 @@ def load_llava(folder: Path, prompt_format: PromptFormat, opts: LoadOptions) -> 
 
 
 def load_vlm2vec(entry: ModelEntry, path: str | Path | None, opts: LoadOptions, allow: bool) -> EmbeddingScorer:
-    """An ``EmbeddingScorer`` (the paper's query and questions) on ``VLM2VEC_BASE`` with ``entry``'s peft adapter
+    """An ``EmbeddingScorer`` (the paper's query template; its 2-way What'sUp questions, ``paper_question``: above/below
+    and non-What'sUp texts get this library's) on ``VLM2VEC_BASE`` with ``entry``'s peft adapter
     merged in; the adapter and the base are each looked for offline first, like any registered model."""
     from peft import PeftModel  # only for adapters
 

@@ -12,18 +12,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from transformers import CLIPModel, CLIPProcessor, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import (
+    CLIPModel,
+    CLIPProcessor,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerBase,
+)
 
 from analysis_lib.features import llava_selected_features
 from analysis_lib.progress import progress_bar
 from analysis_lib.prompts import PromptFormat
-from analysis_lib.training import answer_logprob, expand_image_tokens
+from analysis_lib.training import answer_logprob
 
 ImageLike = Image.Image | np.ndarray
 Pairs = Sequence[tuple[int, str]]
 # Part of every full-scale score log's key: raise it with any change here (or to the prompts and score functions
 # these scorers are called through) that changes a score, so that logs of the old scores are not reused.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 3
 
 
 def as_pil(image: ImageLike) -> Image.Image:
@@ -43,8 +49,9 @@ def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image
 
 
 def mean_colour(image_processor) -> tuple[int, ...]:
-    """The processor's normalisation mean as a 0-255 colour (what LLaVA pads with)."""
-    return tuple(int(round(255 * m)) for m in image_processor.image_mean)
+    """The processor's normalisation mean as a 0-255 colour, truncated as LLaVA's and t2v_metrics' ``expand2square``
+    fill ``tuple(int(x*255) for x in image_mean)`` is: CLIP's mean gives (122, 116, 104), not (123, 117, 104)."""
+    return tuple(int(m * 255) for m in image_processor.image_mean)
 
 
 def fixed_input_side(model: torch.nn.Module, image_processor) -> int | None:
@@ -187,10 +194,11 @@ class VQAScorer:
         return self.processor.image_processor(pil, return_tensors="pt")["pixel_values"]
 
     def sequences(self, captions: Sequence[str]) -> list[list[int]]:
-        """Token ids of prompt + ``Yes</s>`` per caption, tokenized as one string (as t2v_metrics does)."""
-        n_image = self.model.config.image_seq_length
-        texts = [expand_image_tokens(self.format.vqa_prompt(c), n_image) + self.answer for c in captions]
-        ids = self.processor.tokenizer(texts)["input_ids"]
+        """Token ids of prompt + ``Yes</s>`` per caption, tokenized around ``<image>`` as t2v_metrics' LLaVA does
+        (``image_chunk_ids``), with the model's ``image_seq_length`` image tokens in place of ``<image>``."""
+        config, tokenizer = self.model.config, self.processor.tokenizer
+        texts = [self.format.vqa_prompt(c) + self.answer for c in captions]
+        ids = image_chunk_ids(tokenizer, texts, config.image_token_id, config.image_seq_length)
         n = len(self.answer_ids)
         for text, row in zip(texts, ids):
             if row[-n:] != self.answer_ids:
@@ -309,6 +317,36 @@ class CaptionLikelihoodScorer(VQAScorer):
         features = llava_selected_features(self.model, pixel_values.to(_device(self.model), self._dtype))
         conversations = [[(self.question, caption)] for caption in captions]
         return answer_logprob(self.model, self.processor.tokenizer, self.format, conversations, features).cpu()
+
+
+IMAGE_PLACEHOLDER = "<image>"
+
+
+def image_chunk_ids(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], image_token_id: int, n_image: int
+) -> list[list[int]]:
+    """Each text's ids as LLaVA's ``tokenizer_image_token`` (used by t2v_metrics) builds them: the pieces between
+    ``<image>`` placeholders tokenized one by one with the tokenizer's special tokens, the first piece's BOS kept and
+    the first token of every later piece dropped, ``n_image`` image ids where each placeholder was.
+
+    Tokenizing the whole text in one call can differ: a sentencepiece tokenizer that prefixes every call's text with
+    a space (Llama's ``legacy`` behaviour, ``Metaspace`` with ``prepend_scheme="always"``) puts a ``▁`` token after
+    the image here, which the one-call path lacks when it prefixes only the text's start (``prepend_scheme="first"``);
+    measured on a tiny tokenizer of each kind in ``test_scoring``. The toy models' word-level tokenizer gives the
+    same ids either way.
+    """
+    pieces = [text.split(IMAGE_PLACEHOLDER) for text in texts]
+    flat = [piece for split in pieces for piece in split if piece]
+    encoded = iter(tokenizer(flat)["input_ids"] if flat else [])
+    rows = []
+    for split in pieces:
+        chunks = [next(encoded) if piece else [tokenizer.bos_token_id] for piece in split]
+        offset = 1 if chunks[0] and chunks[0][0] == tokenizer.bos_token_id else 0
+        row = list(chunks[0])
+        for chunk in chunks[1:]:
+            row += [image_token_id] * n_image + chunk[offset:]
+        rows.append(row)
+    return rows
 
 
 def pad_token_ids(sequences: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:

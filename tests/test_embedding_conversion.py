@@ -110,11 +110,35 @@ def test_questions_name_the_shared_objects_and_never_the_relation():
                             "blue square"]) == "Where is the red circle relative to the blue square?"  # fmt: skip
     whatsup = ["A mug to the left of a plate", "A mug to the right of a plate", "A mug on a plate"]
     assert ec.paper_question(whatsup) == "Is the mug to the left of or to the right of the plate?"
-    assert ec.paper_question(["A mug on a plate", "A mug under a plate"]) == "Is the mug on or under the plate?"
-    assert ec.paper_question(["A dog in front of a tree", "A dog behind a tree"]) == (
-        "Is the dog in front of or behind the tree?"
+    assert ec.paper_question(["A mug under a plate", "A mug on a plate"]) == (
+        "Is the mug at the bottom of the plate or at the top of the plate?"
     )
+    assert ec.paper_question(["A dog in front of a tree", "A dog behind a tree"]) == (
+        "Is the dog in the back of the tree or in the front of the tree?"
+    )
+    assert ec.paper_question(["A dog above a tree", "A dog below a tree"]) == "Is the dog above or below the tree?"
     assert ec.paper_question(["a dog", "a cat"]) == ec.PAPER_FALLBACK
+
+
+def test_paper_4way_questions_follow_the_controlled_subset():
+    a_options = [
+        "A mug on a plate",
+        "A mug under a plate",
+        "A mug to the left of a plate",
+        "A mug to the right of a plate",
+    ]
+    assert ec.paper_question_4way(a_options) == "Is the mug to the left of, to the right of, on, or under the plate?"
+    b_options = [
+        "A dog behind a tree",
+        "A dog in front of a tree",
+        "A dog to the left of a tree",
+        "A dog to the right of a tree",
+    ]
+    assert ec.paper_question_4way(b_options) == (
+        "Is the dog to the left of, to the right of, in front of, or behind the tree?"
+    )
+    assert ec.paper_question_4way(a_options[2:]) == ec.paper_question(a_options[2:])
+    assert ec.paper_question_4way(["a dog", "a cat"]) == ec.PAPER_FALLBACK
 
 
 def test_conversion_pairs_use_toy_words_and_relation_groups_share_objects(tiny_models, world):

@@ -32,7 +32,13 @@ def test_mmvp_records_per_pattern():
     pairs += [MMVPPair("Color", (5, 6), (Path("c"), Path("d")), ("s3", "s4"))]
     scores = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.9, 0.9], [0.1, 0.1]], [[0.2, 0.1], [0.1, 0.3]]])
     got = {r["metric"]: r["value"] for r in mmvp_records(pairs, scores, "pairs")}
-    assert got == {"pair Spatial": 0.5, "pair Color": 1.0, "pair all": 2 / 3, "statement no verdict": 0.0}
+    assert got == {
+        "pair Spatial": 0.5,
+        "pair Color": 1.0,
+        "pair all": 2 / 3,
+        "statement all": 5 / 6,  # only the second pair's second statement picks the wrong image
+        "statement no verdict": 0.0,
+    }
 
 
 CONTROLLED_A = {"left_of": "to the left of", "right_of": "to the right of", "on": "on", "under": "under"}
@@ -106,7 +112,13 @@ def test_mmvp_vlm_softmax_rule_by_hand():
     ]
     with pytest.warns(NoVerdictWarning, match="1 of 8"):
         got = {r["metric"]: r["value"] for r in mmvp_records(pairs, 100 * cos, "MMVP-VLM")}
-    assert got == {"pair Orientation": 1.0, "pair Presence": 0.0, "pair all": 0.5, "statement no verdict": 1 / 8}
+    assert got == {
+        "pair Orientation": 1.0,
+        "pair Presence": 0.0,
+        "pair all": 0.5,
+        "statement all": 6 / 8,  # the tie and the last pair's second statement are wrong
+        "statement no verdict": 1 / 8,
+    }
     p_first = 1 / (1 + np.exp(-(100 * cos[:, 0, :] - 100 * cos[:, 1, :])))
     assert p_first[2, 0] == 0.5 and np.allclose(p_first[0], [1 / (1 + np.exp(-2)), 1 / (1 + np.exp(1))])
 

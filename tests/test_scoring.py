@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis_lib.prompts import TOY_FORMAT, PromptFormat
-from analysis_lib.scoring import ClipScorer, VQAScorer, pad_to_square, score_options
+from analysis_lib.scoring import ClipScorer, VQAScorer, mean_colour, pad_to_square, score_options
 from analysis_lib.toyworld import render_all, sample_scenes
 
 
@@ -76,6 +76,16 @@ def test_pad_to_square_centres_on_mean_colour():
     assert padded.getpixel((0, 0)) == (1, 2, 3) and padded.getpixel((0, 1)) == (255, 0, 0)
 
 
+def test_mean_colour_truncates_as_llava_expand2square():
+    """LLaVA / t2v_metrics pad with ``tuple(int(x*255) for x in image_mean)``: CLIP's mean gives (122, 116, 104)."""
+    from types import SimpleNamespace
+
+    from transformers.image_utils import OPENAI_CLIP_MEAN
+
+    assert mean_colour(SimpleNamespace(image_mean=OPENAI_CLIP_MEAN)) == (122, 116, 104)
+    assert mean_colour(SimpleNamespace(image_mean=[0.5, 0.999, 0.0])) == (127, 254, 0)
+
+
 def test_prefix_cached_vqascore_equals_one_forward_per_pair(tiny_models, world):
     """The shared-prefix KV cache changes the cost, not the scores (fp32, 1e-5)."""
     _, _, llava, processor = tiny_models
@@ -101,3 +111,65 @@ def test_shared_prefix_length_leaves_the_answer_to_the_suffix():
     assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], keep=3) == 1
     assert chunk_images({7: [0, 1], 3: [2, 3, 4], 5: [5]}, max_rows=4) == [[7], [3, 5]]
     assert chunk_images({7: [0, 1, 2, 3, 4]}, max_rows=2) == [[7]]
+
+
+def _sentencepiece_like(prepend_scheme: str):
+    """A tiny BPE tokenizer with Llama's layout (``▁`` spaces, BOS only, ``<image>`` special), its ``Metaspace``
+    prefixing every call's text (``always``, Llama's legacy) or only the start of the text (``first``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=False)
+    corpus = [PromptFormat().vqa_prompt("a dog left of a cat") + "Yes</s>", "\n Does this figure show"]
+    core.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=200, special_tokens=[
+        "<unk>", "<s>", "</s>", "<image>", "<pad>"]))  # fmt: skip
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", additional_special_tokens=["<image>"])  # fmt: skip
+
+
+def _tokenizer_image_token(prompt, tokenizer, image_token_index):
+    """LLaVA's ``tokenizer_image_token`` (llava/mm_utils.py, as t2v_metrics vendors it), one id per ``<image>``."""
+    prompt_chunks = [tokenizer(chunk).input_ids for chunk in prompt.split("<image>")]
+    separated = [e for sub in zip(prompt_chunks, [[image_token_index] * 2] * len(prompt_chunks)) for e in sub][:-1]
+    offset = 1 if prompt_chunks[0] and prompt_chunks[0][0] == tokenizer.bos_token_id else 0
+    input_ids = prompt_chunks[0][:offset]
+    for x in separated:
+        input_ids.extend(x[offset:])
+    return input_ids
+
+
+def test_image_chunk_ids_are_llava_tokenizer_image_token():
+    from analysis_lib.scoring import image_chunk_ids
+
+    tokenizer = _sentencepiece_like("first")
+    image = tokenizer.convert_tokens_to_ids("<image>")
+    texts = [PromptFormat().vqa_prompt("a dog left of a cat") + "Yes</s>", "a <image> b <image>\nc"]
+    assert image_chunk_ids(tokenizer, texts, image, 1) == [_tokenizer_image_token(t, tokenizer, image) for t in texts]
+    three = image_chunk_ids(tokenizer, texts[:1], image, 3)[0]
+    one = image_chunk_ids(tokenizer, texts[:1], image, 1)[0]
+    k = one.index(image)
+    assert three == one[:k] + [image] * 3 + one[k + 1 :]
+
+
+def test_one_call_tokenization_drops_the_space_token_llava_puts_after_the_image():
+    """The measured difference: with a tokenizer that prefixes only the text's start, tokenizing the whole prompt in
+    one call loses the ``▁`` that LLaVA's chunk-by-chunk tokenization puts after ``<image>``; Llama's legacy
+    prefixing and the toy word-level tokenizer give the same ids either way."""
+    from analysis_lib.models import llava_tokenizer
+    from analysis_lib.scoring import image_chunk_ids
+    from analysis_lib.training import expand_image_tokens
+
+    text = PromptFormat().vqa_prompt("a dog left of a cat") + "Yes</s>"
+    for scheme, extra in (("first", ["▁"]), ("always", [])):
+        tokenizer = _sentencepiece_like(scheme)
+        image = tokenizer.convert_tokens_to_ids("<image>")
+        chunked = tokenizer.convert_ids_to_tokens(image_chunk_ids(tokenizer, [text], image, 1)[0])
+        whole = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
+        k = chunked.index("<image>")
+        assert chunked == whole[: k + 1] + extra + whole[k + 1 :], scheme
+    toy = llava_tokenizer()
+    toy_text = "USER: <image>\nis a red circle left of a blue square ASSISTANT: yes</s>"
+    image = toy.convert_tokens_to_ids("<image>")
+    assert image_chunk_ids(toy, [toy_text], image, 4)[0] == toy(expand_image_tokens(toy_text, 4))["input_ids"]

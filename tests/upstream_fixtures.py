@@ -90,3 +90,80 @@ def write_mmvp_statements(root: Path) -> None:
     for qid, *_ in rows:
         write_image(root / "MMVP Images" / f"{qid}.jpg", (60 * qid, 20, 90))
     write_csv(root / "Questions-clip.csv", ["Question ID", "Type", "Statement"], rows)
+
+
+def level_text(level: int) -> str:
+    """A caption naming a red level: ``FakeLevelScorer`` scores it highest for an image of that red level."""
+    return f"a thing of level {level}"
+
+
+def write_level_image(path: Path, level: int) -> None:
+    """A 16x16 image whose red channel is ``level``."""
+    write_image(path, (level, 0, 0))
+
+
+def _pair_rows(count: int, start: int) -> list[tuple[int, int]]:
+    """``count`` pairs of distinct red levels."""
+    return [(start + 40 * k, start + 40 * k + 20) for k in range(count)]
+
+
+def write_t2v_root(root: Path) -> None:
+    """A tiny t2v_metrics ``--root_dir`` with the six benchmarks in the layouts its dataset classes read, every
+    caption naming its image's red level (``level_text``)."""
+    wino = root / "winoground"
+    rows = []
+    for i, (a, b) in enumerate(_pair_rows(2, 10)):
+        names = [f"images/ex_{i}_img_{j}.png" for j in (0, 1)]
+        for name, level in zip(names, (a, b)):
+            write_level_image(wino / name, level)
+        rows.append([i, *names, level_text(a), level_text(b)])
+    write_csv(wino / "metadata.csv", ["id", "image_0", "image_1", "caption_0", "caption_1"], rows)
+    examples = [{"id": 0, "num_main_preds": 1, "collapsed_tag": "Object"},
+                {"id": 1, "num_main_preds": 2, "collapsed_tag": "Relation"}]  # fmt: skip
+    (wino / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    (wino / "why_winoground_hard.json").write_text(json.dumps({"0": ["Visually Difficult"], "1": []}))
+
+    natural = root / "NaturalBench-Retrieval"
+    entries = []
+    for i, (a, b) in enumerate(_pair_rows(2, 15)):
+        for j, level in enumerate((a, b)):
+            write_level_image(natural / "images" / f"{i}_{j}.jpg", level)
+        entries.append({"index": i, "image_0": f"{i}_0.jpg", "image_1": f"{i}_1.jpg",
+                        "caption_0": level_text(a), "caption_1": level_text(b)})  # fmt: skip
+    (natural / "metadata.json").write_text(json.dumps(entries))
+
+    eqben = root / "eqben_vllm"
+    entries = []
+    for folder, (a, b) in zip(("eqbensd", "eqbenkubric_cnt"), _pair_rows(2, 20)):
+        names = [f"{folder}/{level}.png" for level in (a, b)]
+        for name, level in zip(names, (a, b)):
+            write_level_image(eqben / "images" / name, level)
+        entries.append({"image0": names[0], "image1": names[1], "caption0": level_text(a), "caption1": level_text(b)})
+    (eqben / "all_select.json").write_text(json.dumps(entries))
+
+    seetrue = [["s0.jpg", level_text(30), 1, "drawbench"], ["s1.jpg", level_text(90), 0, "drawbench"],
+               ["s2.jpg", level_text(50), 1, "coco_t2i"], ["s3.jpg", level_text(70), 0, "coco_t2i"]]  # fmt: skip
+    for (name, _, _, _), level in zip(seetrue, (30, 40, 50, 60)):
+        write_level_image(root / "seetrue" / "images" / name, level)
+    write_csv(root / "SeeTRUE.csv", ["image", "text", "label", "dataset_source", "original_dataset_id"],
+              [[*row, f"id{k}"] for k, row in enumerate(seetrue)])  # fmt: skip
+
+    for k, subset in enumerate(SUGARCREPE_FILES):
+        level = 100 + 10 * k
+        name = f"{level:012d}.jpg"
+        write_level_image(root / "val2017" / name, level)
+        entry = {"filename": name, "caption": level_text(level), "negative_caption": level_text(level + 60)}
+        (root / "sugar_crepe").mkdir(exist_ok=True)
+        (root / "sugar_crepe" / f"{subset}.json").write_text(json.dumps({str(k): entry}))
+
+    lines = []
+    for i, (a, b) in enumerate(_pair_rows(2, 25)):
+        ids = [f"COCO_{i}_{j}" for j in (0, 1)]
+        for image_id, level in zip(ids, (a, b)):
+            write_level_image(root / "COCOCounterfactuals" / "images" / f"{image_id}.jpg", level)
+        lines.append({"id": f"{i}", "image_0": ids[0], "image_1": ids[1], "caption_0": level_text(a),
+                      "caption_1": level_text(b)})  # fmt: skip
+    (root / "cococounterfactuals.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+SUGARCREPE_FILES = ("add_obj", "add_att", "replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att")
