@@ -152,16 +152,21 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def score_benchmark(scorer, model_spec: str, benchmark: str, items: list, folder: Path, batch_size: int) -> np.ndarray:
-    """All scores of one model on one benchmark, resumed from and appended to its score log."""
-    spec = {
+def score_log_spec(scorer, model_spec: str, benchmark: str, items_digest: str) -> dict:
+    """What keys a model's score log on one benchmark: protocol version, weights, scorer settings, the items."""
+    return {
         "protocol": PROTOCOL_VERSION,
         "model": model_spec,
         "weights": weights_spec(scorer, model_spec),
         "scorer": scorer_spec(scorer),
         "benchmark": benchmark,
-        "items": items_fingerprint(items),
+        "items": items_digest,
     }
+
+
+def score_benchmark(scorer, model_spec: str, benchmark: str, items: list, folder: Path, batch_size: int) -> np.ndarray:
+    """All scores of one model on one benchmark, resumed from and appended to its score log."""
+    spec = score_log_spec(scorer, model_spec, benchmark, items_fingerprint(items))
     log = keyed_log(folder / "scores" / slug(model_spec) / f"{slug(benchmark)}.jsonl", spec)
     scores = sharded_scores(score_fn(scorer, items), items, item_keys(items), log, spec, batch_size, benchmark)
     return scores.reshape(len(items), 2, 2) if is_pair_benchmark(items) else scores

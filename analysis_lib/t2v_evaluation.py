@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis_lib.benchmarks import load_image
 from analysis_lib.evaluation import metric_record, no_verdict_record
-from analysis_lib.full_scale import scorer_spec, slug, weights_spec
+from analysis_lib.full_scale import score_log_spec, slug
 from analysis_lib.retrieval_metrics import (
     IMAGE_COMPARISONS,
     TEXT_COMPARISONS,
@@ -32,7 +32,6 @@ from analysis_lib.retrieval_metrics import (
     winoground_outcomes,
 )
 from analysis_lib.score_log import file_digest, keyed_log
-from analysis_lib.scoring import PROTOCOL_VERSION
 from analysis_lib.sharding import sharded_scores
 from analysis_lib.t2v_benchmarks import T2VItem, load_t2v_benchmarks
 
@@ -71,14 +70,7 @@ def score_t2v_benchmark(
 ) -> np.ndarray:
     """One model's ``N x images x texts`` scores on one benchmark, resumed from and appended to its score log
     (``<folder>/scores/<model>/<benchmark>.<spec hash>.part<rank>.jsonl``, as chapter 1's full-scale logs)."""
-    spec = {
-        "protocol": PROTOCOL_VERSION,
-        "model": model_spec,
-        "weights": weights_spec(scorer, model_spec),
-        "scorer": scorer_spec(scorer),
-        "benchmark": benchmark,
-        "items": t2v_fingerprint(items),
-    }
+    spec = score_log_spec(scorer, model_spec, benchmark, t2v_fingerprint(items))
     shape = item_shape(items)
     log = keyed_log(Path(folder) / "scores" / slug(model_spec) / f"{slug(benchmark)}.jsonl", spec)
 

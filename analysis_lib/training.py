@@ -80,15 +80,15 @@ class Stage:
 INSTRUCTION_MIX = (("yes/no", 0.5), ("relative", 0.2), ("where", 0.1), ("describe", 0.1), ("list", 0.1))
 GROUNDED_CURRICULUM = (
     Stage("projector", (("list", 1.0),), None, 0.0, 100, train_lm=False),
-    Stage("list", (("list", 1.0),), "cell words", 0.98, 3000),
-    Stage("describe", (("describe", 0.8), ("list", 0.2)), "relation word", 0.98, 1500),
-    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 4000),
+    Stage("list", (("list", 1.0),), "cell words", 0.98, 1500),
+    Stage("describe", (("describe", 0.8), ("list", 0.2)), "relation word", 0.98, 1000),
+    Stage("instructions", INSTRUCTION_MIX, "vqascore", 0.95, 3000),
 )
 """LLaVA-1.5's two stages on the toy, with a grounding task (list every object with its cell) first."""
 UNGROUNDED_CURRICULUM = (
     Stage("projector", (("describe", 1.0),), None, 0.0, 100, train_lm=False),
-    Stage("describe", (("describe", 1.0),), "relation word", 0.98, 4500),
-    Stage("instructions", tuple(t for t in INSTRUCTION_MIX if t[0] != "list"), "vqascore", 0.95, 4000),
+    Stage("describe", (("describe", 1.0),), "relation word", 0.98, 2500),
+    Stage("instructions", tuple(t for t in INSTRUCTION_MIX if t[0] != "list"), "vqascore", 0.95, 3000),
 )
 """The ablation: the same stages and step budget without the grounding task."""
 
@@ -97,13 +97,15 @@ UNGROUNDED_CURRICULUM = (
 class LlavaTrainConfig:
     """How the toy LLaVA is trained: its curriculum and optimiser.
 
-    Next-token loss on every text token of truthful turns (``question_loss``; a yes/no question about a
-    false caption teaches only its answer), else on answers only. The learning rate warms up over
-    ``warmup`` steps at the start of each stage group (projector alone; projector + LM), then stays;
-    AdamW's decoupled ``weight_decay`` helps the stages cross their plateaus.
-    False captions of yes/no questions are drawn with ``foil_shares`` (see ``toyworld.false_caption``).
-    The last ``validation_scenes`` training scenes are held out for the checks. A training whose stage runs to
-    its cap is restarted from fresh projector weights up to ``restarts`` times (see ``train_llava``).
+    Next-token loss on the answers, as LLaVA's (with ``question_loss`` also on every text token of truthful
+    turns: a yes/no question about a false caption teaches only its answer). A yes/no question comes as a
+    minimal pair (``yes_no_pairs``: the scene's true caption and a false one in the same batch), so that what
+    tells the two answers apart is the caption alone. The learning rate warms up over ``warmup`` steps at the
+    start of each stage group (projector alone; projector + LM), then stays; AdamW's decoupled ``weight_decay``
+    helps the stages cross their plateaus. False captions are drawn with ``foil_shares`` (see
+    ``toyworld.false_caption``). The last ``validation_scenes`` training scenes are held out for the checks.
+    A training whose stage runs to its cap is restarted from fresh projector weights up to ``restarts`` times
+    (see ``train_llava``): every variant of a chapter has the same stage caps and the same restart budget.
     """
 
     curriculum: tuple[Stage, ...] = GROUNDED_CURRICULUM
@@ -114,10 +116,10 @@ class LlavaTrainConfig:
     lr: float = 3e-3
     warmup: int = 100
     weight_decay: float = 0.1
-    question_loss: bool = True
+    question_loss: bool = False
     foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
-    restarts: int = 0
-    yes_no_pairs: bool = False
+    restarts: int = 2
+    yes_no_pairs: bool = True
 
 
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):

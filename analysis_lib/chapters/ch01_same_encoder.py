@@ -77,7 +77,7 @@ def toy_setup(clip_steps: int, smoke: bool, variant: str = MAIN) -> ToySetup:
         clip_train=ClipTrainConfig(steps=3, batch_size=32, warmup=1),
         llava_train=LlavaTrainConfig(
             curriculum=smoke_curriculum(curriculum), check_every=1, batch_size=16, warmup=1, validation_scenes=16,
-            vqascore_check_scenes=8,
+            vqascore_check_scenes=8, restarts=0,
         ),
         lm_pretrain=None if variant == FROM_SCRATCH else LmPretrainConfig(max_steps=2, check_every=1, held_out=16),
     )  # fmt: skip
