@@ -157,7 +157,8 @@ def grouped_patches(patches: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
 def sparc_local_loss(
     patches: torch.Tensor, words: torch.Tensor, mask: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """Per caption, each word's grouped vision embedding against the caption's words (both ways), over real words."""
+    """Per caption, each word's grouped vision embedding against the caption's words, both ways, averaged over the
+    batch's real words (the paper's ``masked_pairwise_contrastive_loss``: a token-weighted mean)."""
     grouped = F.normalize(grouped_patches(patches, words), dim=-1)
     logits = torch.einsum("nld,nkd->nlk", grouped, F.normalize(words, dim=-1)) / temperature
     pad = ~mask.bool()
