@@ -1,10 +1,19 @@
 """VLM2Vec's conversion of a LLaVA into an embedding model (REFERENCE §3), and the cosine scorer that reads it.
 
-A peft LoRA / DoRA adapter on the language model's attention and MLP projections (vision tower and projector
-frozen) is trained with InfoNCE from query (image + question) to target (the answer text), in-batch negatives;
+A peft LoRA / DoRA adapter on the language model's projections (vision tower and projector frozen) is trained
+with InfoNCE from query (image + question) to target (the answer text), in-batch negatives;
 both sides are embedded by last-token pooling, L2-normalised. ``EmbeddingScorer`` then scores an image against
 a caption as the cosine between the image's query (built per image from the captions it is scored against) and
 the caption, the same protocol as CLIP's.
+
+Which projections the adapter adapts (``ConversionConfig.targets``, one of ``LORA_TARGETS``): VLM2Vec's default
+``lora_target_modules`` (TIGER-AI-Lab/VLM2Vec ``src/arguments.py``) is ``qkv_proj,o_proj,gate_up_proj,down_proj,
+k_proj,q_proj,out_proj,v_proj``, written for Phi-3.5-V, whose fused names cover every attention and MLP projection
+of the LM. The paper's fork (lst627/CLIP-Embeds ``VLM2Vec/src/model.py``, LLaVA-1.5 branch) keeps that list and
+excludes ``.*vision_tower.*``; on LLaMA's unfused names it matches q, k, v, o and down only: gate and up are not
+adapted. ``"paper"`` is that set and the default: the book tests the paper's converted model, and its training code
+adapts exactly these; ``"all"`` adds gate and up, what VLM2Vec's list means on a model with unfused MLP names. Both,
+like the fork, initialise the adapter with peft's ``"gaussian"`` (A normal with std 1/rank, B zero).
 """
 
 from __future__ import annotations
@@ -58,8 +67,11 @@ from analysis_lib.training import (
     run_stage,
 )
 
-LM_PROJECTIONS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-"""peft ``target_modules``: every attention and MLP projection of the LLM, none of the vision tower or projector."""
+LORA_TARGETS = {
+    "paper": ("q_proj", "k_proj", "v_proj", "o_proj", "down_proj"),
+    "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
+"""The LM projections each adapter choice adapts (see the module docstring); never the vision tower or projector."""
 PAPER_QUERY = "<image> Represent the given image with the following question: {}"
 TOY_QUERY = "<image> {}"
 """The toy's query: VLM2Vec's layout without its instruction, whose words the toy vocabulary does not have."""
@@ -93,6 +105,7 @@ class ConversionConfig:
 
     Training runs ``steps`` steps at most and stops early once the held-out check (``min`` of the relation
     4-way and attribute retrieval accuracies) reaches ``target``, tested every ``check_every`` steps.
+    ``targets``: the key of ``LORA_TARGETS`` the adapter adapts.
     ``tasks``: the toy world's question kinds that make the (query, target) pairs, with sampling weights.
     Scenes come in groups of four: one object pair in each relation. With ``relation_groups`` a batch is made of
     whole groups, so its in-batch negatives include the same objects in the other relations; else of random scenes.
@@ -102,6 +115,7 @@ class ConversionConfig:
     alpha: int = 64
     dropout: float = 0.1
     use_dora: bool = True
+    targets: str = "paper"
     temperature: float = 0.02
     steps: int = 400
     batch_size: int = 64
@@ -117,13 +131,14 @@ class ConversionConfig:
     target: float = 0.99
 
     def peft_config(self) -> LoraConfig:
-        """The peft adapter: rank, alpha, dropout and DoRA as configured, on the LM's projections."""
+        """The peft adapter: rank, alpha, dropout, DoRA and the LM projections as configured, Gaussian init."""
         return LoraConfig(
             r=self.rank,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
             use_dora=self.use_dora,
-            target_modules=LM_PROJECTIONS,
+            target_modules=rf".*language_model.*\.({'|'.join(LORA_TARGETS[self.targets])})",
+            init_lora_weights="gaussian",
             bias="none",
         )
 

@@ -9,7 +9,17 @@ bottleneck -> weight-normalised prototypes, the prototypes frozen for the first 
 two global views, the student every view; the loss is the cross-entropy between the teacher's centred (EMA
 centre) and sharpened (temperature warming up from ``warmup_teacher_temp`` to ``teacher_temp``) softmax
 and the student's softmax (``student_temp``), over every pair of different views. The teacher is kept: DINO
-evaluates the teacher. DINO's weight-decay schedule (0.04 -> 0.4) is a constant 0.04 here.
+evaluates the teacher.
+
+Optimisation as DINO's ``main_dino.py`` / ``utils.py`` (facebookresearch/dino): AdamW with weight decay on the
+weights only (``get_params_groups``: no decay on biases nor on any 1-D parameter, i.e. norms' scales and shifts;
+the rule is by shape, so CLIP's 1-D class embedding is not decayed, where DINO's 3-D ``cls_token`` is), each
+parameter's gradient clipped to norm ``clip_grad`` = 3 on its own (``clip_gradients``), and the head's linear
+layers initialised as ``DINOHead._init_weights`` (truncated normal, std 0.02, zero biases) with the prototypes as
+a default-initialised bias-free ``nn.Linear`` (DINO's weight-normed ``last_layer``, gain fixed at 1). Stated
+differences: DINO's weight-decay schedule (cosine 0.04 -> 0.4) is a constant 0.04 here, its learning rate decays
+to 1e-6 where ours decays to 0 (``training.adamw_schedule``), and the encoder starts from the toy CLIP's
+initialisation (so that the two encoders differ only by their training), not DINO's truncated-normal ViT init.
 
 Two settings differ from DINO's ViT defaults, both because the toy scenes differ little from one another
 (grey background, two small objects): at initialisation, the pooled outputs of different images have cosine
@@ -53,7 +63,7 @@ from analysis_lib.models import IMAGE_MEAN, IMAGE_STD, ClipSize, toy_clip
 from analysis_lib.probing import EMPTY, canonical_relation, fit_probe, layer_views, patch_labels
 from analysis_lib.progress import progress_bar
 from analysis_lib.toyworld import RELATIONS, WorldConfig
-from analysis_lib.training import adamw_schedule, clipped_step
+from analysis_lib.training import adamw_schedule
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class SslTrainConfig:
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.04
+    clip_grad: float = 3.0
     prototypes: int = 256
     head_hidden: int = 256
     head_batchnorm: bool = True
@@ -97,7 +108,7 @@ def smoke_ssl(cfg: SslTrainConfig) -> SslTrainConfig:
 
 class DinoHead(torch.nn.Module):
     """DINO's projection head: 3-layer GELU MLP -> L2-normalised bottleneck -> weight-normalised prototypes
-    (weight norm with its gain fixed at 1, i.e. unit-norm prototype vectors, no bias)."""
+    (weight norm with its gain fixed at 1, i.e. unit-norm prototype vectors, no bias), initialised as DINO's."""
 
     def __init__(self, width: int, hidden: int, bottleneck: int, prototypes: int, batchnorm: bool) -> None:
         super().__init__()
@@ -107,7 +118,11 @@ class DinoHead(torch.nn.Module):
             return [torch.nn.Linear(n_in, hidden), *norm, torch.nn.GELU()]
 
         self.mlp = torch.nn.Sequential(*block(width), *block(hidden), torch.nn.Linear(hidden, bottleneck))
-        self.prototypes = torch.nn.Parameter(torch.randn(prototypes, bottleneck) * 0.02)
+        for layer in self.mlp:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.trunc_normal_(layer.weight, std=0.02)
+                torch.nn.init.zeros_(layer.bias)
+        self.prototypes = torch.nn.Parameter(torch.nn.Linear(bottleneck, prototypes, bias=False).weight.detach())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Prototype logits of ``x``."""
@@ -169,6 +184,33 @@ def teacher_temperature(cfg: SslTrainConfig, step: int) -> float:
     if step >= cfg.teacher_temp_warmup:
         return cfg.teacher_temp
     return cfg.warmup_teacher_temp + (cfg.teacher_temp - cfg.warmup_teacher_temp) * step / cfg.teacher_temp_warmup
+
+
+def dino_param_groups(module: torch.nn.Module) -> list[dict]:
+    """DINO's ``get_params_groups``: weights decayed; biases and 1-D parameters (norms) with weight decay 0."""
+    exempt = {n: n.endswith(".bias") or p.ndim == 1 for n, p in module.named_parameters()}
+    decayed = [p for n, p in module.named_parameters() if not exempt[n]]
+    undecayed = [p for n, p in module.named_parameters() if exempt[n]]
+    return [{"params": decayed}, {"params": undecayed, "weight_decay": 0.0}]
+
+
+def clip_each_gradient(params, max_norm: float) -> None:
+    """DINO's ``clip_gradients``: each parameter's gradient scaled to norm ``max_norm`` if above, on its own."""
+    for p in params:
+        if p.grad is not None:
+            coef = max_norm / (p.grad.norm(2) + 1e-6)
+            if coef < 1:
+                p.grad.mul_(coef)
+
+
+def dino_step(loss: torch.Tensor, params, opt, sched, clip_grad: float) -> float:
+    """One optimiser step with DINO's per-parameter gradient clipping; returns the loss value."""
+    loss.backward()
+    clip_each_gradient(params, clip_grad)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.detach().item()
 
 
 def _unit_range(pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -258,7 +300,7 @@ def train_dino(
     teacher = copy.deepcopy(student).requires_grad_(False)  # in train mode, as DINO's: batch statistics
     gen = torch.Generator().manual_seed(seed)
     params = list(student.parameters())
-    opt, sched = adamw_schedule(params, cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
+    opt, sched = adamw_schedule(dino_param_groups(student), cfg.lr, cfg.weight_decay, cfg.warmup, cfg.steps)
     center = torch.zeros(cfg.prototypes, device=device)
     log = {"loss": [], "target entropy": [], "checks": []}
 
@@ -279,7 +321,7 @@ def train_dino(
         temp = teacher_temperature(cfg, step)
         loss = dino_loss(list(student_out), list(teacher_out.chunk(2)), center, cfg.student_temp, temp)
         log["target entropy"].append(target_entropy(teacher_out, center, temp))
-        log["loss"].append(clipped_step(loss, params, opt, sched))
+        log["loss"].append(dino_step(loss, params, opt, sched, cfg.clip_grad))
         ema_update(teacher, student, teacher_momentum(cfg, step))
         center = updated_center(center, teacher_out, cfg.center_momentum)
         if (step + 1) % cfg.check_every == 0 or step + 1 == cfg.steps:

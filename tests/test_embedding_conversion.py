@@ -15,6 +15,7 @@ from analysis_lib.registry import ModelNotFoundError, load_scorer, registry_tabl
 from analysis_lib.toyworld import render_all, sample_scenes
 
 PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+PAPER_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}  # the paper's fork on LLaMA's names
 TEXTS = ["a red circle left of a blue square", "a red circle", "a photo of a red circle above a blue square"]
 
 
@@ -23,14 +24,21 @@ def _adapted(cfg: ec.ConversionConfig):
     return ec.with_adapter(model, cfg), processor
 
 
-@pytest.mark.parametrize("cfg", [ec.ConversionConfig(), ec.ConversionConfig(rank=32, use_dora=False)])
-def test_adapter_has_the_requested_kind_rank_alpha_and_modules_and_freezes_the_base(cfg):
+@pytest.mark.parametrize(
+    ("cfg", "projections"),
+    [
+        (ec.ConversionConfig(), PAPER_PROJECTIONS),
+        (ec.ConversionConfig(rank=32, use_dora=False, targets="all"), PROJECTIONS),
+    ],
+)
+def test_adapter_has_the_requested_kind_rank_alpha_and_modules_and_freezes_the_base(cfg, projections):
     peft_model, _ = _adapted(cfg)
     layers = {name: m for name, m in peft_model.named_modules() if isinstance(m, LoraLayer)}
     n_lm_layers = peft_model.base_model.model.config.text_config.num_hidden_layers
-    assert len(layers) == n_lm_layers * len(PROJECTIONS)
+    assert len(layers) == n_lm_layers * len(projections)
+    assert {name.rsplit(".", 1)[-1] for name in layers} == projections
     for name, layer in layers.items():
-        assert ".language_model." in name and name.rsplit(".", 1)[-1] in PROJECTIONS, name
+        assert ".language_model." in name, name
         assert layer.r["default"] == cfg.rank and layer.lora_alpha["default"] == cfg.alpha
         assert layer.lora_dropout["default"].p == pytest.approx(cfg.dropout)
         assert layer.use_dora["default"] is cfg.use_dora
@@ -38,6 +46,10 @@ def test_adapter_has_the_requested_kind_rank_alpha_and_modules_and_freezes_the_b
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n and ".language_model." in n for n in trainable)
     assert not any(name in n for n in trainable for name in ("vision_tower", "multi_modal_projector", "embed_tokens"))
+    b_weights = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
+    assert b_weights and all(torch.all(p == 0) for p in b_weights)  # gaussian init: A random, B zero
+    a_weights = torch.cat([p.flatten() for n, p in peft_model.named_parameters() if "lora_A" in n])
+    assert a_weights.std().item() == pytest.approx(1 / cfg.rank, rel=0.2)
 
 
 def test_conversion_trains_only_the_adapter_and_the_merged_model_embeds_as_the_adapted_one(tiny_models, world):

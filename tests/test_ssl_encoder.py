@@ -10,8 +10,11 @@ from analysis_lib.models import ClipSize, LlavaSize, toy_clip, toy_llava_from_cl
 from analysis_lib.pipeline import ssl_vision_model
 from analysis_lib.ssl_encoder import (
     SSL_TRAIN,
+    DinoHead,
     augmented_view,
+    clip_each_gradient,
     dino_loss,
+    dino_param_groups,
     ema_update,
     in_place_crop,
     initial_encoder,
@@ -77,6 +80,37 @@ def test_momentum_and_teacher_temperature_schedules():
         (cfg.warmup_teacher_temp + cfg.teacher_temp) / 2
     )
     assert teacher_temperature(cfg, cfg.steps) == cfg.teacher_temp > cfg.warmup_teacher_temp  # sharpening
+
+
+def test_weight_decay_skips_biases_and_norms_as_dinos_param_groups():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.BatchNorm1d(4))
+    decayed, undecayed = dino_param_groups(net)
+    assert [p.shape for p in decayed["params"]] == [(4, 3)]  # the only weight matrix
+    assert len(undecayed["params"]) == 5 and undecayed["weight_decay"] == 0.0  # 3 biases, 2 norm scales
+    head = DinoHead(8, 16, 4, 10, batchnorm=True)
+    names = {id(p): n for n, p in head.named_parameters()}
+    assert sorted(names[id(p)] for p in dino_param_groups(head)[0]["params"]) == [
+        "mlp.0.weight", "mlp.3.weight", "mlp.6.weight", "prototypes"]  # fmt: skip
+
+
+def test_each_gradient_is_clipped_on_its_own_by_hand():
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    a.grad, b.grad = torch.tensor([3.6, 4.8]), torch.tensor([0.6, 0.8])  # norms 6 and 1
+    clip_each_gradient([a, b], 3.0)
+    torch.testing.assert_close(a.grad, torch.tensor([3.6, 4.8]) * 3 / (6 + 1e-6))  # scaled to norm 3
+    torch.testing.assert_close(b.grad, torch.tensor([0.6, 0.8]))  # under the clip: untouched
+    assert SSL_TRAIN.clip_grad == 3.0  # DINO's default
+
+
+def test_head_is_initialised_as_dinos():
+    torch.manual_seed(0)
+    head = DinoHead(64, 256, 64, 256, batchnorm=True)
+    linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
+    for layer in linears:
+        assert torch.all(layer.bias == 0) and layer.weight.std().item() == pytest.approx(0.02, rel=0.1)
+        assert layer.weight.abs().max().item() < 0.02 * 6
+    bound = 1 / math.sqrt(64)  # nn.Linear's default init of DINO's last layer (weight norm's direction)
+    assert head.prototypes.shape == (256, 64) and head.prototypes.abs().max().item() <= bound
 
 
 def test_views_keep_shape_range_and_geometry():
