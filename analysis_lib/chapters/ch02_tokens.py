@@ -20,7 +20,7 @@ from analysis_lib.benchmarks import load_image, load_whatsup_controlled
 from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.image_tokens import ImageTokens
-from analysis_lib.metrics import opposite_option, seed_interval
+from analysis_lib.metrics import opposite_option
 from analysis_lib.patch_contrastive import (
     PatchAlignedScorer,
     PatchHeadConfig,
@@ -33,6 +33,7 @@ from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_mo
 from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import VQAScorer
+from analysis_lib.seed_stats import seed_interval
 from analysis_lib.toy_benchmarks import RELATION_FILE
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -107,7 +108,7 @@ def probe_summary(probes: pd.DataFrame) -> pd.DataFrame:
     for keys, group in probes.groupby(["target", "view", "probe", "layer"], sort=False):
         mean, low, high = seed_interval(group["accuracy"])
         rows.append(dict(zip(["target", "view", "probe", "layer"], keys)) | {
-            "mean": mean, "ci95_low": max(0.0, low), "ci95_high": min(1.0, high),
+            "mean": mean, "ci95_low": low, "ci95_high": high,
             "majority class": group["majority class"].mean()})  # fmt: skip
     return pd.DataFrame(rows)
 
