@@ -152,18 +152,21 @@ ABOVE_CHANCE = f"seeds >= chance + {100 * MARGIN:.0f} points"
 """The summary column counting the seeds whose accuracy clears chance by ``MARGIN`` (a seed that crossed)."""
 
 
+def seed_row(group: pd.DataFrame, chance: float | None) -> dict:
+    """Summary of one group's per-seed ``value``s: the mean with its percentile bootstrap 95% interval over seeds, the
+    per-seed values and, where ``chance`` is given, how many seeds clear it by ``MARGIN`` (k of n)."""
+    mean, low, high = seed_interval(group["value"])
+    row = {"mean": mean, "ci95_low": low, "ci95_high": high,
+           "per seed": ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])}  # fmt: skip
+    if chance is not None:
+        row[ABOVE_CHANCE] = k_of_n(seeds_above(group["value"], chance + MARGIN), len(group))
+    return row
+
+
 def seed_summary(rows: pd.DataFrame, by: str = "model") -> pd.DataFrame:
-    """Per test and ``by`` column: the mean across seeds with its percentile bootstrap 95% interval over seeds, the
-    per-seed values, and how many seeds clear chance by ``MARGIN`` (k of n; empty where the test has no chance)."""
-    out = []
-    for (test, name), group in rows.groupby(["test", by], sort=False):
-        mean, low, high = seed_interval(group["value"])
-        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
-        chance = CHANCE.get(test)
-        above = None if chance is None else k_of_n(seeds_above(group["value"], chance + MARGIN), len(group))
-        out.append({"test": test, by: name, "mean": mean, "ci95_low": low, "ci95_high": high,
-                    "per seed": per_seed, ABOVE_CHANCE: above, "chance": chance})  # fmt: skip
-    return pd.DataFrame(out)
+    """Per test and ``by`` column: ``seed_row`` against the test's chance level, and that level."""
+    return pd.DataFrame([{"test": test, by: name, **seed_row(group, CHANCE.get(test)), "chance": CHANCE.get(test)}
+                         for (test, name), group in rows.groupby(["test", by], sort=False)])  # fmt: skip
 
 
 def variant_rows(

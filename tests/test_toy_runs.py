@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from analysis_lib.toy_runs import ABOVE_CHANCE, show, start_toy_chapter, variant_rows, variant_table
+from analysis_lib.toy_runs import ABOVE_CHANCE, seed_row, show, start_toy_chapter, variant_rows, variant_table
 
 
 def test_toy_only_chapters_refuse_full_scale_with_the_reason():
@@ -25,3 +25,10 @@ def test_variant_tables_follow_the_given_order_with_seed_intervals():
     assert table[ABOVE_CHANCE].tolist() == ["3 of 3", "2 of 3"]  # 30% is not 10 points above chance
     assert (table.ci95_low >= 0.3).all() and (table.ci95_high <= 0.94).all()  # bootstrap: within the seeds' range
     assert show(table.iloc[1].to_dict()).endswith("2 of 3 at least 10 points above chance)")
+
+
+def test_seed_row_counts_seeds_above_chance_only_where_there_is_one():
+    group = pd.DataFrame({"seed": [2, 0, 1], "value": [0.9, 0.3, 0.36]})
+    row = seed_row(group, 0.25)
+    assert row["per seed"] == "30.0%, 36.0%, 90.0%" and row[ABOVE_CHANCE] == "2 of 3"  # 35% clears 25% by 10 points
+    assert ABOVE_CHANCE not in seed_row(group, None) and seed_row(group, None)["mean"] == pytest.approx(0.52)

@@ -33,7 +33,6 @@ from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_mo
 from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import VQAScorer
-from analysis_lib.seed_stats import seed_interval
 from analysis_lib.toy_benchmarks import RELATION_FILE
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -44,6 +43,7 @@ from analysis_lib.toy_runs import (
     run_variants,
     save_chapter_results,
     score_all,
+    seed_row,
     stalled_lines,
     variant_table,
 )
@@ -103,13 +103,13 @@ def layer_probes(setup: ToySetup, models: ToyModels, seed: int, smoke: bool) -> 
 
 
 def probe_summary(probes: pd.DataFrame) -> pd.DataFrame:
-    """Probe accuracy per layer, view, target and probe kind: mean over seeds with its 95% CI."""
-    rows = []
-    for keys, group in probes.groupby(["target", "view", "probe", "layer"], sort=False):
-        mean, low, high = seed_interval(group["accuracy"])
-        rows.append(dict(zip(["target", "view", "probe", "layer"], keys)) | {
-            "mean": mean, "ci95_low": low, "ci95_high": high,
-            "majority class": group["majority class"].mean()})  # fmt: skip
+    """Probe accuracy per layer, view, target and probe kind: ``seed_row`` (its chance: the majority class) and the
+    majority class."""
+    keys, rows = ["target", "view", "probe", "layer"], []
+    for values, group in probes.groupby(keys, sort=False):
+        majority = group["majority class"].mean()
+        summary = seed_row(group.rename(columns={"accuracy": "value"}), majority)
+        rows.append(dict(zip(keys, values)) | summary | {"majority class": majority})
     return pd.DataFrame(rows)
 
 

@@ -30,15 +30,17 @@ from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_mo
 from analysis_lib.progress import seed_progress
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
-from analysis_lib.seed_stats import k_of_n, seed_interval
+from analysis_lib.seed_stats import k_of_n
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
 from analysis_lib.toy_runs import (
+    CHANCE,
     CLIP_NAME,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
     model_scorers,
     save_chapter_results,
+    seed_row,
     show,
     variant_rows,
     variant_table,
@@ -295,12 +297,11 @@ def comparison(run: PromptRun) -> pd.DataFrame:
 
 
 def _summary(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean over seeds of ``value`` per ``keys`` with its percentile bootstrap 95% interval and the per-seed values."""
+    """``seed_row`` per ``keys``, against chance where the rows name their ``test``."""
     out = []
     for values, group in rows.groupby(keys, sort=False):
-        mean, low, high = seed_interval(group["value"])
-        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
-        out.append(dict(zip(keys, values)) | {"mean": mean, "ci95_low": low, "ci95_high": high, "per seed": per_seed})
+        chance = CHANCE.get(group["test"].iloc[0]) if "test" in group else None
+        out.append(dict(zip(keys, values)) | seed_row(group, chance))
     return pd.DataFrame(out)
 
 
@@ -312,7 +313,7 @@ def share_summary(run: PromptRun) -> pd.DataFrame:
 def multi_object_accuracy(run: PromptRun) -> pd.DataFrame:
     """Relation 4-way accuracy of the named pair on 2-, 3- and 4-object scenes per scoring, over seeds."""
     rows = run.metrics[run.metrics.benchmark.str.endswith("-object scenes")]
-    return _summary(rows.rename(columns={"benchmark": "scenes"}), ["condition", "scenes"])
+    return _summary(rows.rename(columns={"benchmark": "scenes", "metric": "test"}), ["condition", "scenes"])
 
 
 def protocol_summary(run: PromptRun) -> pd.DataFrame:
