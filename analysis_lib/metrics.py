@@ -148,13 +148,3 @@ def bootstrap_ci(units: np.ndarray, seed: int = 0, n_resamples: int = 2000) -> t
         (units,), np.mean, n_resamples=n_resamples, confidence_level=0.95, method="percentile", rng=seed
     )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def seed_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean across seeds and its Student-t 95% interval."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2 or np.ptp(values) == 0:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean, mean - half, mean + half

@@ -214,13 +214,14 @@ def share_bars(shares: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-VERDICT_COLOURS = {"reproduced": PALETTE[2], "partly": PALETTE[1], "not reproduced": PALETTE[3]}
+VERDICT_COLOURS = {"reproduced": PALETTE[2], "partly": PALETTE[1], "not reproduced": PALETTE[3],
+                   "confounded": PALETTE[4], "not testable here": PALETTE[7]}  # fmt: skip
 
 
 def effect_forest(effects: pd.DataFrame, min_effect: float, title: str) -> plt.Figure:
     """One row per claim effect (``label``, ``effect``, ``ci95_low``, ``ci95_high``, ``verdict``): the mean
-    difference in accuracy points with its 95% CI over seeds, coloured by verdict; the band marks
-    ``min_effect`` either side of 0."""
+    difference in accuracy points with its percentile bootstrap 95% CI over seeds, coloured by verdict; the band
+    marks ``min_effect`` either side of 0."""
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(effects) + 1.6))
     rows = effects.reset_index(drop=True)
     ax.axvspan(-100 * min_effect, 100 * min_effect, color="0.92", zorder=0)
@@ -231,10 +232,10 @@ def effect_forest(effects: pd.DataFrame, min_effect: float, title: str) -> plt.F
                     color=VERDICT_COLOURS.get(row["verdict"], "k"))  # fmt: skip
     ax.set_yticks(range(len(rows)), [textwrap.fill(label, 60) for label in rows["label"]], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("A - B, accuracy points (mean over seeds, 95% CI)")
+    ax.set_xlabel("A - B, accuracy points (mean over seeds, percentile bootstrap 95% CI over seeds)")
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=v) for v, c in VERDICT_COLOURS.items()]
     handles.append(plt.Rectangle((0, 0), 1, 1, color="0.92", label=f"within ±{100 * min_effect:.0f} points"))
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
+    fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
     return fig

@@ -1,5 +1,6 @@
 """What every toy chapter does with its models: score them on chapter 1's sets, train or load LLaVA
-variants per seed, and read the scores and training logs as tables with seed confidence intervals."""
+variants per seed, and read the scores and training logs as tables with intervals over seeds and the count of
+seeds above chance."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import torch
 
 from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
-from analysis_lib.metrics import seed_interval
 from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models, training_log
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import ClipScorer, VQAScorer
+from analysis_lib.seed_stats import MARGIN, k_of_n, seed_interval, seeds_above
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 from analysis_lib.training import Stage
@@ -147,16 +148,25 @@ def headline(metrics: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(by="test", key=lambda s: s.map(order), kind="stable")
 
 
+ABOVE_CHANCE = f"seeds >= chance + {100 * MARGIN:.0f} points"
+"""The summary column counting the seeds whose accuracy clears chance by ``MARGIN`` (a seed that crossed)."""
+
+
+def seed_row(group: pd.DataFrame, chance: float | None) -> dict:
+    """Summary of one group's per-seed ``value``s: the mean with its percentile bootstrap 95% interval over seeds, the
+    per-seed values and, where ``chance`` is given, how many seeds clear it by ``MARGIN`` (k of n)."""
+    mean, low, high = seed_interval(group["value"])
+    row = {"mean": mean, "ci95_low": low, "ci95_high": high,
+           "per seed": ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])}  # fmt: skip
+    if chance is not None:
+        row[ABOVE_CHANCE] = k_of_n(seeds_above(group["value"], chance + MARGIN), len(group))
+    return row
+
+
 def seed_summary(rows: pd.DataFrame, by: str = "model") -> pd.DataFrame:
-    """Mean across seeds with its 95% t-interval and the per-seed values, per test and ``by`` column."""
-    out = []
-    for (test, name), group in rows.groupby(["test", by], sort=False):
-        mean, low, high = seed_interval(group["value"])
-        low, high = max(0.0, low), min(1.0, high)  # accuracies: clip the t-interval to [0, 1]
-        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
-        out.append({"test": test, by: name, "mean": mean, "ci95_low": low, "ci95_high": high,
-                    "per seed": per_seed, "chance": CHANCE.get(test)})  # fmt: skip
-    return pd.DataFrame(out)
+    """Per test and ``by`` column: ``seed_row`` against the test's chance level, and that level."""
+    return pd.DataFrame([{"test": test, by: name, **seed_row(group, CHANCE.get(test)), "chance": CHANCE.get(test)}
+                         for (test, name), group in rows.groupby(["test", by], sort=False)])  # fmt: skip
 
 
 def variant_rows(
@@ -174,13 +184,18 @@ def variant_rows(
 def variant_table(
     metrics: pd.DataFrame, order: list[str] | None = None, tests: tuple[str, ...] = VARIANT_TESTS
 ) -> pd.DataFrame:
-    """Headline ``tests`` per condition (mean over seeds, 95% CI, per seed), conditions in ``order``."""
+    """Headline ``tests`` per condition (mean over seeds, bootstrap 95% CI, per seed, seeds above chance), conditions
+    in ``order``."""
     return seed_summary(variant_rows(metrics, order, tests), by="condition").reset_index(drop=True)
 
 
 def show(row: dict) -> str:
-    """A summary row as text: mean (95% CI; per seed)."""
-    return f"{row['mean']:.1%} (95% CI {row['ci95_low']:.1%}-{row['ci95_high']:.1%}; seeds {row['per seed']})"
+    """A summary row as text: mean (bootstrap 95% CI over seeds; per seed; seeds above chance)."""
+    above = f"; {row[ABOVE_CHANCE]} at least {100 * MARGIN:.0f} points above chance" if row.get(ABOVE_CHANCE) else ""
+    return (
+        f"{row['mean']:.1%} (bootstrap 95% CI {row['ci95_low']:.1%}-{row['ci95_high']:.1%}; seeds "
+        f"{row['per seed']}{above})"
+    )
 
 
 def condition_lines(table: pd.DataFrame, names: list[str] | None = None) -> list[str]:

@@ -123,9 +123,10 @@ if scale == "toy":
 # %% [markdown]
 # ## Results across seeds
 #
-# Each row is one test and one scorer; `mean` is over the training seeds, `ci95` is the Student-t
-# 95% interval across seeds, `per seed` lists the individual runs. Both models see identical
-# images and captions, and LLaVA's vision tower is bit-for-bit CLIP's.
+# Each row is one test and one scorer; `mean` is over the training seeds, `ci95` is the percentile
+# bootstrap 95% interval over seeds (of limited validity below five seeds), `per seed` lists the
+# individual runs and `seeds >= chance + 10 points` counts the seeds that clear chance by 10 points.
+# Both models see identical images and captions, and LLaVA's vision tower is bit-for-bit CLIP's.
 
 # %%
 pd.set_option("display.precision", 3)

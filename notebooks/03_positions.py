@@ -57,8 +57,9 @@ display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 # %% [markdown]
 # ## Results across seeds
 #
-# Mean over seeds with the Student-t 95% interval and the per-seed values; `chance` is the level of a
-# model that guesses.
+# Mean over seeds with its percentile bootstrap 95% interval over seeds (never clipped; of limited
+# validity below five seeds), the per-seed values and how many seeds are at least 10 points above
+# chance (a seed that crossed); `chance` is the level of a model that guesses.
 
 # %%
 table = chapter.comparison(run)

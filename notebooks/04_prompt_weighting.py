@@ -30,13 +30,16 @@
 #    not. The chapter measures both terms — c(t) as the log-score on a blank (mean-colour) image,
 #    b(i) as the log "Yes" prior — and scores each protocol with each term removed and alone.
 #
-# **Targets, set before the run** (table "Targets" below): VQAScore beats the caption likelihood
-# with no question by >= 10 points on relation 4-way and on MMVP-style spatial pairs; on 4-object
-# scenes the question prompt puts >= 20 points more of its attribution on the named objects than on
-# the distractors, and >= 5 points more on the named objects than the caption likelihood does;
-# removing an image-only term leaves What'sUp-style accuracy exactly unchanged and removing a
-# caption-only term leaves MMVP-style pair accuracy exactly unchanged; every other question
-# template stays within 10 points of the t2v question on relation 4-way.
+# **Targets** (table "Targets" below; each must hold on every seed, and the table gives how many seeds
+# meet it): VQAScore beats both caption-likelihood baselines, the caption with no question (a prompt
+# layout the model never saw) and the caption after the describe question it was trained on, by >= 10
+# points on relation 4-way and on MMVP-style spatial pairs; on 4-object scenes the question prompt
+# puts >= 20 points more of its attribution on the named objects than on the distractors, and >= 5
+# points more on the named objects than the caption likelihood does; every other question template
+# stays within 10 points of the t2v question on relation 4-way. That removing an image-only term
+# leaves What'sUp-style accuracy exactly unchanged (and a caption-only term MMVP-style pair accuracy)
+# is an identity of the arithmetic, not a finding: the book's unit tests check it, and the chapter
+# shows the changes per seed below.
 
 # %% tags=["parameters"]
 scale = "toy"  # only "toy": the full-scale scorings need LLaVA-1.5 weights and per-token access (see the end)
@@ -120,7 +123,7 @@ display(by_test.style.format("{:.1%}"))
 # ## Targets
 
 # %%
-targets = chapter.target_checks(table, shares, run)
+targets = chapter.target_checks(run)
 display(targets)
 
 # %% [markdown]

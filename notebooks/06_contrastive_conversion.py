@@ -111,9 +111,11 @@ if scale == "toy":
 # %% [markdown]
 # ## Results across seeds
 #
-# Mean over seeds with the Student-t 95% interval and the per-seed values; `chance` is the level of a
-# model that guesses. Rows marked *(cosine)* or *converted* are scored exactly as CLIP is: one
-# embedding per image query, one per caption, the highest cosine wins.
+# Mean over seeds with its percentile bootstrap 95% interval over seeds (never clipped; of limited
+# validity below five seeds), the per-seed values and how many seeds are at least 10 points above
+# chance (a seed that crossed); `chance` is the level of a model that guesses. Rows marked
+# *(cosine)* or *converted* are scored exactly as CLIP is: one embedding per image query, one per
+# caption, the highest cosine wins.
 
 # %%
 if scale == "toy":

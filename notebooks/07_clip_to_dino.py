@@ -96,8 +96,9 @@ plots.save(fig, "07_clip_to_dino_ssl_probes", figures_root or None)
 # %% [markdown]
 # ## 2. Four vision sources for the same LLaVA
 #
-# Mean over seeds with the Student-t 95% interval and the per-seed values; `chance` is the level of a
-# model that guesses.
+# Mean over seeds with its percentile bootstrap 95% interval over seeds (never clipped; of limited
+# validity below five seeds), the per-seed values and how many seeds are at least 10 points above
+# chance (a seed that crossed); `chance` is the level of a model that guesses.
 
 # %%
 table = chapter.comparison(run)

@@ -115,10 +115,3 @@ def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
     assert lo_s <= small.mean() <= hi_s and lo_l <= large.mean() <= hi_l
     assert hi_l - lo_l < hi_s - lo_s
     assert m.bootstrap_ci(np.ones(10)) == (1.0, 1.0)
-
-
-def test_seed_interval():
-    mean, low, high = m.seed_interval([0.8, 0.9, 1.0])
-    assert mean == pytest.approx(0.9)
-    assert low == pytest.approx(0.9 - 4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
-    assert high > mean

@@ -63,7 +63,7 @@ def _shares() -> plots.plt.Figure:
 def _forest() -> plots.plt.Figure:
     rows = [{"label": f"claim {i}: LLaVA, all patch tokens - LLaVA, CLS token only, relation 4-way", "effect": 0.3,
              "ci95_low": 0.1, "ci95_high": 0.5, "verdict": v}
-            for i, v in enumerate(["reproduced", "partly", "not reproduced", "reproduced"])]  # fmt: skip
+            for i, v in enumerate(plots.VERDICT_COLOURS)]  # fmt: skip
     return plots.effect_forest(pd.DataFrame(rows), 0.1, "The claims at a glance (toy scale)")
 
 

@@ -98,7 +98,7 @@ def test_library_edits_enter_the_key(monkeypatch):
 
 
 def test_library_functions_are_keyed_by_name_and_others_are_not_cached():
-    from analysis_lib.metrics import seed_interval
+    from analysis_lib.seed_stats import seed_interval
 
     def local(x):
         return x

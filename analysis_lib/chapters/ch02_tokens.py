@@ -20,7 +20,7 @@ from analysis_lib.benchmarks import load_image, load_whatsup_controlled
 from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.image_tokens import ImageTokens
-from analysis_lib.metrics import opposite_option, seed_interval
+from analysis_lib.metrics import opposite_option
 from analysis_lib.patch_contrastive import (
     PatchAlignedScorer,
     PatchHeadConfig,
@@ -43,6 +43,7 @@ from analysis_lib.toy_runs import (
     run_variants,
     save_chapter_results,
     score_all,
+    seed_row,
     stalled_lines,
     variant_table,
 )
@@ -102,13 +103,13 @@ def layer_probes(setup: ToySetup, models: ToyModels, seed: int, smoke: bool) -> 
 
 
 def probe_summary(probes: pd.DataFrame) -> pd.DataFrame:
-    """Probe accuracy per layer, view, target and probe kind: mean over seeds with its 95% CI."""
-    rows = []
-    for keys, group in probes.groupby(["target", "view", "probe", "layer"], sort=False):
-        mean, low, high = seed_interval(group["accuracy"])
-        rows.append(dict(zip(["target", "view", "probe", "layer"], keys)) | {
-            "mean": mean, "ci95_low": max(0.0, low), "ci95_high": min(1.0, high),
-            "majority class": group["majority class"].mean()})  # fmt: skip
+    """Probe accuracy per layer, view, target and probe kind: ``seed_row`` (its chance: the majority class) and the
+    majority class."""
+    keys, rows = ["target", "view", "probe", "layer"], []
+    for values, group in probes.groupby(keys, sort=False):
+        majority = group["majority class"].mean()
+        summary = seed_row(group.rename(columns={"accuracy": "value"}), majority)
+        rows.append(dict(zip(keys, values)) | summary | {"majority class": majority})
     return pd.DataFrame(rows)
 
 

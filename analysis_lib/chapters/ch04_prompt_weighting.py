@@ -25,19 +25,24 @@ from analysis_lib.evaluation import (
     whatsup_option_scores,
     whatsup_records,
 )
-from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct, seed_interval
+from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct
 from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
 from analysis_lib.progress import seed_progress
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
+from analysis_lib.seed_stats import k_of_n
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
 from analysis_lib.toy_runs import (
+    CHANCE,
     CLIP_NAME,
     LLAVA_NAME,
     condition_lines,
     evaluation_sets,
     model_scorers,
     save_chapter_results,
+    seed_row,
+    show,
+    variant_rows,
     variant_table,
 )
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup
@@ -292,13 +297,11 @@ def comparison(run: PromptRun) -> pd.DataFrame:
 
 
 def _summary(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean over seeds of ``value`` per ``keys`` with the 95% t-interval and the per-seed values."""
+    """``seed_row`` per ``keys``, against chance where the rows name their ``test``."""
     out = []
     for values, group in rows.groupby(keys, sort=False):
-        mean, low, high = seed_interval(group["value"])
-        low, high = max(0.0, low), min(1.0, high)  # accuracies and shares: clip the t-interval to [0, 1]
-        per_seed = ", ".join(f"{v:.1%}" for v in group.sort_values("seed")["value"])
-        out.append(dict(zip(keys, values)) | {"mean": mean, "ci95_low": low, "ci95_high": high, "per seed": per_seed})
+        chance = CHANCE.get(group["test"].iloc[0]) if "test" in group else None
+        out.append(dict(zip(keys, values)) | seed_row(group, chance))
     return pd.DataFrame(out)
 
 
@@ -310,7 +313,7 @@ def share_summary(run: PromptRun) -> pd.DataFrame:
 def multi_object_accuracy(run: PromptRun) -> pd.DataFrame:
     """Relation 4-way accuracy of the named pair on 2-, 3- and 4-object scenes per scoring, over seeds."""
     rows = run.metrics[run.metrics.benchmark.str.endswith("-object scenes")]
-    return _summary(rows.rename(columns={"benchmark": "scenes"}), ["condition", "scenes"])
+    return _summary(rows.rename(columns={"benchmark": "scenes", "metric": "test"}), ["condition", "scenes"])
 
 
 def protocol_summary(run: PromptRun) -> pd.DataFrame:
@@ -331,44 +334,57 @@ def _protocol_changes(run: PromptRun) -> pd.DataFrame:
     return wide.assign(**{f"{c} change": wide[c] - wide["as scored"] for c in CORRECTIONS[1:]})
 
 
-def target_checks(table: pd.DataFrame, shares: pd.DataFrame, run: PromptRun) -> pd.DataFrame:
-    """The chapter's targets, set before the run (claim 4), each marked met or not on the seed means."""
-    mean = {(r["test"], r["condition"]): r["mean"] for r in table.to_dict("records")}
+def _per_seed_values(run: PromptRun) -> pd.DataFrame:
+    """One row per seed: every scoring's headline accuracy (columns ``(test, scoring)``) and, on the most-object
+    scenes, every attributed scoring's share per region (columns ``(region, scoring)``)."""
+    scores = variant_rows(run.metrics, None, ("relation 4-way", "MMVP-style spatial pairs"))
+    wide = scores.pivot_table(index="seed", columns=["test", "condition"], values="value")
+    shares = run.shares[run.shares.objects == max(OBJECT_COUNTS)]
+    return wide.join(shares.pivot_table(index="seed", columns=["region", "condition"], values="value"))
+
+
+def target_checks(run: PromptRun) -> pd.DataFrame:
+    """The chapter's targets (claim 4), each a per-seed difference that must meet its bound on every seed: the seed
+    mean, the per-seed values, how many seeds meet it (k of n) and ``met`` (all of them).
+
+    VQAScore is judged against both caption-likelihood baselines: with no question (a prompt layout the model never
+    saw) and after the describe question it was trained on. (That each pair protocol cancels one prior is an
+    identity of its arithmetic, tested in the unit tests, not a target.)"""
+    seeds = _per_seed_values(run)
     rel, pairs, most = "relation 4-way", "MMVP-style spatial pairs", max(OBJECT_COUNTS)
-    changes = _protocol_changes(run)
-    whatsup, mmvp = changes[changes.test == rel], changes[changes.test == pairs]
     others = [name for name in TEMPLATES if name != T2V]
+    named, distractors = seeds["named objects"], seeds["distractors"]
     checks = [
         ("VQAScore (t2v question) relation 4-way at least 10 points above the caption likelihood with no question",
-         mean[(rel, T2V)] - mean[(rel, CAPTION_ONLY)], lambda v: v >= 0.1),
-        ("VQAScore (t2v question) MMVP-style spatial pairs at least 10 points above the caption likelihood",
-         mean[(pairs, T2V)] - mean[(pairs, CAPTION_ONLY)], lambda v: v >= 0.1),
+         seeds[(rel, T2V)] - seeds[(rel, CAPTION_ONLY)], lambda v: v >= 0.1),
+        ("VQAScore (t2v question) relation 4-way at least 10 points above the caption likelihood after the trained "
+         "describe question", seeds[(rel, T2V)] - seeds[(rel, DESCRIBE)], lambda v: v >= 0.1),
+        ("VQAScore (t2v question) MMVP-style spatial pairs at least 10 points above the caption likelihood with no "
+         "question", seeds[(pairs, T2V)] - seeds[(pairs, CAPTION_ONLY)], lambda v: v >= 0.1),
+        ("VQAScore (t2v question) MMVP-style spatial pairs at least 10 points above the caption likelihood after "
+         "the trained describe question", seeds[(pairs, T2V)] - seeds[(pairs, DESCRIBE)], lambda v: v >= 0.1),
         (f"{most}-object scenes, question prompt: named objects' attribution share at least 20 points above the "
-         "distractors'", _share(shares, T2V, most, "named objects") - _share(shares, T2V, most, "distractors"),
-         lambda v: v >= 0.2),
+         "distractors'", named[T2V] - distractors[T2V], lambda v: v >= 0.2),
         (f"{most}-object scenes: named objects' share under the question prompt at least 5 points above under the "
-         "caption likelihood", _share(shares, T2V, most, "named objects")
-         - _share(shares, CAPTION_ONLY, most, "named objects"), lambda v: v >= 0.05),
-        ("largest change, any seed: What'sUp-style accuracy minus an image prior, MMVP-style pairs minus a caption "
-         "prior (0: each protocol cancels that prior)",
-         max(whatsup["minus image prior b(i) change"].abs().max(), mmvp["minus caption prior c(t) change"].abs().max()),
-         lambda v: v == 0),
+         "caption likelihood", named[T2V] - named[CAPTION_ONLY], lambda v: v >= 0.05),
         ("every other question template within 10 points of the t2v question on relation 4-way (largest gap)",
-         max(abs(mean[(rel, name)] - mean[(rel, T2V)]) for name in others), lambda v: v <= 0.1),
+         pd.concat([(seeds[(rel, name)] - seeds[(rel, T2V)]).abs() for name in others], axis=1).max(axis=1),
+         lambda v: v <= 0.1),
     ]  # fmt: skip
-    return pd.DataFrame([{"target": t, "value": v, "met": bool(ok(v))} for t, v, ok in checks])
-
-
-def _mean_ci(row: pd.Series | dict) -> str:
-    """A summary row as text: mean (95% CI; per seed)."""
-    return f"{row['mean']:.1%} (95% CI {row['ci95_low']:.1%}-{row['ci95_high']:.1%}; seeds {row['per seed']})"
+    rows = []
+    for target, values, ok in checks:
+        k = int(ok(values).sum())
+        rows.append({"target": target, "value": float(values.mean()),
+                     "per seed": _per_seed(values), "seeds meeting it": k_of_n(k, len(values)),
+                     "met": k == len(values)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _object_line(shares: pd.DataFrame, accuracy: pd.DataFrame, name: str, count: int) -> str:
     """One Markdown bullet: a scoring's accuracy and attribution shares on ``count``-object scenes."""
     named, distractors = (_share(shares, name, count, r) for r in ("named objects", "distractors"))
     acc = accuracy[(accuracy.condition == name) & (accuracy.scenes == f"{count}-object scenes")].iloc[0]
-    line = (f"* {count}-object scenes, {name}: relation 4-way of the named pair {_mean_ci(acc)}; attribution "
+    line = (f"* {count}-object scenes, {name}: relation 4-way of the named pair {show(acc)}; attribution "
             f"share on the named objects {named:.1%}, on the distractors {distractors:.1%}")  # fmt: skip
     if count > 2:
         line += f"; per object, a named object carries {(named / 2) / (distractors / (count - 2)):.1f}x a distractor's"
@@ -379,7 +395,7 @@ def findings(table: pd.DataFrame, shares: pd.DataFrame, accuracy: pd.DataFrame, 
     """The chapter's reading of its own numbers, as Markdown written from the summary tables."""
     lines = condition_lines(table, [name for name in ORDER if name != PRIOR])
     pairs = table[table.test == "MMVP-style spatial pairs"].set_index("condition")
-    lines += [f"* MMVP-style spatial pairs, {name}: {_mean_ci(pairs.loc[name])}." for name in ORDER]
+    lines += [f"* MMVP-style spatial pairs, {name}: {show(pairs.loc[name])}." for name in ORDER]
     lines += [_object_line(shares, accuracy, name, count) for count in OBJECT_COUNTS for name in ATTRIBUTED]
     changes = _protocol_changes(run)
     seeds = ", ".join(str(seed) for seed in sorted(run.protocols.seed.unique()))
