@@ -368,7 +368,7 @@ def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR, reference: Path
     for stem, nb in sources.items():
         resources = {
             "metadata": {"name": stem},
-            "book_nav": pages.navigation(contents, stem),
+            "book_nav": pages.navigation(contents, stem) + how_to_rerun(nb, stem),
             "book_footer": pages.footer(contents, stem, bookkeeping(nb, stem)),
         }
         shown = pages.for_the_book(nb)
@@ -387,6 +387,14 @@ def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR, reference: Path
     )
     (out_dir / "index.html").write_text(index, encoding="utf-8")
     return out_dir / "index.html"
+
+
+def how_to_rerun(nb: nbformat.NotebookNode, stem: str) -> str:
+    """The re-run note of a chapter's page (the front page's re-run and pair-probe sections; none elsewhere)."""
+    if stem == FRONT_PAGE:
+        return pages.FRONT_PAGE_HOWTO
+    tagged = any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    return pages.rerun_note(stem, declared_parameters(nb)) if tagged else ""
 
 
 def bookkeeping(nb: nbformat.NotebookNode, chapter: str) -> pages.Bookkeeping | None:

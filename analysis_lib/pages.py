@@ -103,6 +103,31 @@ def navigation(pages: list[Page], current: str) -> str:
     )
 
 
+def rerun_note(stem: str, parameters: dict[str, object]) -> str:
+    """How a reader re-runs a chapter: the command, and its parameters with the book's values."""
+    listed = ", ".join(
+        f"<code>{html.escape(name)} = {html.escape(repr(value))}</code>" for name, value in parameters.items()
+    )
+    return (
+        f"<p class=\"book-rerun\">Re-run this chapter: <code>make book BOOK_ARGS='--chapter {stem}'</code>; another "
+        f'value goes in as <code>-p name value</code> (for instance <code>-p seeds "[0, 1, 2, 3, 4]"</code>) and such '
+        f"a run writes under <code>runs/</code>, never over the book. Parameters and the book's values: {listed}.</p>"
+    )
+
+
+FRONT_PAGE_HOWTO = (
+    '<div class="book-rerun"><p><b>Re-run the book</b>: <code>make book</code> (it sets up <code>.venv</code>, '
+    "executes every chapter at toy scale and renders this book); one chapter: "
+    "<code>make book BOOK_ARGS='--chapter 01_same_encoder'</code>, with other parameters "
+    '<code>-p seeds "[0, 1, 2, 3, 4]"</code> (written under <code>runs/</code>, never over the book). Each '
+    "chapter's page names its parameters.</p><p><b>Probe a pair yourself</b>: two images and two statements, scored by "
+    "the toy CLIP and LLaVA of a seed — <code>.venv/bin/python -m analysis_lib.pair_probe a.png b.png --text "
+    '"..." --text "..."</code>, or in JupyterLab (<code>make lab</code>) '
+    "<code>from analysis_lib import pair_probe; pair_probe.widget(seed=0)</code>.</p></div>"
+)
+"""The front page's "re-run" and "probe a pair" sections."""
+
+
 def steps(pages: list[Page], current: str) -> str:
     """Links to the claims page (unless it is this page or the previous one) and to the previous and next pages."""
     at = [page.stem for page in pages].index(current)

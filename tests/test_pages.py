@@ -96,6 +96,9 @@ def test_every_page_has_navigation_folded_code_and_a_relative_footer(tmp_path):
     assert "results in results/01_demo/toy" in demo and 'href="reference.html#claim-1"' in demo
     assert "Executed 2026-11-26 15:59 UTC in 47 s" in demo and "smoke=False" in demo
     assert "<title>Demo</title>" in demo and 'id="claim-1"' in rendered["reference.html"]
+    assert "make book BOOK_ARGS='--chapter 01_demo'" in demo and "<code>smoke = False</code>" in demo
+    assert "Probe a pair yourself" in rendered["index.html"] and "pair_probe.widget(seed=0)" in rendered["index.html"]
+    assert "Re-run this chapter" not in rendered["reference.html"]
 
 
 PANDAS_REPR = '<table border="1" class="dataframe">'  # a DataFrame displayed before analysis_lib.tables existed
