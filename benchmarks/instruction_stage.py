@@ -84,8 +84,8 @@ def main() -> None:
         rows += pool.map(run_variant, jobs[1:])
     print(f"instruction stage from one checkpoint, seed {args.seed}, cap {args.cap}")
     for row in rows:
-        passed = row["passed_at"] if row["passed_at"] is not None else "cap"
-        print(f"{row['variant']:<15} passed at {passed!s:<5} checks {json.dumps(row['checks'])}")
+        outcome = f"passed at {row['passed_at']}" if row["passed_at"] is not None else "ran to its cap"
+        print(f"{row['variant']:<15} {outcome:<16} checks {json.dumps(row['checks'])}")
 
 
 if __name__ == "__main__":
