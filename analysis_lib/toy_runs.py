@@ -14,14 +14,14 @@ import torch
 
 from analysis_lib.benchmarks import load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
-from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models, training_log
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_llava_folder, toy_models, train_toy_models, training_log
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.seed_stats import MARGIN, k_of_n, seed_interval, seeds_above
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup
-from analysis_lib.training import Stage
+from analysis_lib.training import Stage, total_steps
 
 EVAL_PAIRS = 100
 CLIP_NAME, LLAVA_NAME = "CLIP (cosine)", "LLaVA (VQAScore)"
@@ -44,6 +44,14 @@ CHANCE = {
     "MMVP-style spatial pairs": 0.25,
     "MMVP-style colour pairs": 0.25,
 }
+
+
+BUDGET_FACTOR = 2
+BUDGET_RULE = (
+    f"every LLaVA variant has the chapter LLaVA's curriculum, stage caps and restarts, and stops, stalled, once it has "
+    f"trained {BUDGET_FACTOR}x the steps the same seed's chapter LLaVA needed (its abandoned attempts counted)"
+)
+"""The equal-budget rule for the chapters' LLaVA variants, as the chapters state it."""
 
 
 def smoke_curriculum(curriculum: tuple[Stage, ...]) -> tuple[Stage, ...]:
@@ -89,19 +97,39 @@ class VariantRun:
     seconds: dict[str, dict[int, float]]
 
 
-def run_variants(
-    setups: dict[str, ToySetup], seeds: list[int], bench_dir: Path, device: str, progress: bool = True,
+def budgeted(setup: ToySetup, seed: int, baseline: ToySetup, device: str = "cpu", progress: bool = True) -> ToySetup:
+    """``setup`` with the step budget of ``BUDGET_RULE``: ``BUDGET_FACTOR`` times the steps ``baseline``'s LLaVA
+    of the same seed trained (that LLaVA trained first if the cache lacks it)."""
+    folder, _ = toy_llava_folder(baseline, seed, device, progress)
+    budget = BUDGET_FACTOR * total_steps(training_log(folder))
+    return dataclasses.replace(setup, llava_train=dataclasses.replace(setup.llava_train, step_budget=budget))
+
+
+def train_variants(
+    setups: dict[str, ToySetup], seeds: list[int], baseline: ToySetup, device: str, progress: bool = True,
     workers: int = 0,
+) -> None:  # fmt: skip
+    """Train what the cache lacks, in ``workers`` processes (``pipeline.train_toy_models``): ``baseline``'s LLaVA on
+    every seed, then every variant's under ``BUDGET_RULE`` (with what each needs: features, SSL encoders)."""
+    train_toy_models(seed_jobs([baseline], seeds), workers, device, progress)
+    jobs = [(budgeted(setup, seed, baseline, device, progress), seed) for seed in seeds for setup in setups.values()]
+    train_toy_models(jobs, workers, device, progress)
+
+
+def run_variants(
+    setups: dict[str, ToySetup], seeds: list[int], bench_dir: Path, baseline: ToySetup, device: str,
+    progress: bool = True, workers: int = 0,
 ) -> VariantRun:  # fmt: skip
-    """Train or load each variant's LLaVA on every seed (those not cached in ``workers`` processes first: see
-    ``pipeline.train_toy_models``) and score it with VQAScore."""
-    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
+    """Train or load each variant's LLaVA on every seed under ``BUDGET_RULE`` against ``baseline`` (the chapter
+    LLaVA's setup; variants not cached train in ``workers`` processes first: see ``pipeline.train_toy_models``)
+    and score it with VQAScore."""
+    train_variants(setups, seeds, baseline, device, progress, workers)
     records, folders, seconds = [], {}, {}
     for variant, setup in setups.items():
         folders[variant], seconds[variant] = {}, {}
         for seed in seeds:
             start = time.perf_counter()
-            models = toy_models(setup, seed, device, progress)
+            models = toy_models(budgeted(setup, seed, baseline, device, progress), seed, device, progress)
             scorer = {LLAVA_NAME: model_scorers(models)[LLAVA_NAME]}
             records += [{"condition": variant, **r} for r in score_all(scorer, bench_dir, seed)]
             folders[variant][seed], seconds[variant][seed] = models.folders["llava"], time.perf_counter() - start
@@ -121,7 +149,7 @@ def transitions(run: VariantRun) -> pd.DataFrame:
                 rows.append({"variant": variant, "seed": seed, "stage": stage["stage"], "starts at": start,
                              "steps": stage["steps"], "passed at": None if passed is None else start + passed,
                              "final check": last.get("value"), "target": stage["target"] if stage["checks"] else None,
-                             "cap": stage["max_steps"]})  # fmt: skip
+                             "cap": stage["max_steps"], "budget spent": bool(stage.get("budget_spent"))})  # fmt: skip
                 start += stage["steps"]
     return pd.DataFrame(rows)
 
@@ -238,12 +266,14 @@ def start_toy_chapter(chapter: str, scale: str, torch_threads: int, why: str) ->
 
 
 def stalled_lines(transition_table: pd.DataFrame) -> list[str]:
-    """One Markdown bullet per variant whose last curriculum stage reached its cap without passing, naming the seeds."""
-    checked = transition_table[transition_table.target.notna()]
+    """One Markdown bullet per variant whose training ended without passing its last stage (at the stage's cap or
+    where its step budget ran out), naming the seeds and the stage each stopped in."""
+    table = transition_table.assign(budget_spent=transition_table.get("budget spent", False))
+    checked = table[table.target.notna() | table.budget_spent]
     last = checked.groupby(["variant", "seed"], sort=False).tail(1)
     lines = []
     for variant, group in last[last["passed at"].isna()].groupby("variant", sort=False):
-        seeds = ", ".join(str(s) for s in group.seed)
-        lines.append(f"* {variant}: its last stage ({group.stage.iloc[0]}) ran to its cap without passing its "
-                     f"held-out check on seed(s) {seeds}.")  # fmt: skip
+        where = ", ".join(f"{seed} ({stage}, {'budget spent' if spent else 'cap'})"
+                          for seed, stage, spent in zip(group.seed, group.stage, group.budget_spent))  # fmt: skip
+        lines.append(f"* {variant}: stopped without passing its held-out check on seed(s) {where}.")
     return lines

@@ -105,7 +105,8 @@ class LlavaTrainConfig:
     helps the stages cross their plateaus. False captions are drawn with ``foil_shares`` (see
     ``toyworld.false_caption``). The last ``validation_scenes`` training scenes are held out for the checks.
     A training whose stage runs to its cap is restarted from fresh projector weights up to ``restarts`` times
-    (see ``train_llava``): every variant of a chapter has the same stage caps and the same restart budget.
+    (see ``train_llava``): every variant of a chapter has the same stage caps and the same restart budget. A
+    ``step_budget`` ends the training, stalled, once that many steps (every attempt counted) have run.
     """
 
     curriculum: tuple[Stage, ...] = GROUNDED_CURRICULUM
@@ -120,6 +121,7 @@ class LlavaTrainConfig:
     foil_shares: tuple[tuple[str, float], ...] = tuple(FOIL_SHARES.items())
     restarts: int = 2
     yes_no_pairs: bool = True
+    step_budget: int | None = None
 
 
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
@@ -377,24 +379,27 @@ def run_stage(
     check,
     check_every: int,
     progress: bool = True,
+    budget: int | None = None,
 ) -> dict:
-    """Train ``stage`` until its check passes or its step cap; returns its log.
+    """Train ``stage`` until its check passes, its step cap, or ``budget`` steps; returns its log.
 
     The log holds ``steps`` run, ``passed_at`` (the step whose check first met the target, or None
-    when the cap ended the stage), every ``checks`` result with its step, and the loss ``curve``.
+    when the cap or the budget ended the stage), ``budget_spent`` (the budget, not the cap, ended it), every
+    ``checks`` result with its step (one at the last step too), and the loss ``curve``.
     """
+    last = stage.max_steps if budget is None else min(stage.max_steps, budget)
     log: dict = {"stage": stage.name, "target": stage.target, "max_steps": stage.max_steps, "checks": [],
-                 "curve": [], "passed_at": None}  # fmt: skip
-    bar = progress_bar(total=stage.max_steps, desc=stage.name, disable=not progress, mininterval=5)
-    for step in range(1, stage.max_steps + 1):
+                 "curve": [], "passed_at": None, "budget_spent": last < stage.max_steps}  # fmt: skip
+    bar = progress_bar(total=last, desc=stage.name, disable=not progress, mininterval=5)
+    for step in range(1, last + 1):
         log["curve"].append(train_step(stage))
         bar.update()
-        if stage.check is not None and (step % check_every == 0 or step == stage.max_steps):
+        if stage.check is not None and (step % check_every == 0 or step == last):
             result = check(stage.check)
             log["checks"].append({"step": step, **result})
             bar.set_postfix_str(f"{stage.check} {result['value']:.2f}")
             if result["value"] >= stage.target:
-                log["passed_at"] = step
+                log["passed_at"], log["budget_spent"] = step, False
                 break
     bar.close()
     log["steps"] = len(log["curve"])
@@ -402,8 +407,13 @@ def run_stage(
 
 
 def stalled(log: dict) -> bool:
-    """Whether a stage's log ran to its cap without its held-out check passing."""
-    return bool(log["checks"]) and log["passed_at"] is None
+    """Whether a stage's log ended without its held-out check passing: at its cap, or where the step budget ran out."""
+    return bool(log.get("budget_spent")) or (bool(log["checks"]) and log["passed_at"] is None)
+
+
+def total_steps(log: dict) -> int:
+    """Every training step of a ``train_llava`` log, its abandoned attempts' included."""
+    return sum(stage["steps"] for attempt in [log["stages"], *log.get("abandoned", [])] for stage in attempt)
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -427,14 +437,15 @@ def train_llava(
     The last ``cfg.validation_scenes`` scenes are held out for the stages' checks. A stage that runs to its cap
     without passing stalls the attempt; while restarts remain, the model goes back to its starting weights
     (the pre-trained LM as it was), the projector is initialised afresh and the batches are drawn anew, both
-    from ``attempt_seed(seed, k)``. Returns the last attempt's log per stage (see ``run_stage``), the number of
+    from ``attempt_seed(seed, k)``. Once ``cfg.step_budget`` steps have run (every attempt counted) the training
+    ends where it is, stalled. Returns the last attempt's log per stage (see ``run_stage``), the number of
     ``restarts`` used and the stage logs of every abandoned attempt.
     """
     n_train = len(scenes) - cfg.validation_scenes
     mean, std = features[:n_train].mean(dim=(0, 1)), features[:n_train].std(dim=(0, 1)) + 1e-6
     standardised = ((features - mean) / std).to(next(model.parameters()).device)
     start = {name: value.clone() for name, value in model.state_dict().items()}
-    abandoned = []
+    abandoned, budget = [], cfg.step_budget
     for attempt in range(cfg.restarts + 1):
         if attempt:
             model.load_state_dict(start)
@@ -443,8 +454,9 @@ def train_llava(
                 layer.reset_parameters()
         last = attempt == cfg.restarts
         stages = curriculum_attempt(model, tokenizer, scenes, standardised, prompt_format, cfg,
-                                    attempt_seed(seed, attempt), progress, stop_on_stall=not last)  # fmt: skip
-        if not stalled(stages[-1]) or last:
+                                    attempt_seed(seed, attempt), progress, not last, budget)  # fmt: skip
+        budget = None if budget is None else budget - sum(stage["steps"] for stage in stages)
+        if not stalled(stages[-1]) or last or budget == 0:
             break
         abandoned.append(stages)
     model.eval()
@@ -484,9 +496,10 @@ def curriculum_attempt(
     seed: int,
     progress: bool,
     stop_on_stall: bool,
+    budget: int | None = None,
 ) -> list[dict]:
-    """One pass through ``cfg.curriculum`` seeded by ``seed``: the log of each stage run (with
-    ``stop_on_stall``, none after the first stage that stalls)."""
+    """One pass through ``cfg.curriculum`` seeded by ``seed``, at most ``budget`` steps: the log of each stage
+    run (none after the budget is spent; with ``stop_on_stall``, none after the first stage that stalls)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     permutations = torch.Generator().manual_seed(seed)  # image-token positions of a ``permuted`` variant
@@ -518,8 +531,9 @@ def curriculum_attempt(
     model.train()
     stages = []
     for stage in cfg.curriculum:
-        stages.append(run_stage(stage, train_step, check, cfg.check_every, progress))
-        if stop_on_stall and stalled(stages[-1]):
+        left = None if budget is None else budget - sum(log["steps"] for log in stages)
+        stages.append(run_stage(stage, train_step, check, cfg.check_every, progress, left))
+        if stages[-1]["budget_spent"] or (stop_on_stall and stalled(stages[-1])):
             break
     return stages
 

@@ -52,6 +52,7 @@ def train_one(job: tuple[str, int]) -> dict:
 
     from analysis_lib.pipeline import toy_models, training_log
     from analysis_lib.toy_setup import ToySetup
+    from analysis_lib.training import total_steps
 
     torch.set_num_threads(1)
     recipe, seed = job
@@ -67,7 +68,7 @@ def train_one(job: tuple[str, int]) -> dict:
         "stages": stages,
         "restarts": log.get("restarts", 0),
         "abandoned_steps": sum(s["steps"] for s in abandoned),
-        "steps": sum(s["steps"] for s in log["stages"] + abandoned),
+        "steps": total_steps(log),
         "llava_s": round(log["train_seconds"], 1),
         "wall_s": round(time.perf_counter() - start, 1),
         "reused": models.reused["llava"],

@@ -165,8 +165,11 @@ def test_pretrained_lm_learns_to_copy_and_llava_starts_from_it(tiny_models):
         assert torch.allclose(llava(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
 
 
-def _restart_run(tiny_models, world, target: float, restarts: int) -> tuple[dict, dict]:
-    """A two-step curriculum on a tiny LLaVA whose one check needs ``target``: its log and starting weights."""
+def _restart_run(
+    tiny_models, world, target: float, restarts: int, budget: int | None = None, stages: tuple[Stage, ...] = ()
+) -> tuple[dict, dict]:
+    """A two-step curriculum on a tiny LLaVA whose one check needs ``target`` (or ``stages``), with a step
+    ``budget``: its log and starting weights."""
     from analysis_lib.features import llava_selected_features, pixel_tensor
     from analysis_lib.toyworld import render_all, sample_scenes
     from analysis_lib.training import LlavaTrainConfig, train_llava
@@ -175,8 +178,9 @@ def _restart_run(tiny_models, world, target: float, restarts: int) -> tuple[dict
     scenes = sample_scenes(40, world, seed=0)
     pixels = pixel_tensor(render_all(scenes, world, 1), clip_processor.image_processor)
     features = llava_selected_features(llava, pixels)
-    stages = (Stage("list", (("list", 1.0),), "cell words", target, 2),)
-    cfg = LlavaTrainConfig(curriculum=stages, check_every=1, batch_size=4, validation_scenes=8, restarts=restarts)
+    stages = stages or (Stage("list", (("list", 1.0),), "cell words", target, 2),)
+    cfg = LlavaTrainConfig(curriculum=stages, check_every=1, batch_size=4, validation_scenes=8, restarts=restarts,
+                           step_budget=budget)  # fmt: skip
     start = {k: v.clone() for k, v in llava.state_dict().items()}
     return train_llava(llava, llava_processor.tokenizer, scenes, features, TOY_FORMAT, cfg, 0, False), start
 
@@ -193,6 +197,33 @@ def test_a_stalled_training_restarts_from_its_starting_weights_with_a_fresh_proj
     assert len({attempt_seed(0, k) for k in range(3)}) == 3
     passed, _ = _restart_run(tiny_models, world, target=0.0, restarts=2)
     assert passed["restarts"] == 0 and passed["abandoned"] == [] and passed["stages"][-1]["passed_at"] == 1
+
+
+def test_a_step_budget_ends_the_training_stalled_across_attempts(tiny_models, world):
+    """The budget counts every attempt's steps: a 3-step budget on 2-step stalling attempts allows one restart and
+    one step of it, which ends checked and marked ``budget_spent``; no further restart."""
+    from analysis_lib.training import stalled, total_steps
+
+    log, _ = _restart_run(tiny_models, world, target=1.1, restarts=2, budget=3)
+    assert log["restarts"] == 1 and total_steps(log) == 3
+    (last,) = log["stages"]
+    assert last["steps"] == 1 and last["budget_spent"] and last["checks"][-1]["step"] == 1 and stalled(last)
+
+
+def test_a_budget_spent_between_stages_leaves_the_next_stage_stalled_at_zero_steps(tiny_models, world):
+    """A budget that ends exactly where a stage passed still reads as stalled: the next stage is logged with no
+    steps and ``budget_spent``, so the training never counts as passed."""
+    from analysis_lib.training import stalled, total_steps
+
+    easy = Stage("list", (("list", 1.0),), "cell words", 0.0, 2)
+    hard = Stage("describe", (("describe", 1.0),), "relation word", 1.1, 2)
+    log, _ = _restart_run(tiny_models, world, 0.0, restarts=2, budget=1, stages=(easy, hard))
+    first, second = log["stages"]
+    assert first["passed_at"] == 1 and not first["budget_spent"] and not stalled(first)
+    assert second["steps"] == 0 and second["budget_spent"] and stalled(second)
+    assert log["restarts"] == 0 and total_steps(log) == 1
+    unbudgeted, _ = _restart_run(tiny_models, world, 0.0, restarts=0, stages=(easy, hard))
+    assert [s["steps"] for s in unbudgeted["stages"]] == [1, 2] and not unbudgeted["stages"][1]["budget_spent"]
 
 
 def test_restarted_projector_differs_from_the_first_attempts_and_the_lm_starts_where_it_did(tiny_models, world):

@@ -32,3 +32,31 @@ def test_seed_row_counts_seeds_above_chance_only_where_there_is_one():
     row = seed_row(group, 0.25)
     assert row["per seed"] == "30.0%, 36.0%, 90.0%" and row[ABOVE_CHANCE] == "2 of 3"  # 35% clears 25% by 10 points
     assert ABOVE_CHANCE not in seed_row(group, None) and seed_row(group, None)["mean"] == pytest.approx(0.52)
+
+
+def test_a_variant_budget_is_twice_the_steps_of_the_same_seeds_chapter_llava(monkeypatch, tmp_path):
+    """``budgeted`` reads the baseline's training log of that seed (abandoned attempts counted), and the budget enters
+    the variant's cache key, so a budgeted variant is never the unbudgeted one reused."""
+    import analysis_lib.toy_runs as toy_runs
+    from analysis_lib.chapters.ch01_same_encoder import FROM_SCRATCH, toy_setup
+
+    logs = {0: {"stages": [{"steps": 100}, {"steps": 700}], "abandoned": [[{"steps": 1500}]]},
+            1: {"stages": [{"steps": 1200}]}}  # fmt: skip
+    monkeypatch.setattr(toy_runs, "toy_llava_folder", lambda setup, seed, *a: (seed, True))
+    monkeypatch.setattr(toy_runs, "training_log", lambda seed: logs[seed])
+    baseline, variant = toy_setup(300, False), toy_setup(300, False, FROM_SCRATCH)
+    assert [toy_runs.budgeted(variant, s, baseline).llava_train.step_budget for s in (0, 1)] == [4600, 2400]
+    assert toy_runs.BUDGET_FACTOR == 2 and "2x the steps" in toy_runs.BUDGET_RULE
+    assert variant.llava_spec(0) != toy_runs.budgeted(variant, 0, baseline).llava_spec(0)
+
+
+def test_stalled_lines_name_each_seed_with_the_stage_and_what_ended_it():
+    from analysis_lib.toy_runs import stalled_lines
+
+    rows = [{"variant": "v", "seed": 0, "stage": "list", "passed at": 300.0, "target": 0.98, "budget spent": False},
+            {"variant": "v", "seed": 0, "stage": "instructions", "passed at": None, "target": 0.95, "budget spent": False},
+            {"variant": "v", "seed": 1, "stage": "list", "passed at": None, "target": 0.98, "budget spent": True},
+            {"variant": "w", "seed": 0, "stage": "instructions", "passed at": 900.0, "target": 0.95,
+             "budget spent": False}]  # fmt: skip
+    (line,) = stalled_lines(pd.DataFrame(rows))
+    assert line == "* v: stopped without passing its held-out check on seed(s) 0 (instructions, cap), 1 (list, budget spent)."

@@ -21,7 +21,7 @@ from analysis_lib.features import llava_selected_features
 from analysis_lib.lm_pretraining import LmPretrainConfig
 from analysis_lib.metrics import opposite_option
 from analysis_lib.models import load_language_model, toy_llava_from_clip
-from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models, training_log
+from analysis_lib.pipeline import ToyModels, toy_models, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.progress import seed_progress
 from analysis_lib.results import results_dir, write_results
@@ -37,6 +37,7 @@ from analysis_lib.toy_runs import (
     seed_summary,
     show,
     smoke_curriculum,
+    train_variants,
     variant_rows,
     variant_table,
 )
@@ -111,8 +112,8 @@ def same_encoder_experiment(
     (with ``ablations`` the ablated variants' too) are trained first in ``workers`` processes
     (``pipeline.train_toy_models``)."""
     setup = toy_setup(clip_steps, smoke)
-    variants = VARIANTS if ablations else (MAIN,)
-    train_toy_models(seed_jobs([toy_setup(clip_steps, smoke, v) for v in variants], seeds), workers, device, progress)
+    ablated = {v: toy_setup(clip_steps, smoke, v) for v in VARIANTS[1:]} if ablations else {}
+    train_variants(ablated, seeds, setup, device, progress, workers)
     bench_dir = evaluation_sets(setup, smoke)
     records, seconds, reused, trained, folders = [], {}, {}, {}, {}
     for seed in seed_progress(seeds, "01_same_encoder"):
@@ -143,7 +144,8 @@ def ablation_experiment(run: SameEncoderRun, device: str, progress: bool = True,
     and score it, beside the chapter's own LLaVA."""
     params = run.config["parameters"]
     setups = {v: toy_setup(params["clip_steps"], params["smoke"], v) for v in VARIANTS[1:]}
-    variants = run_variants(setups, params["seeds"], run.benchmark_dir, device, progress, workers)
+    baseline = toy_setup(params["clip_steps"], params["smoke"])
+    variants = run_variants(setups, params["seeds"], run.benchmark_dir, baseline, device, progress, workers)
     main = run.metrics[run.metrics.model == LLAVA_NAME]
     folders = {MAIN: {s: run.folders[s]["llava"] for s in params["seeds"]}, **variants.folders}
     return VariantRun(pd.concat([main, variants.metrics], ignore_index=True), folders, variants.seconds)

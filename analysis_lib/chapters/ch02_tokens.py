@@ -29,7 +29,7 @@ from analysis_lib.patch_contrastive import (
     save_heads,
     train_patch_heads,
 )
-from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
+from analysis_lib.pipeline import ToyModels, toy_models
 from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import VQAScorer
@@ -37,6 +37,7 @@ from analysis_lib.toy_benchmarks import RELATION_FILE
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
+    budgeted,
     condition_lines,
     evaluation_sets,
     model_scorers,
@@ -45,6 +46,7 @@ from analysis_lib.toy_runs import (
     score_all,
     seed_row,
     stalled_lines,
+    train_variants,
     variant_table,
 )
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
@@ -156,8 +158,9 @@ def tokens_experiment(
     """Per seed: probe the frozen CLIP layer by layer, score CLIP, every token variant's LLaVA and the
     PACL / SPARC heads on chapter 1's sets (the LLaVAs not cached trained first, in ``workers`` processes)."""
     setup = chapter_setup(clip_steps, smoke)
-    setups = {name: chapter_setup(clip_steps, smoke, tokens) for name, tokens in TOKEN_VARIANTS.items()}
-    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
+    setups = {name: chapter_setup(clip_steps, smoke, tokens) for name, tokens in TOKEN_VARIANTS.items()
+              if name != ALL_PATCHES}  # fmt: skip
+    train_variants(setups, seeds, setup, device, progress, workers)
     bench_dir = evaluation_sets(setup, smoke)
     records, probes, seconds = [], [], {"probes": {}, "heads": {}}
     heads: dict[str, dict[int, Path]] = {name: {} for name in HEADS}
@@ -175,7 +178,7 @@ def tokens_experiment(
         seconds["heads"][seed] = time.perf_counter() - start
         records += [{**r, "condition": r["model"]} for r in score_all(scorers, bench_dir, seed)]
         folders[ALL_PATCHES][seed] = models.folders["llava"]
-    variants = run_variants({k: v for k, v in setups.items() if k != ALL_PATCHES}, seeds, bench_dir, device, progress)
+    variants = run_variants(setups, seeds, bench_dir, setup, device, progress)
     metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
     config = {
         "parameters": {"seeds": seeds, "device": device, "clip_steps": clip_steps, "smoke": smoke},
@@ -205,7 +208,9 @@ def attribution_maps(run: TokensRun, seed: int) -> tuple[Image.Image, dict[str, 
     image, maps = load_image(item.image_path), {}
     for name in (ALL_PATCHES, "LLaVA: CLS token only"):
         params = run.config["parameters"]
-        models = toy_models(chapter_setup(params["clip_steps"], params["smoke"], TOKEN_VARIANTS[name]), seed)
+        baseline = chapter_setup(params["clip_steps"], params["smoke"])
+        variant = chapter_setup(params["clip_steps"], params["smoke"], TOKEN_VARIANTS[name])
+        models = toy_models(variant if name == ALL_PATCHES else budgeted(variant, seed, baseline), seed)
         scorer = VQAScorer(models.llava, models.llava_processor, models.prompt_format)
         pixels = scorer.pixel_values([image])
         patch = models.llava.config.vision_config.patch_size

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis_lib.chapters.ch02_tokens import HEADS, PACL, chapter_setup, patch_heads, smoke_heads
 from analysis_lib.image_tokens import ImageTokens, ablated_at_test
-from analysis_lib.pipeline import seed_jobs, toy_models, train_toy_models
+from analysis_lib.pipeline import toy_models
 from analysis_lib.progress import seed_progress
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -24,6 +24,7 @@ from analysis_lib.toy_runs import (
     save_chapter_results,
     score_all,
     stalled_lines,
+    train_variants,
     variant_table,
 )
 from analysis_lib.toy_setup import EVAL_SEED
@@ -69,7 +70,7 @@ def positions_experiment(
     variant, and PACL with and without RoPE, all on chapter 1's sets (the LLaVAs not cached trained first, in
     ``workers`` processes)."""
     setup = chapter_setup(clip_steps, smoke)
-    train_toy_models(seed_jobs([setup, *trained_setups(clip_steps, smoke).values()], seeds), workers, device, progress)
+    train_variants(trained_setups(clip_steps, smoke), seeds, setup, device, progress, workers)
     bench_dir = evaluation_sets(setup, smoke)
     records, seconds, folders = [], {"scoring": {}}, {AS_USUAL: {}}
     for seed in seed_progress(seeds, "03_positions"):
@@ -85,7 +86,7 @@ def positions_experiment(
             rows += score_all({name: scorer}, bench_dir, seed)
         records += [{**r, "condition": r["model"]} for r in rows]
         seconds["scoring"][seed], folders[AS_USUAL][seed] = time.perf_counter() - start, models.folders["llava"]
-    variants = run_variants(trained_setups(clip_steps, smoke), seeds, bench_dir, device, progress)
+    variants = run_variants(trained_setups(clip_steps, smoke), seeds, bench_dir, setup, device, progress)
     metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
     config = {
         "parameters": {"seeds": seeds, "device": device, "clip_steps": clip_steps, "smoke": smoke},

@@ -19,19 +19,21 @@ from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
 from analysis_lib.full_scale import FullScaleConfig, benchmark_records, load_full_benchmarks, score_benchmark
-from analysis_lib.pipeline import seed_jobs, toy_models, train_toy_models, training_log
+from analysis_lib.pipeline import toy_models, training_log
 from analysis_lib.progress import seed_progress
 from analysis_lib.registry import load_scorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     VariantRun,
+    budgeted,
     condition_lines,
     evaluation_sets,
     model_scorers,
     save_chapter_results,
     score_all,
     stalled_lines,
+    train_variants,
     variant_table,
 )
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup
@@ -106,13 +108,13 @@ def conversion_experiment(
     LM-from-scratch LLaVA (VQAScore), all on chapter 1's sets (the LLaVAs not cached trained first, in ``workers``
     processes)."""
     setups = {variant: ch01.toy_setup(clip_steps, smoke, variant) for variant in (ch01.MAIN, ch01.FROM_SCRATCH)}
-    train_toy_models(seed_jobs(list(setups.values()), seeds), workers, device, progress)
+    train_variants({ch01.FROM_SCRATCH: setups[ch01.FROM_SCRATCH]}, seeds, setups[ch01.MAIN], device, progress, workers)
     bench_dir = evaluation_sets(setups[ch01.MAIN], smoke)
     records, folders, seconds = [], {name: {} for name in RECIPES}, {name: {} for name in ("baselines", *RECIPES)}
     for seed in seed_progress(seeds, "06_contrastive_conversion"):
         start = time.perf_counter()
         models = toy_models(setups[ch01.MAIN], seed, device, progress)
-        scratch = toy_models(setups[ch01.FROM_SCRATCH], seed, device, progress)
+        scratch = toy_models(budgeted(setups[ch01.FROM_SCRATCH], seed, setups[ch01.MAIN]), seed, device, progress)
         scorers = {**model_scorers(models), UNCONVERTED: toy_embedding_scorer(models.llava, models.llava_processor),
                    SCRATCH_VQA: model_scorers(scratch)[LLAVA_NAME]}  # fmt: skip
         records += score_all(scorers, bench_dir, seed)

@@ -18,7 +18,7 @@ from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.chapters.ch02_tokens import cached_layer_probes, layer_probes, probe_metrics, probe_summary
 from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
 from analysis_lib.models import toy_image_processor
-from analysis_lib.pipeline import seed_jobs, ssl_vision_model, toy_models, train_toy_models
+from analysis_lib.pipeline import ssl_vision_model, toy_models
 from analysis_lib.plots import model_palette
 from analysis_lib.progress import seed_progress
 from analysis_lib.ssl_encoder import SSL_TRAIN, initial_encoder, smoke_ssl
@@ -33,6 +33,7 @@ from analysis_lib.toy_runs import (
     score_all,
     show,
     stalled_lines,
+    train_variants,
     variant_rows,
     variant_table,
 )
@@ -142,7 +143,7 @@ def clip_to_dino_experiment(
     encoders not cached are trained first, in ``workers`` processes."""
     setup = chapter_setup(clip_steps, smoke)
     setups = {name: chapter_setup(clip_steps, smoke, SOURCES[name]) for name in RETRAINED}
-    train_toy_models(seed_jobs([setup, *setups.values()], seeds), workers, device, progress)
+    train_variants(setups, seeds, setup, device, progress, workers)
     bench_dir = evaluation_sets(setup, smoke)
     records, probes, seconds, folders = [], [], {"probes and scoring": {}}, {PENULTIMATE: {}}
     for seed in seed_progress(seeds, "07_clip_to_dino"):
@@ -156,7 +157,7 @@ def clip_to_dino_experiment(
             time.perf_counter() - start,
             models.folders["llava"],
         )
-    variants = run_variants(setups, seeds, bench_dir, device, progress)
+    variants = run_variants(setups, seeds, bench_dir, setup, device, progress)
     metrics = pd.concat([pd.DataFrame(records), variants.metrics.assign(model=LLAVA_NAME)], ignore_index=True)
     config = {
         "parameters": {"seeds": seeds, "device": device, "clip_steps": clip_steps, "smoke": smoke},
