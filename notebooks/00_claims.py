@@ -20,7 +20,7 @@
 
 # %% tags=["parameters"]
 scale = "toy"  # "toy" or "full": which chapters' results to read (results/<chapter>/<scale>)
-seeds = [0, 1, 2]  # the seeds whose results enter the effects (a chapter run without one of them is flagged)
+seeds = [0, 1, 2, 3, 4]  # the seeds whose results enter the effects (a chapter run without one of them is flagged)
 smoke = False  # True: write this page's own results under <scale>-smoke (the inputs are read as usual)
 source_root = ""  # folder holding results/<chapter>/<scale>; empty means the repository results folder
 results_root = ""  # folder for this page's results/00_claims/<scale>; empty means the repository results folder

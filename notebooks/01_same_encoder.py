@@ -40,7 +40,7 @@
 
 # %% tags=["parameters"]
 scale = "toy"  # "toy" (synthetic world, CPU) or "full" (real models and benchmarks, GPU)
-seeds = [0, 1, 2]  # one toy CLIP + LLaVA is trained per seed
+seeds = [0, 1, 2, 3, 4]  # one toy CLIP + LLaVA is trained per seed
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
 workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one
@@ -174,7 +174,9 @@ if scale == "toy":
 #
 # The encoder holds the information; reading it is the language model's job. Two ingredients of
 # the recipe above mattered in prototypes; here each is removed in turn, with
-# everything else (CLIP, data, stages, step caps, seeds) unchanged:
+# everything else (CLIP, data, stages, step caps, restarts, seeds) unchanged. Equal budget: a variant
+# stops, stalled, once it has trained twice the steps the same seed's chapter LLaVA needed (abandoned
+# attempts counted), so a variant that cannot cross costs a bounded, stated amount:
 #
 # * **LM from scratch** — the LLaVA's language model starts random instead of from the
 #   content-copying pre-training (the toy's Vicuna);

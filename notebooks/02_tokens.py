@@ -17,7 +17,9 @@
 #    are probed for the scene's relation; each patch token for its object's colour, shape and cell.
 #    The relation label is image-level: the relation of the object whose colour comes first in the
 #    colour list to the other one. Probes train and test on disjoint fresh scenes.
-# 2. **Token usage in LLaVA.** The same curriculum (same stages, checks and caps) retrains the
+# 2. **Token usage in LLaVA.** The same curriculum (same stages, checks, caps and restarts; each
+#    variant stops, stalled, once it has trained twice the steps the same seed's chapter LLaVA
+#    needed) retrains the
 #    projector and LM on all patch tokens (LLaVA-1.5, chapter 1's model), the CLS token only, the
 #    mean patch token only, or CLS + patch tokens.
 # 3. **Patch-aligned contrastive heads** (PACL, SPARC, REFERENCE §3) trained on the frozen CLIP with
@@ -33,7 +35,7 @@
 
 # %% tags=["parameters"]
 scale = "toy"  # only "toy": the full-scale variants need LLaVA-1.5 retrained per variant (see the end)
-seeds = [0, 1, 2]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
+seeds = [0, 1, 2, 3, 4]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
 workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one
@@ -125,10 +127,10 @@ plots.save(fig, "02_tokens_attribution", figures_root or None)
 display(Markdown(chapter.findings(table, probe_table, transitions)))
 
 # %% [markdown]
-# A variant that cannot pass the instruction stage's check trains on the instruction mix until its cap;
+# A variant that cannot pass a stage's check trains until the stage's cap or its step budget;
 # how well it then keeps the attribute control varies from seed to seed, which is why the
 # token-starved variants' attribute rows have wide intervals. A variant that can read relations may
-# still not cross within the caps on every seed (learning here has sudden transitions; chapter 1).
+# still not cross within its budget on every seed (learning here has sudden transitions; chapter 1).
 #
 # **Where the toy differs from the paper.** The toy encoder is 4 layers deep and its scenes have two
 # objects on a 3x3 grid, so "shallow vs deep layers" spans only a few layers here. The paper's

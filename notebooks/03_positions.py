@@ -19,7 +19,8 @@
 #
 # Each is applied in two regimes that the paper's question needs apart: **ablated at test only**
 # (chapter 1's LLaVA, trained as usual, scored with the ablation) and **trained that way** (the LLaVA
-# retrained through the same curriculum, same checks and caps, with the ablation in place). PACL
+# retrained through the same curriculum, same checks, caps and restarts, with the ablation in place,
+# stopped, stalled, at twice the steps the same seed's chapter LLaVA needed). PACL
 # heads with and without RoPE are the contrastive side. Relations should move; the attribute control
 # (the same images, a colour swapped) should not.
 #
@@ -30,7 +31,7 @@
 
 # %% tags=["parameters"]
 scale = "toy"  # only "toy": the trained variants retrain LLaVA (see the end)
-seeds = [0, 1, 2]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
+seeds = [0, 1, 2, 3, 4]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
 workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one

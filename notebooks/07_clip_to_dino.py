@@ -21,7 +21,8 @@
 #    Chapter 2's layer probes (same fresh scenes, same probes) run on it side by side with the toy CLIP
 #    and with the same ViT at its initial weights, where both trained encoders start.
 # 2. **Four toy LLaVAs, one per vision source** (same pre-trained LM, same curriculum, same held-out
-#    checks and step caps):
+#    checks, step caps and restarts; a retrained LLaVA stops, stalled, at twice the steps the same
+#    seed's chapter LLaVA needed):
 #    * CLIP layer -2 — LLaVA-1.5 as it is (chapter 1's cached model);
 #    * CLIP multi-level merge (COMM) — all four CLIP blocks' patch tokens, each through Linear +
 #      LayerNorm, weighted by a learnable scalar per block and summed, then LLaVA's projector;
@@ -46,7 +47,7 @@
 
 # %% tags=["parameters"]
 scale = "toy"  # only "toy": the variants retrain LLaVA (see the end)
-seeds = [0, 1, 2]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
+seeds = [0, 1, 2, 3, 4]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
 workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one
