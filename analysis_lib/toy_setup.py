@@ -58,12 +58,16 @@ class ToySetup:
 
     def llava_spec(self, seed: int) -> dict:
         """What determines the toy LLaVA (its CLIP's spec included; the image-token variant when it is
-        not LLaVA-1.5's own, so that models trained before variants existed keep their key)."""
+        not LLaVA-1.5's own and the step budget when there is one, so that models trained before variants and
+        budgets existed keep their key)."""
+        train = asdict(self.llava_train)
+        if train["step_budget"] is None:
+            del train["step_budget"]
         spec = {
             "clip": self.clip_spec(seed),
             "llava_size": asdict(self.llava_size),
             "lm": self.lm_spec(seed),
-            "llava_train": asdict(self.llava_train),
+            "llava_train": train,
             "prompt_format": asdict(self.prompt_format),
             "seed": seed,
         }
