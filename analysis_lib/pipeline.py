@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from analysis_lib.features import cached_features, llava_selected_features
 from analysis_lib.image_tokens import apply_variant, install_hooks
 from analysis_lib.lm_pretraining import pretrain_lm
 from analysis_lib.models import load_language_model, toy_clip, toy_image_processor, toy_llava_from_clip, toy_lm
+from analysis_lib.negclip import NegClipConfig, train_negclip
 from analysis_lib.progress import console
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.ssl_encoder import SSL_TRAIN, SslTrainConfig, held_out_check, initial_encoder, train_dino
@@ -59,7 +60,7 @@ class ToyModels:
     seconds: dict[str, float]
 
 
-def _write_log(folder: Path, log: dict) -> None:
+def write_training_log(folder: Path, log: dict) -> None:
     """Save the training log (loss curves, ...) beside the weights."""
     (folder / "training_log.json").write_text(json.dumps(log))
 
@@ -85,7 +86,7 @@ def toy_clip_folder(
         seconds = time.perf_counter() - start
         model.cpu().save_pretrained(folder)
         processor.save_pretrained(folder)
-        _write_log(folder, {"curves": {"contrastive": curve}, "train_seconds": seconds})
+        write_training_log(folder, {"curves": {"contrastive": curve}, "train_seconds": seconds})
 
     return cached_artifact("clip", setup.clip_spec(seed), build)
 
@@ -103,7 +104,7 @@ def pretrained_lm(setup: ToySetup, seed: int, device: str = "cpu", progress: boo
         start = time.perf_counter()
         log = pretrain_lm(model.to(device), tokenizer, setup.lm_pretrain, seed, progress)
         model.cpu().save_pretrained(folder)
-        _write_log(folder, {**log, "train_seconds": time.perf_counter() - start})
+        write_training_log(folder, {**log, "train_seconds": time.perf_counter() - start})
 
     return cached_artifact("toy-lm", setup.lm_spec(seed), build)
 
@@ -124,7 +125,7 @@ def ssl_vision_model(
         )  # fmt: skip
         seconds = time.perf_counter() - start
         encoder.cpu().save_pretrained(folder)
-        _write_log(folder, {**log, "train_seconds": seconds})
+        write_training_log(folder, {**log, "train_seconds": seconds})
 
     folder, _ = cached_artifact("ssl-encoder", ssl_spec(setup, seed, cfg), build)
     return CLIPVisionModel.from_pretrained(folder).eval().to(device), folder
@@ -193,7 +194,7 @@ def toy_llava_folder(
         model.cpu().save_pretrained(folder)
         processor.save_pretrained(folder)
         setup.prompt_format.save(folder)
-        _write_log(folder, {**log, "train_seconds": time.perf_counter() - start})
+        write_training_log(folder, {**log, "train_seconds": time.perf_counter() - start})
 
     return cached_artifact("llava", setup.llava_spec(seed), build)
 
@@ -217,6 +218,25 @@ def toy_models(setup: ToySetup, seed: int, device: str = "cpu", progress: bool =
     llava_format = PromptFormat.load(folders["llava"])
     clip, llava = clip.to(device), llava.to(device)
     return ToyModels(clip, clip_processor, llava, llava_processor, llava_format, folders, reused, watch.seconds)
+
+
+def toy_negclip(
+    setup: ToySetup, models: ToyModels, data: TrainingData, seed: int, cfg: NegClipConfig, progress: bool = True
+) -> tuple[CLIPModel, Path]:
+    """One seed's toy CLIP fine-tuned NegCLIP-style on the toy LLaVA's training scenes (trained or loaded from the
+    cache): ``(model, folder)``."""
+    spec = {"clip": setup.clip_spec(seed), "negclip": asdict(cfg), "captions": "relational", "seed": seed}
+
+    def build(folder: Path) -> None:
+        model = CLIPModel.from_pretrained(models.folders["clip"])
+        start = time.perf_counter()
+        pixels = data.pixels(models.clip_processor.image_processor)
+        curve = train_negclip(model, models.clip_processor, data.scenes, pixels, cfg, seed, progress)
+        model.save_pretrained(folder)
+        write_training_log(folder, {"curve": curve, "train_seconds": time.perf_counter() - start})
+
+    folder, _ = cached_artifact("negclip", spec, build)
+    return CLIPModel.from_pretrained(folder).eval(), folder
 
 
 BUILDERS: dict[str, Callable[[ToySetup, int, str, bool], object]] = {

@@ -59,6 +59,11 @@ def smoke_curriculum(curriculum: tuple[Stage, ...]) -> tuple[Stage, ...]:
     return tuple(dataclasses.replace(stage, max_steps=2) for stage in curriculum)
 
 
+def smoke_config(cfg, smoke: bool):
+    """A training config (``steps``, ``batch_size``, ``warmup``), or two small steps of it in a smoke run."""
+    return dataclasses.replace(cfg, steps=2, batch_size=16, warmup=1) if smoke else cfg
+
+
 def evaluation_sets(setup: ToySetup, smoke: bool) -> Path:
     """Chapter 1's relation, attribute and pair sets (exported once in the upstream formats)."""
     return export_toy_benchmarks(setup.world, 4 if smoke else EVAL_PAIRS, EVAL_SEED)

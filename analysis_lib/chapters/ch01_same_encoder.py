@@ -21,10 +21,12 @@ from analysis_lib.features import llava_selected_features
 from analysis_lib.lm_pretraining import LmPretrainConfig
 from analysis_lib.metrics import opposite_option
 from analysis_lib.models import load_language_model, toy_llava_from_clip
-from analysis_lib.pipeline import ToyModels, toy_models, training_log
+from analysis_lib.negclip import NegClipConfig
+from analysis_lib.pipeline import ToyModels, toy_models, toy_negclip, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.progress import seed_progress
 from analysis_lib.results import results_dir, write_results
+from analysis_lib.scoring import ClipScorer
 from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE
 from analysis_lib.toy_runs import (
     CLIP_NAME,
@@ -36,12 +38,13 @@ from analysis_lib.toy_runs import (
     score_all,
     seed_summary,
     show,
+    smoke_config,
     smoke_curriculum,
     train_variants,
     variant_rows,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup, TrainingData, fresh_pixels
 from analysis_lib.toyworld import instruction_example, sample_scenes
 from analysis_lib.training import (
     GROUNDED_CURRICULUM,
@@ -97,6 +100,36 @@ class SameEncoderRun:
     setup: ToySetup
     config: dict = field(default_factory=dict)
     folders: dict[int, dict[str, Path]] = field(default_factory=dict)
+
+
+FAIR_BASELINE = "NegCLIP, image tower locked (CLIP + relational hard negatives)"
+FAIR_TESTS = (
+    "relation 4-way",
+    "relation 2-way",
+    "attribute 4-way",
+    "MMVP-style spatial pairs",
+    "MMVP-style colour pairs",
+)
+
+
+def fair_baseline(run: SameEncoderRun, device: str, progress: bool = True) -> pd.DataFrame:
+    """Per seed, the same frozen CLIP given relational supervision contrastively (chapter 5's NegCLIP, image tower
+    locked: trained or loaded), scored on the chapter's sets; its rows with CLIP's and LLaVA's, ``condition`` the
+    scorer."""
+    params, records = run.config["parameters"], []
+    for seed in params["seeds"]:
+        models = toy_models(run.setup, seed, device, progress)
+        cfg = smoke_config(NegClipConfig(lock_image=True), params["smoke"])
+        negclip, _ = toy_negclip(run.setup, models, TrainingData(run.setup, seed), seed, cfg, progress)
+        records += score_all({FAIR_BASELINE: ClipScorer(negclip.to(device), models.clip_processor)}, run.benchmark_dir,
+                             seed)  # fmt: skip
+    rows = pd.concat([run.metrics, pd.DataFrame(records)], ignore_index=True)
+    return rows.assign(condition=rows.model)
+
+
+def fair_baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """CLIP, its NegCLIP fine-tune and LLaVA on the headline tests: seed means, intervals, k of n seeds."""
+    return variant_table(rows, [CLIP_NAME, FAIR_BASELINE, LLAVA_NAME], FAIR_TESTS)
 
 
 def _train_seconds(folder: Path) -> float | None:

@@ -5,22 +5,19 @@ CLIP and LLaVA on chapter 1's sets."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
-from transformers import CLIPModel, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters.ch02_tokens import HEADS, PACL, SPARC, chapter_setup, patch_heads, smoke_heads
-from analysis_lib.features import pixel_tensor
 from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, image_embeddings, train_lm_tower
-from analysis_lib.negclip import NegClipConfig, train_negclip
-from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
+from analysis_lib.negclip import NegClipConfig
+from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, toy_negclip, train_toy_models, write_training_log
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import ClipScorer
 from analysis_lib.toy_runs import (
@@ -31,10 +28,10 @@ from analysis_lib.toy_runs import (
     model_scorers,
     save_chapter_results,
     score_all,
+    smoke_config,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup, TrainingData
 
 NEGCLIP_LOCKED = "(a) NegCLIP, image tower locked"
 NEGCLIP_UNLOCKED = "(a) NegCLIP, image tower unlocked"
@@ -53,65 +50,27 @@ ORDER = [CLIP_NAME, *VARIANTS, LLAVA_NAME]
 TESTS = ("relation 4-way", "relation 2-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
 
 
-def smoke_config(cfg, smoke: bool):
-    """A training config, or two small steps of it in a smoke run."""
-    return dataclasses.replace(cfg, steps=2, batch_size=16, warmup=1) if smoke else cfg
-
-
-def _write_log(folder: Path, curve: list[float], seconds: float) -> None:
-    """The loss curve and training seconds beside a trained variant."""
-    (folder / "training_log.json").write_text(json.dumps({"curve": curve, "train_seconds": seconds}))
-
-
-class TrainingData:
-    """The toy LLaVA's training scenes and their pixels (rendered as chapter 1 renders them), made on first use."""
-
-    def __init__(self, setup: ToySetup, models: ToyModels, seed: int) -> None:
-        self.setup, self.models, self.seed = setup, models, seed
-
-    @functools.cached_property
-    def scenes(self) -> list:
-        """The training scenes."""
-        return sample_scenes(self.setup.n_train_scenes, self.setup.world, self.seed)
-
-    @functools.cached_property
-    def pixels(self) -> torch.Tensor:
-        """Their preprocessed pixels."""
-        images = render_all(self.scenes, self.setup.world, self.seed + 10_000)
-        return pixel_tensor(images, self.models.clip_processor.image_processor)
-
-
-def negclip_model(
-    setup: ToySetup, data: TrainingData, seed: int, cfg: NegClipConfig, progress: bool = True
-) -> tuple[CLIPModel, Path]:
-    """Chapter 1's toy CLIP fine-tuned NegCLIP-style (trained or loaded from the cache): ``(model, folder)``."""
-    spec = {"clip": setup.clip_spec(seed), "negclip": dataclasses.asdict(cfg), "captions": "relational", "seed": seed}
-
-    def build(folder: Path) -> None:
-        model = CLIPModel.from_pretrained(data.models.folders["clip"])
-        start = time.perf_counter()
-        curve = train_negclip(model, data.models.clip_processor, data.scenes, data.pixels, cfg, seed, progress)
-        model.save_pretrained(folder)
-        _write_log(folder, curve, time.perf_counter() - start)
-
-    folder, _ = cached_artifact("negclip", spec, build)
-    return CLIPModel.from_pretrained(folder).eval(), folder
-
-
 def lm_tower(
-    setup: ToySetup, data: TrainingData, seed: int, cfg: LmTowerConfig, progress: bool = True
+    setup: ToySetup, models: ToyModels, data: TrainingData, seed: int, cfg: LmTowerConfig, progress: bool = True
 ) -> tuple[LmTextTower, Path]:
     """The pre-trained toy LM as CLIP's text tower, aligned to the frozen image tower (trained or loaded)."""
-    models, tokenizer = data.models, data.models.llava_processor.tokenizer
+    tokenizer = models.llava_processor.tokenizer
     spec = {"clip": setup.clip_spec(seed), "lm": setup.lm_spec(seed), "tower": dataclasses.asdict(cfg), "seed": seed}
 
     def build(folder: Path) -> None:
         lm = LlamaForCausalLM.from_pretrained(models.folders["lm"])
         tower = LmTextTower(lm, tokenizer, models.clip.config.projection_dim)
         start = time.perf_counter()
-        curve = train_lm_tower(tower, image_embeddings(models.clip, data.pixels), data.scenes, cfg, seed, progress)
+        curve = train_lm_tower(
+            tower,
+            image_embeddings(models.clip, data.pixels(models.clip_processor.image_processor)),
+            data.scenes,
+            cfg,
+            seed,
+            progress,
+        )
         tower.save(folder)
-        _write_log(folder, curve, time.perf_counter() - start)
+        write_training_log(folder, {"curve": curve, "train_seconds": time.perf_counter() - start})
 
     folder, _ = cached_artifact("lm-text-tower", spec, build)
     return LmTextTower.load(folder, tokenizer), folder
@@ -139,13 +98,15 @@ def not_sufficient_experiment(
     seconds: dict[str, dict[int, float]] = {"training or loading": {}, "scoring": {}}
     for seed in seed_progress(seeds, "05_not_sufficient"):
         models = toy_models(setup, seed, device, progress)
-        data = TrainingData(setup, models, seed)
+        data = TrainingData(setup, seed)
         start = time.perf_counter()
         scorers = model_scorers(models)
         for name, cfg in NEGCLIP.items():
-            model, folders[name][seed] = negclip_model(setup, data, seed, smoke_config(cfg, smoke), progress)
+            model, folders[name][seed] = toy_negclip(setup, models, data, seed, smoke_config(cfg, smoke), progress)
             scorers[name] = ClipScorer(model.to(device), models.clip_processor)
-        tower, folders[LM_TOWER][seed] = lm_tower(setup, data, seed, smoke_config(LM_TOWER_CONFIG, smoke), progress)
+        tower, folders[LM_TOWER][seed] = lm_tower(
+            setup, models, data, seed, smoke_config(LM_TOWER_CONFIG, smoke), progress
+        )
         scorers[LM_TOWER] = LmTowerScorer(models.clip, models.clip_processor, tower.to(device))
         for head, name in HEAD_NAMES.items():
             scorers[name], folders[name][seed] = patch_heads(
