@@ -53,10 +53,9 @@ def test_a_variant_budget_is_twice_the_steps_of_the_same_seeds_chapter_llava(mon
 def test_stalled_lines_name_each_seed_with_the_stage_and_what_ended_it():
     from analysis_lib.toy_runs import stalled_lines
 
-    rows = [{"variant": "v", "seed": 0, "stage": "list", "passed at": 300.0, "target": 0.98, "budget spent": False},
-            {"variant": "v", "seed": 0, "stage": "instructions", "passed at": None, "target": 0.95, "budget spent": False},
-            {"variant": "v", "seed": 1, "stage": "list", "passed at": None, "target": 0.98, "budget spent": True},
-            {"variant": "w", "seed": 0, "stage": "instructions", "passed at": 900.0, "target": 0.95,
-             "budget spent": False}]  # fmt: skip
-    (line,) = stalled_lines(pd.DataFrame(rows))
-    assert line == "* v: stopped without passing its held-out check on seed(s) 0 (instructions, cap), 1 (list, budget spent)."
+    columns = ["variant", "seed", "stage", "passed at", "target", "budget spent"]
+    rows = [("v", 0, "list", 300.0, 0.98, False), ("v", 0, "instructions", None, 0.95, False),
+            ("v", 1, "list", None, 0.98, True), ("w", 0, "instructions", 900.0, 0.95, False)]  # fmt: skip
+    (line,) = stalled_lines(pd.DataFrame(rows, columns=columns))
+    expected = "seed(s) 0 (instructions, cap), 1 (list, budget spent)."
+    assert line == f"* v: stopped without passing its held-out check on {expected}"
