@@ -60,6 +60,7 @@ from IPython.display import Markdown, display
 
 from analysis_lib import plots, toy_runs
 from analysis_lib.chapters import ch04_prompt_weighting as chapter
+from analysis_lib.tables import percent
 
 FULL_SCALE = "it needs the toy world's multi-object scenes; no full-scale path is wired"
 started = toy_runs.start_toy_chapter("4", scale, torch_threads, FULL_SCALE)
@@ -95,7 +96,7 @@ accuracy = chapter.multi_object_accuracy(run)
 display(accuracy)
 shares = chapter.share_summary(run)
 by_region = shares.pivot_table(index=["condition", "objects"], columns="region", values="mean", sort=False)
-display(by_region.style.format("{:.1%}"))
+display(by_region.style.format(percent))
 fig = plots.share_bars(run.shares, "Share of |attribution| of the true caption's log-score, by region")
 plots.save(fig, "04_prompt_weighting_shares", figures_root or None)
 
@@ -117,7 +118,7 @@ plots.save(fig, "04_prompt_weighting_attribution", figures_root or None)
 # %%
 protocols = chapter.protocol_summary(run)
 by_test = protocols.pivot_table(index=["score", "correction"], columns="test", values="mean", sort=False)
-display(by_test.style.format("{:.1%}"))
+display(by_test.style.format(percent))
 
 # %% [markdown]
 # ## Targets
