@@ -1,5 +1,6 @@
 """An LLM2CLIP-style text tower for the toy CLIP: the pre-trained toy LM's last-token hidden state and a linear
-projection into CLIP's embedding space, aligned contrastively to the frozen CLIP image tower."""
+projection into CLIP's embedding space, aligned contrastively to the CLIP image tower (frozen, as LLM2CLIP's, or
+fine-tuned with it: a control)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class LmTowerConfig:
     warmup: int = 80
     weight_decay: float = 0.0
     temperature: float = 0.05
+    lock_image: bool = True  # False: the CLIP image tower and its projection are fine-tuned with the text tower
 
 
 class LmTextTower(nn.Module):
@@ -75,21 +77,40 @@ def image_embeddings(clip: CLIPModel, pixels: torch.Tensor, batch_size: int = 10
 
 
 def train_lm_tower(
-    tower: LmTextTower, images: torch.Tensor, scenes: list[Scene], cfg: LmTowerConfig, seed: int, progress: bool = True
+    tower: LmTextTower,
+    clip: CLIPModel,
+    pixels: torch.Tensor,
+    scenes: list[Scene],
+    cfg: LmTowerConfig,
+    seed: int,
+    progress: bool = True,
 ) -> list[float]:
-    """Align ``tower`` to fixed image embeddings (row i for scene i) with the symmetric InfoNCE on the scenes'
-    relational captions; returns the loss curve."""
+    """Align ``tower`` to ``clip``'s image embeddings of ``pixels`` (row i for scene i) with the symmetric InfoNCE
+    on the scenes' relational captions; ``clip``'s image tower is frozen (``cfg.lock_image``) or fine-tuned in place
+    with the tower (its text tower is never used). Returns the loss curve."""
+    if cfg.lock_image:
+        images = image_embeddings(clip, pixels)
+        trained, embed = tower, images.__getitem__
+    else:
+        clip.requires_grad_(False)
+        for module in (clip.vision_model, clip.visual_projection):
+            module.requires_grad_(True)
+        trained = nn.ModuleList([tower, clip])
+        device = next(clip.parameters()).device
+        embed = lambda idx: clip.get_image_features(pixel_values=pixels[idx].to(device))  # noqa: E731
 
     def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         text = nn.functional.normalize(tower([relational_caption(scenes[i]) for i in idx]), dim=-1)
-        image = nn.functional.normalize(images[idx].to(text.device), dim=-1)
+        image = nn.functional.normalize(embed(idx).to(text.device), dim=-1)
         return symmetric_infonce(image @ text.T, cfg.temperature)
 
-    return minibatch_training(tower, len(scenes), cfg, seed, batch_loss, "LM text tower", progress)
+    curve = minibatch_training(trained, len(scenes), cfg, seed, batch_loss, "LM text tower", progress)
+    clip.requires_grad_(False)
+    return curve
 
 
 class LmTowerScorer(CosineScorer):
-    """Cosine of the frozen CLIP's image embedding and the LM tower's text embedding."""
+    """Cosine of the CLIP image embedding and the LM tower's text embedding."""
 
     name = "CLIP image tower + LM text tower"
 
@@ -97,7 +118,7 @@ class LmTowerScorer(CosineScorer):
         self.images, self.tower, self.batch_size = ClipScorer(clip, processor, batch_size), tower.eval(), batch_size
 
     def embed_images(self, images: list) -> torch.Tensor:
-        """The frozen CLIP's projected image features."""
+        """The CLIP's projected image features."""
         return self.images.embed_images(images)
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:

@@ -23,6 +23,9 @@
 #   chapter 1 (the same LM the toy LLaVA starts from): its last hidden state at the end token and a
 #   linear projection, fine-tuned with the symmetric InfoNCE against the frozen CLIP image tower's
 #   embeddings, on the same relational captions, with NegCLIP's step budget.
+#   A control, added after unlocking the image tower was what moved NegCLIP: the same LM text tower
+#   with the image tower **unlocked** (its vision layers and projection fine-tuned with the text tower,
+#   same steps and rate), so that (a) and (b) are compared on equal terms.
 # * **(c) PACL and SPARC heads** from chapter 2 (the same cached heads): patch tokens, and patch tokens
 #   plus per-word text tokens.
 #

@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
+from analysis_lib.chapters import ch05_not_sufficient as ch05
 from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, train_lm_tower
 from analysis_lib.models import LlavaSize, llava_tokenizer, toy_lm
 from analysis_lib.negclip import NegClipConfig, hard_negative, lock_image_tower, negclip_loss, train_negclip
@@ -78,9 +80,11 @@ def test_lm_text_tower_reads_the_end_token_and_saves_and_loads(tiny_models, worl
         alone = torch.cat([tower([t]) for t in texts])  # padding must not move the last-token read-out
     assert batch.shape == (2, clip.config.projection_dim) and torch.allclose(batch, alone, atol=1e-5)
     scenes = sample_scenes(16, world, seed=0)
-    images = torch.randn(16, clip.config.projection_dim)
-    curve = train_lm_tower(tower, images, scenes, LmTowerConfig(steps=2, batch_size=8, warmup=1), 0, False)
+    pixels = processor(images=list(render_all(scenes, world, seed=0)), return_tensors="pt")["pixel_values"]
+    before = {k: v.clone() for k, v in clip.state_dict().items()}
+    curve = train_lm_tower(tower, clip, pixels, scenes, LmTowerConfig(steps=2, batch_size=8, warmup=1), 0, False)
     assert len(curve) == 2
+    assert all(torch.equal(before[k], v) for k, v in clip.state_dict().items())  # the image tower stayed frozen
     tower.save(tmp_path)
     loaded = LmTextTower.load(tmp_path, llava_tokenizer())
     with torch.no_grad():
@@ -88,3 +92,38 @@ def test_lm_text_tower_reads_the_end_token_and_saves_and_loads(tiny_models, worl
     pictures = list(render_all(scenes[:2], world, seed=1))
     scores = LmTowerScorer(clip, processor, loaded).score_pairs(pictures, [(0, texts[0]), (1, texts[1])])
     assert scores.shape == (2,) and np.all(np.abs(scores) <= 1 + 1e-6)
+
+
+def test_the_lm_tower_control_fine_tunes_the_image_tower_and_never_the_clip_text_tower(tiny_models, world):
+    clip, processor, _, _ = tiny_models
+    clip = type(clip)(clip.config)  # a copy: the fixture is shared
+    lm, _ = toy_lm(LlavaSize(width=32, layers=1, heads=2), seed=0)
+    tower = LmTextTower(lm, llava_tokenizer(), clip.config.projection_dim)
+    scenes = sample_scenes(16, world, seed=0)
+    pixels = processor(images=list(render_all(scenes, world, seed=0)), return_tensors="pt")["pixel_values"]
+    before = {k: v.clone() for k, v in clip.state_dict().items()}
+    cfg = LmTowerConfig(steps=2, batch_size=8, warmup=1, lock_image=False)
+    train_lm_tower(tower, clip, pixels, scenes, cfg, 0, False)
+    after = clip.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("vision_model.") for k in changed)
+    assert any(k.startswith("visual_projection.") for k in changed)
+    assert not any(k.startswith(("text_model.", "text_projection.", "logit_scale")) for k in changed)
+    assert not any(p.requires_grad for p in clip.parameters())  # handed back frozen, ready to score
+
+
+def _table(means: dict[str, float]) -> pd.DataFrame:
+    """A comparison table with relation 4-way ``means`` per condition (every other test at 90%)."""
+    table = pd.DataFrame([{"condition": c, "test": t, "mean": means[c] if t == "relation 4-way" else 0.9}
+                          for c in ch05.ORDER for t in ch05.TESTS])  # fmt: skip
+    return table.assign(ci95_low=table["mean"], ci95_high=table["mean"], **{"per seed": "one seed"})
+
+
+def test_the_verdict_reads_the_gap_each_variant_closes_and_the_unlocked_lm_tower_control():
+    means = {c: 0.25 for c in ch05.ORDER} | {ch05.LLAVA_NAME: 0.95, ch05.NEGCLIP_UNLOCKED: 0.6}
+    closed = ch05.gap_closed(_table(means)).set_index("variant")["gap closed"]
+    assert closed[ch05.NEGCLIP_UNLOCKED] == pytest.approx(0.5) and closed[ch05.LM_TOWER] == pytest.approx(0.0)
+    verdict = ch05.findings(_table(means))
+    assert "closes 0% (+0 points against the frozen tower" in verdict and "less than 10 points" in verdict
+    helped = ch05.findings(_table(means | {ch05.LM_TOWER_UNLOCKED: 0.46}))
+    assert "closes 30% (+30 points against the frozen tower" in helped and "helps the LM text tower too" in helped
