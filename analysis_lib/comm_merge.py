@@ -6,6 +6,8 @@ A ``VisionSource`` names the frozen encoder(s) and how their layers are read:
 * ``clip`` + ``comm``: COMM's multi-level merge of CLIP: every encoder block's patch tokens go through
   their own Linear + LayerNorm, are weighted by a learnable scalar per layer and summed, then projected;
 * ``ssl`` + ``penultimate``: the self-supervised (DINO) toy encoder's layer -2 in CLIP's place;
+* ``untrained`` + ``penultimate``: the toy CLIP's vision tower at its initial (random) weights, never trained, in
+  CLIP's place (chapter 1's control: does LLaVA read what CLIP's training put in the encoder, or the pixels?);
 * ``clip+ssl`` + ``comm``: COMM itself: CLIP merged as above, the SSL encoder's deeper half of blocks
   merged the same way and then passed through an MLP, the two streams **concatenated along channels**
   (COMM concatenates its CLIP and DINOv2 features; same patch grid, so the LM still reads 9 image
@@ -29,7 +31,7 @@ from torch import nn
 from transformers import AutoModel, LlavaConfig, LlavaForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-ENCODERS = ("clip", "ssl", "clip+ssl")
+ENCODERS = ("clip", "ssl", "clip+ssl", "untrained")
 MERGES = ("penultimate", "comm")
 CONFIG_KEY = "toy_vision"
 PENULTIMATE = -2
@@ -62,6 +64,11 @@ class VisionSource:
     def architecture(self) -> dict:
         """What a saved model's config keeps: the encoder(s) and the merge."""
         return {"encoder": self.encoder, "merge": self.merge}
+
+    @property
+    def second_tower(self) -> bool:
+        """Whether the LLaVA reads a tower other than the toy CLIP's trained one (besides it or instead of it)."""
+        return self.encoder != "clip"
 
     @property
     def uses_ssl(self) -> bool:
@@ -176,16 +183,16 @@ def source_config(config: LlavaConfig, source: VisionSource) -> LlavaConfig:
 
 
 def with_source(
-    model: LlavaForConditionalGeneration, source: VisionSource, ssl_tower: nn.Module | None, seed: int
+    model: LlavaForConditionalGeneration, source: VisionSource, tower: nn.Module | None, seed: int
 ) -> LlavaForConditionalGeneration:
-    """A freshly built toy LLaVA turned into ``source``'s variant: ``model``'s LM and CLIP tower kept, the SSL
-    tower's weights (``ssl_tower``: a ``CLIPVisionModel`` of the same config) loaded where the source reads
-    them, a new merge projector (initialised from ``seed``); every vision tower frozen. The default source
-    returns ``model`` itself."""
+    """A freshly built toy LLaVA turned into ``source``'s variant: ``model``'s LM and CLIP tower kept, ``tower``'s
+    weights (a ``CLIPVisionModel`` of the same config: the SSL encoder or the untrained one) loaded where the
+    source reads them, a new merge projector (initialised from ``seed``); every vision tower frozen. The default
+    source returns ``model`` itself."""
     if source.is_default:
         return model
-    if source.uses_ssl and ssl_tower is None:
-        raise ValueError(f"vision source {source} reads the SSL encoder: pass its CLIPVisionModel as ssl_tower")
+    if source.second_tower and tower is None:
+        raise ValueError(f"vision source {source} reads a second encoder: pass its CLIPVisionModel as tower")
     torch.manual_seed(seed)
     out = CommLlavaForConditionalGeneration(source_config(model.config, source))
     kept = {k: v for k, v in model.state_dict().items() if source.merge != "comm" or "multi_modal_projector" not in k}
@@ -195,10 +202,10 @@ def with_source(
     left = [k for k in missing if "multi_modal_projector" not in k and "vision_tower.ssl." not in k]
     if unexpected or left:
         raise RuntimeError(f"building {source}: unexpected weights {unexpected}, weights left unset {left}")
-    if source.encoder == "ssl":
-        out.model.vision_tower.load_state_dict(ssl_tower.state_dict())
+    if source.encoder in ("ssl", "untrained"):
+        out.model.vision_tower.load_state_dict(tower.state_dict())
     elif source.encoder == "clip+ssl":
-        out.model.vision_tower.ssl.load_state_dict(ssl_tower.state_dict())
+        out.model.vision_tower.ssl.load_state_dict(tower.state_dict())
     out.model.vision_tower.requires_grad_(False)
     return out
 

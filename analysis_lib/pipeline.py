@@ -138,6 +138,14 @@ def ssl_tower(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = 
     return ssl_vision_model(setup, seed, device, progress, ssl_recipe(setup))[0].cpu()
 
 
+def second_tower(setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True) -> CLIPVisionModel | None:
+    """The encoder ``setup``'s vision source reads besides or instead of the trained CLIP's: the SSL encoder
+    (trained or loaded), the toy CLIP's vision tower at its initial weights, or None."""
+    if setup.vision.encoder == "untrained":
+        return initial_encoder(setup.world, setup.clip_size, seed)
+    return ssl_tower(setup, seed, device, progress)
+
+
 def initial_llava(
     setup: ToySetup, seed: int, device: str = "cpu", progress: bool = True, data: TrainingData | None = None
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
@@ -145,7 +153,7 @@ def initial_llava(
     image-token variant, and the pre-trained LM when it has one (each trained first if not cached)."""
     clip, clip_processor = load_clip(toy_clip_folder(setup, seed, device, progress, data)[0])
     model, processor = toy_llava_from_clip(clip, clip_processor, setup.llava_size, seed)
-    model = with_source(model, setup.vision, ssl_tower(setup, seed, device, progress), seed)
+    model = with_source(model, setup.vision, second_tower(setup, seed, device, progress), seed)
     apply_variant(model, setup.image_tokens)
     if setup.lm_pretrain is not None:
         lm_folder, _ = pretrained_lm(setup, seed, device, progress)

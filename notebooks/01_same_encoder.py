@@ -227,9 +227,17 @@ if scale == "toy":
 # * **no grounding task** — the curriculum never asks to list the objects with their cells; the
 #   describe stage gets the list stage's step budget.
 #
-# Each variant is trained on the same seeds and scored on the same sets. With three seeds and
-# transitions that either happen or do not, the across-seed 95% intervals of a variant that fails on
-# one seed are wide; the per-seed column says which seeds crossed.
+# And one control of the encoder itself, recipe unchanged:
+#
+# * **untrained frozen ViT** — the LLaVA reads the toy CLIP's vision tower at its *initial* random
+#   weights (the same architecture and initialisation, never trained) instead of the trained CLIP's.
+#   If this LLaVA reads relations as well, what LLaVA reads is in the pixels and the patch layout,
+#   not something CLIP's training put in the encoder: the toy's 3x3 grid with one object per patch
+#   makes that possible (a linear probe reads the relation from flattened patches at layer 0).
+#
+# Each variant is trained on the same seeds and scored on the same sets. Transitions either happen or
+# do not, so the across-seed 95% intervals of a variant that fails on some seeds are wide; the per-seed
+# column and the count of seeds above chance say which seeds crossed.
 
 # %%
 if scale == "toy" and ablations:

@@ -10,11 +10,13 @@ from analysis_lib.toy_runs import VariantRun, check_curves, transitions
 
 
 def test_variants_share_clip_and_differ_only_where_they_say():
-    main, scratch, ungrounded = (ch.toy_setup(300, False, v) for v in ch.VARIANTS)
+    main, scratch, ungrounded, untrained = (ch.toy_setup(300, False, v) for v in ch.VARIANTS)
     assert main.clip_spec(0) == scratch.clip_spec(0) == ungrounded.clip_spec(0)  # one CLIP per seed
-    assert scratch.lm_spec(0) is None and main.lm_spec(0) == ungrounded.lm_spec(0)
-    specs = [s.llava_spec(0) for s in (main, scratch, ungrounded)]
-    assert len({json.dumps(s, sort_keys=True, default=str) for s in specs}) == 3
+    assert untrained.clip_spec(0) == main.clip_spec(0)  # the control's CLIP scores as the chapter's
+    assert scratch.lm_spec(0) is None and main.lm_spec(0) == ungrounded.lm_spec(0) == untrained.lm_spec(0)
+    assert untrained.vision.encoder == "untrained" and untrained.llava_train == main.llava_train
+    specs = [s.llava_spec(0) for s in (main, scratch, ungrounded, untrained)]
+    assert len({json.dumps(s, sort_keys=True, default=str) for s in specs}) == 4
     assert "list" not in {task for stage in ungrounded.llava_train.curriculum for task, _ in stage.tasks}
     budget = [sum(s.max_steps for s in setup.llava_train.curriculum) for setup in (main, ungrounded)]
     assert budget[0] == budget[1]  # the ablation gets the same step budget
@@ -44,3 +46,10 @@ def test_transitions_and_curves_count_steps_across_stages(tmp_path):
     assert table.loc["instructions", "starts at"] == 300
     curves = check_curves(run)
     assert curves["step"].tolist() == [200, 300, 600]
+
+
+def test_the_untrained_vit_control_is_read_against_the_chapters_llava():
+    close = ch.untrained_reading({"mean": 0.93}, {"mean": 0.99})
+    assert "93.0%" in close and "-6.0 points" in close and "pixels' layout" in close
+    far = ch.untrained_reading({"mean": 0.40}, {"mean": 0.99})
+    assert "-59.0 points" in far and "CLIP's training is part of what LLaVA reads" in far

@@ -28,6 +28,7 @@ from analysis_lib.training import conversation_batch, embed_with_features, fold_
 COMM = VisionSource(merge="comm")
 SSL = VisionSource(encoder="ssl")
 BOTH = VisionSource(encoder="clip+ssl", merge="comm")
+UNTRAINED = VisionSource(encoder="untrained")
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def pixels(tiny_models, world):
 
 
 def _variant(tiny_models, source, ssl_tower):
-    return with_source(tiny_models[2], source, ssl_tower if source.uses_ssl else None, seed=0).eval()
+    return with_source(tiny_models[2], source, ssl_tower if source.second_tower else None, seed=0).eval()
 
 
 def test_unknown_or_unsupported_sources_are_refused():
@@ -117,7 +118,7 @@ def _hidden(tower, pixels):
     return tower(pixels, output_hidden_states=True).hidden_states
 
 
-@pytest.mark.parametrize("source", [VisionSource(), COMM, SSL, BOTH])
+@pytest.mark.parametrize("source", [VisionSource(), COMM, SSL, BOTH, UNTRAINED])
 def test_each_source_feeds_its_encoders_layers(tiny_models, ssl_tower, pixels, source):
     clip = tiny_models[0]
     llava = _variant(tiny_models, source, ssl_tower)
@@ -127,6 +128,7 @@ def test_each_source_feeds_its_encoders_layers(tiny_models, ssl_tower, pixels, s
             VisionSource(): clip_hidden[-2],
             COMM: torch.cat(clip_hidden[1:], -1),
             SSL: ssl_hidden[-2],
+            UNTRAINED: ssl_hidden[-2],  # the fixture's tower stands in for the untrained one
             BOTH: torch.cat([*clip_hidden[1:], *ssl_hidden[-1:]], -1),  # tiny CLIP: 2 blocks, SSL's deeper half = 2
         }[source][:, 1:]
         got = llava_selected_features(llava, pixels)
@@ -134,7 +136,7 @@ def test_each_source_feeds_its_encoders_layers(tiny_models, ssl_tower, pixels, s
         through_model = torch.stack(list(llava.model.get_image_features(pixels)))
         assert torch.allclose(through_model, llava.model.multi_modal_projector(got), atol=1e-6)
     tower = llava.model.vision_tower
-    if source == SSL:
+    if source in (SSL, UNTRAINED):
         assert all(torch.equal(a, b) for a, b in zip(tower.parameters(), ssl_tower.parameters()))
     if source == BOTH:
         assert isinstance(tower, TowerPair)
@@ -191,3 +193,16 @@ def test_a_trained_variant_saved_and_loaded_scores_the_same(monkeypatch, source)
         VQAScorer(m.llava, m.llava_processor, m.prompt_format).score_pairs(images, pairs) for m in (first, second)
     ]
     assert (scores[0] == scores[1]).all()
+
+
+def test_the_untrained_source_reads_the_toy_clips_initial_tower_and_asks_for_it():
+    from analysis_lib.ssl_encoder import initial_encoder
+
+    setup = dataclasses.replace(ToySetup(), vision=UNTRAINED)
+    tower, initial = pipeline.second_tower(setup, seed=3), initial_encoder(setup.world, setup.clip_size, 3)
+    assert all(torch.equal(a, b) for a, b in zip(tower.parameters(), initial.parameters()))
+    assert setup.llava_spec(3)["vision"] == {"encoder": "untrained", "merge": "penultimate", "ssl_smoke": False}
+    assert pipeline.second_tower(ToySetup(), seed=3) is None
+    model = toy_clip(setup.world, setup.clip_size, 0)[0]
+    with pytest.raises(ValueError, match="second encoder"):
+        with_source(model, UNTRAINED, None, seed=0)
