@@ -4,7 +4,11 @@
   ``{obj1}_{rel}_{obj2}.png``, four caption options differing only in the relation, gold first;
 * attribute control: the same images, options that swap the first object's colour for an absent one;
 * pair set: MMVP-VLM-style ``Questions.csv`` + ``MMVP_VLM_Images/<Type>/<qid>.png``: ``Spatial``
-  pairs (the same objects in opposite relations) and ``Color`` pairs (the first object recoloured).
+  pairs (the same objects in opposite relations) and ``Color`` pairs (the first object recoloured);
+* compositional sets (``export_compositional_sets``): a t2v_metrics ``--root_dir`` holding a Winoground-style set
+  (``winoground/``: two images, two captions of the same words in another order: the two objects' colours swapped,
+  their shapes swapped, or their roles in the relation swapped) and SugarCREPE-style subsets (``sugar_crepe/`` and
+  ``val2017/``: one image, its caption against a hard negative that adds, replaces or swaps one thing).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from analysis_lib.cache import cached_artifact
+from analysis_lib.t2v_benchmarks import SUGARCREPE_SUBSETS
 from analysis_lib.toyworld import (
     COLOURS,
     OPPOSITE,
@@ -27,9 +32,11 @@ from analysis_lib.toyworld import (
     Scene,
     WorldConfig,
     absent_colour,
+    absent_shape,
     all_objects,
     caption_with,
     random_cells,
+    random_scene,
     relational_caption,
     render,
     render_objects,
@@ -41,6 +48,8 @@ RELATION_FILE = "controlled_toy_relations.json"
 ATTRIBUTE_FILE = "controlled_toy_attributes.json"
 MMVP_FOLDER = "mmvp_vlm_toy"
 MULTI_OBJECT_FILE = "controlled_toy_{}_objects.json"
+WINOGROUND_KINDS = ("colour swap", "shape swap", "role swap")
+"""The Winoground-style set's kinds of word-order swap (each item's ``collapsed_tag``)."""
 
 
 def data_root() -> Path:
@@ -152,3 +161,119 @@ def export_multi_object_set(world: WorldConfig, n_scenes: int, n_objects: int, s
     spec = {"world": dataclasses.asdict(world), "n_scenes": n_scenes, "n_objects": n_objects, "seed": seed}
     folder, _ = cached_artifact("multi-object-benchmarks", spec, build, root=data_root())
     return folder / MULTI_OBJECT_FILE.format(n_objects)
+
+
+def winoground_pair(kind: str, world: WorldConfig, rng: np.random.Generator) -> tuple[Scene, Scene]:
+    """Two scenes whose relational captions hold the same words in another order: the objects' colours swapped, their
+    shapes swapped (both in the same cells), or the two objects trading places (their roles in the relation)."""
+    ((first, second),) = distinct_object_pairs(1, rng)
+    relation = RELATIONS[rng.integers(len(RELATIONS))]
+    cells = random_cells(rng, relation, world.grid)
+    scene = Scene(first, second, cells[0], cells[1], relation)
+    if kind == "colour swap":
+        swapped = (Obj(second.colour, first.shape), Obj(first.colour, second.shape))
+        return scene, dataclasses.replace(scene, first=swapped[0], second=swapped[1])
+    if kind == "shape swap":
+        swapped = (Obj(first.colour, second.shape), Obj(second.colour, first.shape))
+        return scene, dataclasses.replace(scene, first=swapped[0], second=swapped[1])
+    if kind == "role swap":
+        return scene, Scene(second, first, cells[0], cells[1], relation)
+    raise ValueError(f"unknown Winoground-style kind {kind!r}; use one of {WINOGROUND_KINDS}")
+
+
+def _write_winoground(root: Path, world: WorldConfig, n_per_kind: int, rng: np.random.Generator) -> None:
+    """``<root>/winoground``: ``metadata.csv``, ``examples.jsonl`` (the kind as ``collapsed_tag``),
+    ``why_winoground_hard.json`` (no item tagged) and ``images/ex_<id>_img_<j>.png``, as t2v_metrics' Winoground
+    class reads them."""
+    folder, rows, examples = root / "winoground", [], []
+    for kind in WINOGROUND_KINDS:
+        for _ in range(n_per_kind):
+            item = len(rows)
+            scenes = winoground_pair(kind, world, rng)
+            names = [_save(render(s, world, rng), folder / "images" / f"ex_{item}_img_{j}.png") for j, s in
+                     enumerate(scenes)]  # fmt: skip
+            rows.append(
+                {
+                    "id": item,
+                    "image_0": names[0],
+                    "image_1": names[1],
+                    "caption_0": relational_caption(scenes[0]),
+                    "caption_1": relational_caption(scenes[1]),
+                }
+            )
+            examples.append({"id": item, "num_main_preds": 1, "collapsed_tag": kind})  # fmt: skip
+    with (folder / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "image_0", "image_1", "caption_0", "caption_1"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    (folder / "why_winoground_hard.json").write_text(json.dumps({str(e["id"]): [] for e in examples}))
+
+
+def _without_colour(scene: Scene, first: bool, colour: str | None) -> str:
+    """The relational caption with one object's colour left out (``colour`` None) or replaced by ``colour``."""
+    obj = scene.first if first else scene.second
+    bare = Obj("", obj.shape) if colour is None else Obj(colour, obj.shape)
+    caption = relational_caption(dataclasses.replace(scene, **{"first" if first else "second": bare}))
+    return " ".join(caption.split())  # a left-out colour leaves a double space
+
+
+def sugarcrepe_captions(subset: str, scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """A scene's positive caption and its SugarCREPE-style hard negative: ``add_obj`` a third, absent object;
+    ``add_att`` a caption with one object's colour left out against that object given an absent colour;
+    ``replace_obj`` / ``replace_att`` / ``replace_rel`` one object's shape / colour (by an absent one) or the
+    relation (by another) replaced; ``swap_obj`` / ``swap_att`` the two objects' shapes / colours swapped."""
+    positive, first = relational_caption(scene), bool(rng.random() < 0.5)
+    obj = scene.first if first else scene.second
+    if subset == "add_obj":
+        extra = Obj(absent_colour(scene, rng), absent_shape(scene, rng))
+        return positive, f"{positive} and a {extra.phrase}"
+    if subset == "add_att":
+        return _without_colour(scene, first, None), _without_colour(scene, first, absent_colour(scene, rng))
+    if subset == "replace_obj":
+        foil = Obj(obj.colour, absent_shape(scene, rng))
+        return positive, relational_caption(dataclasses.replace(scene, **{"first" if first else "second": foil}))
+    if subset == "replace_att":
+        return positive, _without_colour(scene, first, absent_colour(scene, rng))
+    if subset == "replace_rel":
+        others = [r for r in RELATIONS if r != scene.relation]
+        return positive, caption_with(scene, relation=others[rng.integers(len(others))])
+    a, b = scene.first, scene.second
+    if subset == "swap_obj":
+        return positive, relational_caption(dataclasses.replace(scene, first=Obj(a.colour, b.shape),
+                                                                second=Obj(b.colour, a.shape)))  # fmt: skip
+    if subset == "swap_att":
+        return positive, relational_caption(dataclasses.replace(scene, first=Obj(b.colour, a.shape),
+                                                                second=Obj(a.colour, b.shape)))  # fmt: skip
+    raise ValueError(f"unknown SugarCREPE subset {subset!r}; use one of {SUGARCREPE_SUBSETS}")
+
+
+def _write_sugarcrepe(root: Path, world: WorldConfig, n_per_subset: int, rng: np.random.Generator) -> None:
+    """``<root>/sugar_crepe/<subset>.json`` (``{key: {"filename", "caption", "negative_caption"}}``) for every
+    subset, images in ``<root>/val2017`` (SugarCREPE's COCO folder)."""
+    (root / "sugar_crepe").mkdir(parents=True, exist_ok=True)
+    number = 0
+    for subset in SUGARCREPE_SUBSETS:
+        entries = {}
+        for key in range(n_per_subset):
+            scene = random_scene(rng, world)
+            name = f"{number:012d}.png"
+            _save(render(scene, world, rng), root / "val2017" / name)
+            caption, negative = sugarcrepe_captions(subset, scene, rng)
+            entries[str(key)] = {"filename": name, "caption": caption, "negative_caption": negative}
+            number += 1
+        (root / "sugar_crepe" / f"{subset}.json").write_text(json.dumps(entries, indent=1))
+
+
+def export_compositional_sets(world: WorldConfig, n_items: int, seed: int) -> Path:
+    """Write (or reuse) the Winoground-style set (``n_items`` per kind of swap) and the SugarCREPE-style subsets
+    (``n_items`` each) as a t2v_metrics ``--root_dir``; returns it (load with ``t2v_benchmarks``' loaders)."""
+
+    def build(folder: Path) -> None:
+        rng = np.random.default_rng(seed)
+        _write_winoground(folder, world, n_items, rng)
+        _write_sugarcrepe(folder, world, n_items, rng)
+
+    spec = {"world": dataclasses.asdict(world), "n_items": n_items, "seed": seed}
+    folder, _ = cached_artifact("compositional-benchmarks", spec, build, root=data_root())
+    return folder

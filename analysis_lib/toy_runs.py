@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,9 +197,9 @@ def seed_row(group: pd.DataFrame, chance: float | None) -> dict:
     return row
 
 
-def seed_summary(rows: pd.DataFrame, by: str = "model") -> pd.DataFrame:
-    """Per test and ``by`` column: ``seed_row`` against the test's chance level, and that level."""
-    return pd.DataFrame([{"test": test, by: name, **seed_row(group, CHANCE.get(test)), "chance": CHANCE.get(test)}
+def seed_summary(rows: pd.DataFrame, by: str = "model", chance: Mapping[str, float] = CHANCE) -> pd.DataFrame:
+    """Per test and ``by`` column: ``seed_row`` against the test's ``chance`` level, and that level."""
+    return pd.DataFrame([{"test": test, by: name, **seed_row(group, chance.get(test)), "chance": chance.get(test)}
                          for (test, name), group in rows.groupby(["test", by], sort=False)])  # fmt: skip
 
 

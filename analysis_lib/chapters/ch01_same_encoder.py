@@ -18,6 +18,7 @@ from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_marg
 from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.cache import cached_artifact
 from analysis_lib.comm_merge import VisionSource
+from analysis_lib.compositional import compositional_sets, compositional_table_rows, score_compositional
 from analysis_lib.features import llava_selected_features
 from analysis_lib.lm_pretraining import LmPretrainConfig
 from analysis_lib.metrics import opposite_option
@@ -28,7 +29,9 @@ from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.progress import seed_progress
 from analysis_lib.results import results_dir, write_results
 from analysis_lib.scoring import ClipScorer
-from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE
+from analysis_lib.seed_stats import k_of_n
+from analysis_lib.t2v_benchmarks import SUGARCREPE_SUBSETS
+from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE, WINOGROUND_KINDS
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
@@ -135,6 +138,67 @@ def fair_baseline(run: SameEncoderRun, device: str, progress: bool = True) -> pd
 def fair_baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
     """CLIP, its NegCLIP fine-tune and LLaVA on the headline tests: seed means, intervals, k of n seeds."""
     return variant_table(rows, [CLIP_NAME, FAIR_BASELINE, LLAVA_NAME], FAIR_TESTS)
+
+
+def compositional_experiment(run: SameEncoderRun, device: str, progress: bool = True) -> pd.DataFrame:
+    """Per seed, CLIP and LLaVA (the chapter's models, cached) on the Winoground- and SugarCREPE-style sets: the
+    metric records of ``compositional.score_compositional``."""
+    params, records = run.config["parameters"], []
+    root = compositional_sets(run.setup, params["smoke"])
+    for seed in params["seeds"]:
+        records += score_compositional(model_scorers(toy_models(run.setup, seed, device, progress)), root, seed)
+    return pd.DataFrame(records)
+
+
+COMPOSITIONAL_TARGETS = (
+    ("CLIP's Winoground-style colour swap text score within 10 points of chance (25%): the bag-of-words failure",
+     lambda v: v[("Winoground-style colour swap: text", CLIP_NAME)] - 0.25, lambda d: abs(d) <= 0.1),
+    ("LLaVA's Winoground-style role swap group score at least 30 points above CLIP's",
+     lambda v: v[("Winoground-style role swap: group", LLAVA_NAME)] - v[("Winoground-style role swap: group",
+                                                                        CLIP_NAME)], lambda d: d >= 0.3),
+    ("LLaVA's SugarCREPE-style swap_att accuracy at least 20 points above CLIP's",
+     lambda v: v[("SugarCREPE-style swap_att", LLAVA_NAME)] - v[("SugarCREPE-style swap_att", CLIP_NAME)],
+     lambda d: d >= 0.2),
+    ("both models at least 80% on SugarCREPE-style replace_att (a changed word both can see; lower of the two)",
+     lambda v: pd.concat([v[("SugarCREPE-style replace_att", m)] for m in (CLIP_NAME, LLAVA_NAME)], axis=1).min(1),
+     lambda d: d >= 0.8),
+)  # fmt: skip
+"""The compositional section's targets, set before its first run: (what, per-seed value, bound)."""
+
+
+def compositional_targets(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Each target's seed mean, per-seed values, k of n seeds meeting it and ``met`` (every seed does)."""
+    rows = compositional_table_rows(metrics)
+    values = rows.pivot_table(index="seed", columns=["test", "model"], values="value")
+    out = []
+    for target, value, ok in COMPOSITIONAL_TARGETS:
+        per_seed = value(values)
+        k = int(ok(per_seed).sum())
+        out.append({"target": target, "value": float(per_seed.mean()),
+                    "per seed": ", ".join(f"{v:.1%}" for v in per_seed), "seeds meeting it": k_of_n(k, len(per_seed)),
+                    "met": k == len(per_seed)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def compositional_findings(table: pd.DataFrame) -> str:
+    """The section's reading of its table: Winoground-style group scores per kind, then the SugarCREPE-style
+    subsets where LLaVA leads CLIP by 10 points or more and those where it does not (seed means)."""
+    mean = {(r["test"], r["model"]): r["mean"] for r in table.to_dict("records")}
+    groups = [(kind, mean[(f"Winoground-style {kind}: group", CLIP_NAME)],
+               mean[(f"Winoground-style {kind}: group", LLAVA_NAME)]) for kind in WINOGROUND_KINDS]  # fmt: skip
+    subsets = [(name, mean[(f"SugarCREPE-style {name}", CLIP_NAME)], mean[(f"SugarCREPE-style {name}", LLAVA_NAME)])
+               for name in SUGARCREPE_SUBSETS]  # fmt: skip
+    lead = [f"{name} ({clip:.1%} vs {llava:.1%})" for name, clip, llava in subsets if llava - clip >= 0.1]
+    rest = [f"{name} ({clip:.1%} vs {llava:.1%})" for name, clip, llava in subsets if llava - clip < 0.1]
+    return (
+        "**Winoground-style group score** (chance 16.7%; CLIP vs LLaVA): "
+        + "; ".join(f"{kind} {clip:.1%} vs {llava:.1%}" for kind, clip, llava in groups)
+        + ". **SugarCREPE-style** (chance 50%; CLIP vs LLaVA): LLaVA leads by 10 points or more on "
+        + (", ".join(lead) or "no subset")
+        + "; not on "
+        + (", ".join(rest) or "any other")
+        + "."
+    )
 
 
 def _train_seconds(folder: Path) -> float | None:
