@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,14 @@ from analysis_lib.results import results_dir, write_results
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import ClipScorer, VQAScorer
 from analysis_lib.seed_stats import MARGIN, k_of_n, seed_interval, seeds_above
-from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
+from analysis_lib.t2v_benchmarks import SUGARCREPE_SUBSETS
+from analysis_lib.toy_benchmarks import (
+    ATTRIBUTE_FILE,
+    MMVP_FOLDER,
+    RELATION_FILE,
+    WINOGROUND_KINDS,
+    export_toy_benchmarks,
+)
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 from analysis_lib.training import Stage, total_steps
 
@@ -35,6 +41,15 @@ HEADLINE = {
     ("pairs", "pair Spatial"): "MMVP-style spatial pairs",
     ("pairs", "pair Color"): "MMVP-style colour pairs",
 }
+WINOGROUND_CHANCE = {"text": 0.25, "image": 0.25, "group": 1 / 6}
+"""t2v_metrics' Winoground scores at random: text and image 1/4 (two comparisons each), group 1/6."""
+COMPOSITIONAL_TESTS = {
+    **{("toy Winoground", f"{score} {kind}"): f"Winoground-style {kind}: {score}"
+       for kind in WINOGROUND_KINDS for score in WINOGROUND_CHANCE},
+    **{("toy SugarCREPE", f"text {subset}"): f"SugarCREPE-style {subset}" for subset in SUGARCREPE_SUBSETS},
+}  # fmt: skip
+"""Chapter 1's compositional tests (``analysis_lib.compositional``), part of the headline tests."""
+HEADLINE |= COMPOSITIONAL_TESTS
 VARIANT_TESTS = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
 CHANCE = {
     "relation 4-way": 0.25,
@@ -44,7 +59,10 @@ CHANCE = {
     "attribute 4-way": 0.25,
     "MMVP-style spatial pairs": 0.25,
     "MMVP-style colour pairs": 0.25,
-}
+    **{f"Winoground-style {kind}: {score}": chance for kind in WINOGROUND_KINDS
+       for score, chance in WINOGROUND_CHANCE.items()},
+    **{f"SugarCREPE-style {subset}": 0.5 for subset in SUGARCREPE_SUBSETS},
+}  # fmt: skip
 
 
 BUDGET_FACTOR = 2
@@ -197,9 +215,9 @@ def seed_row(group: pd.DataFrame, chance: float | None) -> dict:
     return row
 
 
-def seed_summary(rows: pd.DataFrame, by: str = "model", chance: Mapping[str, float] = CHANCE) -> pd.DataFrame:
-    """Per test and ``by`` column: ``seed_row`` against the test's ``chance`` level, and that level."""
-    return pd.DataFrame([{"test": test, by: name, **seed_row(group, chance.get(test)), "chance": chance.get(test)}
+def seed_summary(rows: pd.DataFrame, by: str = "model") -> pd.DataFrame:
+    """Per test and ``by`` column: ``seed_row`` against the test's chance level, and that level."""
+    return pd.DataFrame([{"test": test, by: name, **seed_row(group, CHANCE.get(test)), "chance": CHANCE.get(test)}
                          for (test, name), group in rows.groupby(["test", by], sort=False)])  # fmt: skip
 
 

@@ -407,7 +407,8 @@ if scale == "toy":
     tables["compositional"], tables["compositional_targets"] = composition_table, composition_targets
     if ablations:
         tables["transitions"] = transitions
-    folder = chapter.save_results(run, scale, results_root or None, seconds, tables, ablation if ablations else None)
+    kept = ablation if ablations else None
+    folder = chapter.save_results(run, scale, results_root or None, seconds, tables, kept, composition)
 else:
     full_scale.save_full_results(full_metrics, config, folder, time.perf_counter() - started)
 print(f"results written to {folder}")

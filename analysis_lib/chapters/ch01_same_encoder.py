@@ -147,7 +147,7 @@ def compositional_experiment(run: SameEncoderRun, device: str, progress: bool = 
     root = compositional_sets(run.setup, params["smoke"])
     for seed in params["seeds"]:
         records += score_compositional(model_scorers(toy_models(run.setup, seed, device, progress)), root, seed)
-    return pd.DataFrame(records)
+    return pd.DataFrame(records).assign(condition=MAIN)
 
 
 COMPOSITIONAL_TARGETS = (
@@ -485,8 +485,10 @@ def save_results(
     total_seconds: float,
     tables: dict[str, pd.DataFrame],
     ablations: VariantRun | None = None,
+    compositional: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the run's ``metrics.csv`` (the ablation variants' LLaVA rows too, by ``condition``) and
+    """Write the run's ``metrics.csv`` (the ablation variants' LLaVA rows too, by ``condition``, and the
+    ``compositional`` records) and
     ``run.json`` (with ``tables``, e.g. the binding control, as records) under
     ``<root>/01_same_encoder/<scale>[-smoke]``."""
     smoke = run.config["parameters"]["smoke"]
@@ -501,5 +503,7 @@ def save_results(
         record["ablation_setups"] = {v: dataclasses.asdict(toy_setup(run.config["parameters"]["clip_steps"], smoke, v))
                                      for v in VARIANTS[1:]}  # fmt: skip
         metrics = pd.concat([metrics, ablations.metrics[ablations.metrics.condition != MAIN]], ignore_index=True)
+    if compositional is not None:
+        metrics = pd.concat([metrics, compositional], ignore_index=True)
     write_results(folder, metrics, record)
     return folder
