@@ -15,7 +15,11 @@
 # * **permuted LM positions** — the image tokens' position ids are shuffled among themselves, afresh
 #   for every image and forward pass;
 # * **ViT position embeddings zeroed** — the vision tower's own position table is set to zero (the
-#   raster order of the LM positions is kept), so only the LM's RoPE says where a token is.
+#   raster order of the LM positions is kept), so only the LM's RoPE says where a token is;
+# * **both routes removed** (a control) — the ViT's position table zeroed *and* equal LM positions:
+#   nothing left says where a token is, so a LLaVA trained this way that still read relations would
+#   read them from something other than position, and the size of each single ablation's effect is
+#   read against it.
 #
 # Each is applied in two regimes that the paper's question needs apart: **ablated at test only**
 # (chapter 1's LLaVA, trained as usual, scored with the ablation) and **trained that way** (the LLaVA

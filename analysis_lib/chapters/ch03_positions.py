@@ -34,8 +34,13 @@ ABLATIONS = {
     "equal LM positions for all image tokens": {"positions": "equal"},
     "image tokens' LM positions permuted": {"positions": "permuted"},
     "ViT position embeddings zeroed": {"vit_positions": False},
+    "both routes removed (ViT position embeddings zeroed, equal LM positions)": {
+        "positions": "equal",
+        "vit_positions": False,
+    },
 }
-"""Each ablation as ``ablated_at_test`` keywords; the trained variants are the same ``ImageTokens`` fields."""
+"""Each ablation as ``ablated_at_test`` keywords; the trained variants are the same ``ImageTokens`` fields. The
+last is a control: with neither route, a LLaVA that still reads relations reads them from something else."""
 TEST_ONLY, TRAINED = "ablated at test only", "trained that way"
 ATTRIBUTE_TOLERANCE = 0.1  # an ablation that costs more attribute accuracy than this does more than remove position
 PACL_ROPE = "PACL heads + 1-D RoPE"
