@@ -33,7 +33,9 @@
 # * **Ablations**: LoRA instead of DoRA, rank 32 instead of 8 (alpha kept at 64), temperature 0.07
 #   instead of 0.02, the same recipe on chapter 1's LLaVA whose LM was **not pre-trained** (does
 #   conversion need the reading ability first?), and random batches instead of relation groups.
-#   Beside them: CLIP (cosine), LLaVA (VQAScore), the LM-from-scratch LLaVA (VQAScore), and the
+#   A control: the same recipe on chapter 1's LLaVA stopped after its projector stage (LLaVA's
+#   stage 1, no instruction training): does the conversion build on what instruction training
+#   taught, or does the contrastive recipe alone get there? Beside them: CLIP (cosine), LLaVA (VQAScore), the LM-from-scratch LLaVA (VQAScore), and the
 #   LLaVA before conversion read the same way (last token, cosine).
 #
 # **Where the toy differs from the paper.** The toy vocabulary is closed (45 words):

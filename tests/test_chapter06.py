@@ -29,7 +29,7 @@ def _metrics(relation: dict[str, float]) -> pd.DataFrame:
 def test_every_recipe_and_base_gets_its_own_cache_key():
     keys = set()
     for variant, cfg in ch06.RECIPES.values():
-        setup = ch01.toy_setup(300, False, variant)
+        setup = ch06.base_setups(300, False)[variant]
         keys.add(spec_key(ch06.converted_spec(setup, cfg, 0)))
         assert spec_key(ch06.converted_spec(setup, cfg, 1)) not in keys
     assert len(keys) == len(ch06.RECIPES)
@@ -67,3 +67,11 @@ def test_check_figure_texts_do_not_overlap():
                            for name in ch06.RECIPES for seed in range(3) for step in range(50, 401, 50)])  # fmt: skip
     fig = ch06.check_figure(curves)
     assert not overlaps(text_boxes(fig)), overlaps(text_boxes(fig))[:3]
+
+
+def test_the_projector_only_control_stops_after_the_projector_stage():
+    bases = ch06.base_setups(300, False)
+    main, control = bases[ch01.MAIN], bases[ch06.PROJECTOR_ONLY]
+    assert control.llava_train.curriculum == main.llava_train.curriculum[:1]
+    assert [stage.name for stage in control.llava_train.curriculum] == ["projector"]
+    assert control.clip_spec(0) == main.clip_spec(0) and control.lm_spec(0) == main.lm_spec(0)
