@@ -186,29 +186,37 @@ def process_device(device: str) -> str:
     return device
 
 
-def same_encoder_full(config: FullScaleConfig, folder: Path, benchmarks: dict[str, list] | None = None) -> pd.DataFrame:
-    """Score CLIP and LLaVA on every benchmark (loaded from ``config`` unless given, e.g. by ``preflight``);
-    one metric row per model, benchmark and metric."""
+def score_models(
+    config: FullScaleConfig, folder: Path, models: Sequence[tuple[str, str, str, str]],
+    benchmarks: dict[str, list] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Score each of ``models`` (``(model label, condition, registry spec, dtype)``), one loaded at a time, on every
+    benchmark (loaded from ``config`` unless given) through the score logs under ``folder``; one metric row per
+    model, benchmark and metric."""
     benchmarks = benchmarks if benchmarks is not None else load_full_benchmarks(config)
     device = process_device(config.device)
     records = []
-    for model, spec, dtype in ((CLIP, config.clip_model, config.clip_dtype), (LLAVA, config.llava_model, config.dtype)):
+    for model, condition, spec, dtype in models:
         scorer = load_scorer(
-            spec,
-            device=device,
-            dtype=dtype,
-            batch_size=config.batch_size,
-            allow_download=config.allow_download,
+            spec, device=device, dtype=dtype, batch_size=config.batch_size, allow_download=config.allow_download
         )
         for benchmark, items in benchmarks.items():
             scores = score_benchmark(scorer, spec, benchmark, items, Path(folder), config.batch_size)
             rows = benchmark_records(benchmark, items, scores)
-            records += [{"model": model, "condition": CONDITION, "seed": 0, **row} for row in rows]
+            records += [{"model": model, "condition": condition, "seed": 0, **row} for row in rows]
         del scorer
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return pd.DataFrame(records)
+
+
+def same_encoder_full(config: FullScaleConfig, folder: Path, benchmarks: dict[str, list] | None = None) -> pd.DataFrame:
+    """Score CLIP and LLaVA on every benchmark (loaded from ``config`` unless given, e.g. by ``preflight``);
+    one metric row per model, benchmark and metric."""
+    models = [(CLIP, CONDITION, config.clip_model, config.clip_dtype), (LLAVA, CONDITION, config.llava_model,
+              config.dtype)]  # fmt: skip
+    return score_models(config, folder, models, benchmarks)
 
 
 class NotReadyError(RuntimeError):

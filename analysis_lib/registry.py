@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from analysis_lib.embedding_conversion import EmbeddingScorer, merged_model
+from analysis_lib.image_tokens import ImageTokens, apply_variant
 from analysis_lib.prompts import (
     LLAMA3_FORMAT,
     LLAMA3_PAPER_FORMAT,
@@ -137,6 +138,7 @@ class ModelEntry:
     status: str = "ok"
     notes: str = ""
     howto: str = field(default="", repr=False)
+    image_tokens: str = "patches"  # a LLaVA's image tokens (``image_tokens.ImageTokens.tokens``): "cls" for CLS only
 
     @property
     def label(self) -> str:
@@ -249,12 +251,17 @@ REGISTRY: tuple[ModelEntry, ...] = (
         "llava",
         "lst627/llava-v1.5-7b-lora-cls-merged",
         "llava-1.5",
-        "unsupported",
-        "Paper: LLaVA-1.5-7B retrained on the CLS token only; original format; no CLS-only strategy in transformers.",
-        "lst627/llava-v1.5-7b-lora-cls-merged was trained with mm_vision_select_feature='cls' (one image token: the "
-        "CLS token of layer -2). transformers' LlavaForConditionalGeneration only selects 'default' (patch tokens) "
-        "or 'full' (CLS + patches), so even a converted copy would feed it the wrong tokens. Score it with the "
-        "original LLaVA code (the paper's t2v_metrics fork in lst627/CLIP-Embeds).",
+        "convert",
+        "Paper: LLaVA-1.5-7B retrained on the CLS token only (mm_vision_select_feature='cls': one image token, the "
+        "CLS token of layer -2); original format. transformers selects only patch tokens or CLS + patches, so the "
+        "loader feeds the projector the CLS token alone (analysis_lib.image_tokens, as the toy's CLS-only LLaVA).",
+        convert_howto(
+            "llava-1.5-7b-lora-cls",
+            "lst627/llava-v1.5-7b-lora-cls-merged",
+            "lmsys/vicuna-7b-v1.5",
+            " The converted config keeps transformers' patch-token selection; load_scorer applies the CLS-only one.",
+        ),
+        image_tokens="cls",
     ),
     ModelEntry(
         "llava-1.5-7b-vlm2vec",
@@ -481,9 +488,12 @@ def load_clip(folder: Path, opts: LoadOptions) -> ClipScorer:
     return ClipScorer(model, CLIPProcessor.from_pretrained(folder), **opts.scorer_kwargs)
 
 
-def load_llava(folder: Path, prompt_format: PromptFormat, opts: LoadOptions) -> VQAScorer:
-    """A ``VQAScorer`` from a saved llava-hf folder; a tokenizer without pad token (Llama-3's) pads with EOS."""
+def load_llava(folder: Path, prompt_format: PromptFormat, opts: LoadOptions, tokens: str = "patches") -> VQAScorer:
+    """A ``VQAScorer`` from a saved llava-hf folder, its projector fed ``tokens`` (``ImageTokens.tokens``: "cls" for
+    the CLS token alone); a tokenizer without pad token (Llama-3's) pads with EOS."""
     model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=opts.dtype).to(opts.device)
+    if tokens != "patches":
+        apply_variant(model, ImageTokens(tokens=tokens))
     processor = LlavaProcessor.from_pretrained(folder)
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
@@ -667,7 +677,7 @@ def load_entry(
         raise UnsupportedModelError(entry.howto) if entry.howto else unsupported_folder(folder, kind)
     if kind == "clip":
         return load_clip(folder, opts)
-    return load_llava(folder, fmt or FORMATS[entry.prompt], opts)
+    return load_llava(folder, fmt or FORMATS[entry.prompt], opts, entry.image_tokens)
 
 
 def load_path(path: Path, opts: LoadOptions, fmt: PromptFormat | None) -> Scorer:

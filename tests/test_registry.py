@@ -182,8 +182,27 @@ def test_paper_checkpoints_in_original_formats_say_how_to_convert(tmp_path):
     for model in ("llava-1.5-7b-lora-patch", str(original)):
         with pytest.raises(UnsupportedModelError, match="--old_state_dict_id"):
             load_scorer(model)
-    with pytest.raises(UnsupportedModelError, match="mm_vision_select_feature='cls'"):
+    with pytest.raises(UnsupportedModelError, match="load_scorer applies the CLS-only one"):
         load_scorer("llava-1.5-7b-lora-cls")
+
+
+def test_the_cls_only_paper_llava_feeds_its_projector_the_cls_token_of_layer_minus_2(tmp_path):
+    model, processor = random_llava(TINY_LLAVA_336, seed=0)
+    folder = tmp_path / "converted"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    scorer = load_scorer("llava-1.5-7b-lora-cls", path=folder, device="cpu")
+    loaded = scorer.model
+    assert loaded.config.image_seq_length == 1
+    pixels = torch.rand(2, 3, 336, 336)
+    with torch.no_grad():
+        hidden = loaded.model.vision_tower(pixels, output_hidden_states=True).hidden_states[-2]
+        expected = loaded.model.multi_modal_projector(hidden[:, :1])  # the original code's image_features[:, 0:1]
+        got = torch.stack(list(loaded.model.get_image_features(pixels)))
+    assert got.shape == (2, 1, loaded.config.text_config.hidden_size) and torch.allclose(got, expected, atol=1e-5)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (30, 40, 3), dtype=np.uint8) for _ in range(2)]
+    assert np.isfinite(scorer.score_pairs(images, _pairs(2))).all()
 
 
 def test_registry_table_lists_every_entry_with_a_known_prompt_format():

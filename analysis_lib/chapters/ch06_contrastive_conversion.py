@@ -18,10 +18,9 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor
 from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
-from analysis_lib.full_scale import FullScaleConfig, benchmark_records, load_full_benchmarks, score_benchmark
+from analysis_lib.full_scale import FullScaleConfig, score_models
 from analysis_lib.pipeline import toy_models, training_log
 from analysis_lib.progress import seed_progress
-from analysis_lib.registry import load_scorer
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
@@ -257,14 +256,7 @@ def findings(table: pd.DataFrame, transition_table: pd.DataFrame) -> str:
 def conversion_full(config: FullScaleConfig, folder: Path, model: str = VLM2VEC_ENTRY) -> pd.DataFrame:
     """The paper's converted LLaVA (through the registry; a clear error when its weights are missing) scored with
     the same cosine code on every full-scale benchmark of ``config``; score logs under ``folder``."""
-    scorer = load_scorer(model, device=config.device, dtype=config.dtype, batch_size=config.batch_size,
-                         allow_download=config.allow_download)  # fmt: skip
-    records = []
-    for benchmark, items in load_full_benchmarks(config).items():
-        scores = score_benchmark(scorer, model, benchmark, items, Path(folder), config.batch_size)
-        rows = benchmark_records(benchmark, items, scores)
-        records += [{"model": model, "condition": "VLM2Vec conversion", "seed": 0, **row} for row in rows]
-    return pd.DataFrame(records)
+    return score_models(config, folder, [(model, "VLM2Vec conversion", model, config.dtype)])
 
 
 def save_results(run: ConversionRun, scale: str, root: Path | None, total_seconds: float, tables: dict) -> Path:
