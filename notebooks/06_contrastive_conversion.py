@@ -35,8 +35,9 @@
 #   conversion need the reading ability first?), and random batches instead of relation groups.
 #   A control: the same recipe on chapter 1's LLaVA stopped after its projector stage (LLaVA's
 #   stage 1, no instruction training): does the conversion build on what instruction training
-#   taught, or does the contrastive recipe alone get there? Beside them: CLIP (cosine), LLaVA (VQAScore), the LM-from-scratch LLaVA (VQAScore), and the
-#   LLaVA before conversion read the same way (last token, cosine).
+#   taught, or does the contrastive recipe alone get there? Beside them: CLIP (cosine), LLaVA
+#   (VQAScore), the LM-from-scratch LLaVA (VQAScore), and the LLaVA before conversion read the same
+#   way (last token, cosine).
 #
 # **Where the toy differs from the paper.** The toy vocabulary is closed (45 words):
 # VLM2Vec's instruction *Represent the given image with the following question:* and the paper's

@@ -19,6 +19,7 @@ from analysis_lib.attribution import patch_attribution, vqa_margin_fn
 from analysis_lib.benchmarks import load_image, load_whatsup_controlled
 from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
+from analysis_lib.full_scale import FullScaleConfig, score_models
 from analysis_lib.image_tokens import ImageTokens
 from analysis_lib.metrics import opposite_option
 from analysis_lib.patch_contrastive import (
@@ -272,3 +273,26 @@ def save_results(run: TokensRun, scale: str, root: Path | None, total_seconds: f
     metrics = pd.concat([run.metrics, probe_metrics(run.probes)], ignore_index=True)
     extra = {"total_wall_seconds": total_seconds, "wall_seconds": run.seconds}
     return save_chapter_results("02_tokens", scale, root, metrics, run.config, extra, tables)
+
+
+FULL_MODELS = {
+    "LLaVA-1.5-7B, all patch tokens (LoRA)": "llava-1.5-7b-lora-patch",
+    "LLaVA-1.5-7B, CLS token only (LoRA)": "llava-1.5-7b-lora-cls",
+}
+"""Full scale: the paper's LLaVA-1.5-7B pair, retrained the same way (LoRA, merged) on patch tokens and on the CLS
+token alone (registry names; both in the original format, converted first: see ``registry_table``)."""
+
+
+def tokens_full(config: FullScaleConfig, folder: Path, models: dict[str, str] | None = None) -> pd.DataFrame:
+    """CLIP and the paper's patch-token and CLS-only LLaVA-1.5 pair (``models``: condition -> registry name or
+    folder, ``FULL_MODELS`` unless given) scored on every full-scale benchmark of ``config`` (VQAScore for the
+    LLaVAs, cosine for CLIP), score logs under ``folder``."""
+    llavas = [(LLAVA_NAME, condition, spec, config.dtype) for condition, spec in (models or FULL_MODELS).items()]
+    return score_models(config, folder, [(CLIP_NAME, CLIP_NAME, config.clip_model, config.clip_dtype), *llavas])
+
+
+def save_full_results(metrics: pd.DataFrame, config: FullScaleConfig, root: Path | None, total_seconds: float) -> Path:
+    """Write a full-scale run's ``metrics.csv`` and ``run.json`` (its config and models) under
+    ``<root>/02_tokens/full``."""
+    record = {"parameters": {"smoke": False}, "full_scale": dataclasses.asdict(config), "models": FULL_MODELS}
+    return save_chapter_results("02_tokens", "full", root, metrics, record, {"total_wall_seconds": total_seconds}, {})
