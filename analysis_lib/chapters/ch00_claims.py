@@ -202,7 +202,8 @@ CLAIMS: tuple[ClaimEffect, ...] = (
         "LLM2CLIP-L-14-336 on What'sUp A 4-way 30.6% (chance 25%)",
         "05_not_sufficient", "relation 4-way",
         _same(LLAVA_NAME, "LLaVA (VQAScore)"), _same(ch05.LM_TOWER, "LM text tower"),
-        controls=(Control("the LM text tower with the image tower unlocked"),),
+        controls=(Control("the LM text tower with the image tower unlocked",
+                          where="chapter 5, its LM text tower with the image tower unlocked"),),
     ),
     ClaimEffect(
         "6", "Converted into an embedding model (VLM2Vec), LLaVA still beats CLIP under CLIP's cosine protocol",
