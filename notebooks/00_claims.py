@@ -6,7 +6,8 @@
 # It follows "Exploring How Generative MLLMs Perceive More Than CLIP with the Same Vision Encoder" (ACL 2025)
 # and the COMM paper ("From CLIP to DINO"). Each chapter walks through one of the paper's claims on a toy world
 # built so that every claim can be tested under control (rendered scenes, a toy CLIP and a toy LLaVA trained
-# here, three seeds), and runs the same code on the paper's real models when a GPU and the weights are there.
+# here, five seeds 0-4; chapters not yet re-executed since the book moved from three seeds still show seeds 0-2,
+# and the page flags them), and runs the same code on the paper's real models when a GPU and the weights are there.
 #
 # This page is written by a run, like every chapter: it reads each chapter's `results/<chapter>/<scale>/metrics.csv`
 # and turns every claim into one paired effect, **A - B** on one test, measured on every seed. A toy LLaVA's
