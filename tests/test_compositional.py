@@ -13,7 +13,10 @@ from analysis_lib.toy_benchmarks import (
     sugarcrepe_captions,
     winoground_pair,
 )
+from analysis_lib.toy_runs import COMPOSITIONAL_TESTS
 from analysis_lib.toyworld import WorldConfig, relational_caption, sample_scenes, vocabulary
+
+TESTS_SHOWN = list(COMPOSITIONAL_TESTS.values())
 
 
 def _words(text: str) -> list[str]:
@@ -102,3 +105,15 @@ def test_chapter_1_targets_count_the_seeds_that_meet_each_one():
     assert list(targets.index) == ["2 of 2", "2 of 2", "1 of 2", "2 of 2"]
     assert list(targets["met"]) == [True, True, False, True]
     assert targets["value"].iloc[2] == pytest.approx(0.25)  # swap_att: +40 and +10 points
+    assert list(targets["per seed"]) == ["+5.0, +5.0", "+50.0, +50.0", "+40.0, +10.0", "85.0%, 85.0%"]
+
+
+def test_the_findings_say_when_clip_binds_attributes_but_not_roles():
+    from analysis_lib.chapters import ch01_same_encoder as ch01
+
+    rows = [{"test": test, "model": model, "mean": 0.9 if model == ch01.LLAVA_NAME or "role" not in test else 0.05}
+            for test in dict.fromkeys(TESTS_SHOWN) for model in (ch01.CLIP_NAME, ch01.LLAVA_NAME)]  # fmt: skip
+    text = ch01.compositional_findings(pd.DataFrame(rows))
+    assert "role swap 5.0% vs 90.0%" in text and "does not show on attributes here" in text
+    rows = [{**r, "mean": 0.1} if r["model"] == ch01.CLIP_NAME else r for r in rows]
+    assert "does not show on attributes" not in ch01.compositional_findings(pd.DataFrame(rows))

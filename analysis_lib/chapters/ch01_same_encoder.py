@@ -152,18 +152,19 @@ def compositional_experiment(run: SameEncoderRun, device: str, progress: bool = 
 
 COMPOSITIONAL_TARGETS = (
     ("CLIP's Winoground-style colour swap text score within 10 points of chance (25%): the bag-of-words failure",
-     lambda v: v[("Winoground-style colour swap: text", CLIP_NAME)] - 0.25, lambda d: abs(d) <= 0.1),
+     lambda v: v[("Winoground-style colour swap: text", CLIP_NAME)] - 0.25, lambda d: abs(d) <= 0.1, True),
     ("LLaVA's Winoground-style role swap group score at least 30 points above CLIP's",
      lambda v: v[("Winoground-style role swap: group", LLAVA_NAME)] - v[("Winoground-style role swap: group",
-                                                                        CLIP_NAME)], lambda d: d >= 0.3),
+                                                                        CLIP_NAME)], lambda d: d >= 0.3, True),
     ("LLaVA's SugarCREPE-style swap_att accuracy at least 20 points above CLIP's",
      lambda v: v[("SugarCREPE-style swap_att", LLAVA_NAME)] - v[("SugarCREPE-style swap_att", CLIP_NAME)],
-     lambda d: d >= 0.2),
+     lambda d: d >= 0.2, True),
     ("both models at least 80% on SugarCREPE-style replace_att (a changed word both can see; lower of the two)",
      lambda v: pd.concat([v[("SugarCREPE-style replace_att", m)] for m in (CLIP_NAME, LLAVA_NAME)], axis=1).min(1),
-     lambda d: d >= 0.8),
+     lambda d: d >= 0.8, False),
 )  # fmt: skip
-"""The compositional section's targets, set before its first run: (what, per-seed value, bound)."""
+"""The compositional section's targets, set before its first run: (what, per-seed value, bound, whether the value
+is a difference of accuracies: shown per seed in signed points, else as an accuracy)."""
 
 
 def compositional_targets(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -171,12 +172,12 @@ def compositional_targets(metrics: pd.DataFrame) -> pd.DataFrame:
     rows = compositional_table_rows(metrics)
     values = rows.pivot_table(index="seed", columns=["test", "model"], values="value")
     out = []
-    for target, value, ok in COMPOSITIONAL_TARGETS:
+    for target, value, ok, difference in COMPOSITIONAL_TARGETS:
         per_seed = value(values)
         k = int(ok(per_seed).sum())
-        out.append({"target": target, "value": float(per_seed.mean()),
-                    "per seed": ", ".join(f"{v:.1%}" for v in per_seed), "seeds meeting it": k_of_n(k, len(per_seed)),
-                    "met": k == len(per_seed)})  # fmt: skip
+        shown = ", ".join(f"{100 * v:+.1f}" if difference else f"{v:.1%}" for v in per_seed)
+        out.append({"target": target, "value": float(per_seed.mean()), "per seed": shown,
+                    "seeds meeting it": k_of_n(k, len(per_seed)), "met": k == len(per_seed)})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -190,6 +191,16 @@ def compositional_findings(table: pd.DataFrame) -> str:
                for name in SUGARCREPE_SUBSETS]  # fmt: skip
     lead = [f"{name} ({clip:.1%} vs {llava:.1%})" for name, clip, llava in subsets if llava - clip >= 0.1]
     rest = [f"{name} ({clip:.1%} vs {llava:.1%})" for name, clip, llava in subsets if llava - clip < 0.1]
+    swaps = {kind: (clip, llava) for kind, clip, llava in groups}
+    clip_binds = min(swaps["colour swap"][0], swaps["shape swap"][0]) >= 0.5
+    reading = (
+        " The toy CLIP tells attribute swaps apart, so the bag-of-words failure reported for real CLIPs does not show "
+        "on attributes here; the likely reason is that its captions always bind each colour to its shape in one "
+        'phrase ("a red circle and a blue square"). It shows on roles, where only the words\' order says which '
+        "object is where."
+        if clip_binds and swaps["role swap"][0] < 0.5
+        else ""
+    )
     return (
         "**Winoground-style group score** (chance 16.7%; CLIP vs LLaVA): "
         + "; ".join(f"{kind} {clip:.1%} vs {llava:.1%}" for kind, clip, llava in groups)
@@ -198,6 +209,7 @@ def compositional_findings(table: pd.DataFrame) -> str:
         + "; not on "
         + (", ".join(rest) or "any other")
         + "."
+        + reading
     )
 
 
