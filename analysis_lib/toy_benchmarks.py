@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -123,17 +124,26 @@ def _write_mmvp(folder: Path, world: WorldConfig, n_pairs: int, rng: np.random.G
         writer.writerows(rows)
 
 
-def export_toy_benchmarks(world: WorldConfig, n_pairs: int, seed: int) -> Path:
-    """Write (or reuse) the toy evaluation sets; returns their folder."""
+Writer = Callable[[Path, WorldConfig, int, np.random.Generator], None]
+
+
+def exported_set(kind: str, world: WorldConfig, size: tuple[str, int], seed: int, writers: tuple[Writer, ...]) -> Path:
+    """Write (or reuse) a cached set of ``kind``: each of ``writers`` in turn with ``size``'s count and one generator
+    seeded ``seed``; returns its folder."""
 
     def build(folder: Path) -> None:
         rng = np.random.default_rng(seed)
-        _write_controlled(folder, world, n_pairs, rng)
-        _write_mmvp(folder, world, n_pairs, rng)
+        for write in writers:
+            write(folder, world, size[1], rng)
 
-    spec = {"world": dataclasses.asdict(world), "n_pairs": n_pairs, "seed": seed}
-    folder, _ = cached_artifact("benchmarks", spec, build, root=data_root())
+    spec = {"world": dataclasses.asdict(world), size[0]: size[1], "seed": seed}
+    folder, _ = cached_artifact(kind, spec, build, root=data_root())
     return folder
+
+
+def export_toy_benchmarks(world: WorldConfig, n_pairs: int, seed: int) -> Path:
+    """Write (or reuse) the toy evaluation sets; returns their folder."""
+    return exported_set("benchmarks", world, ("n_pairs", n_pairs), seed, (_write_controlled, _write_mmvp))
 
 
 def export_multi_object_set(world: WorldConfig, n_scenes: int, n_objects: int, seed: int) -> Path:
@@ -268,12 +278,5 @@ def _write_sugarcrepe(root: Path, world: WorldConfig, n_per_subset: int, rng: np
 def export_compositional_sets(world: WorldConfig, n_items: int, seed: int) -> Path:
     """Write (or reuse) the Winoground-style set (``n_items`` per kind of swap) and the SugarCREPE-style subsets
     (``n_items`` each) as a t2v_metrics ``--root_dir``; returns it (load with ``t2v_benchmarks``' loaders)."""
-
-    def build(folder: Path) -> None:
-        rng = np.random.default_rng(seed)
-        _write_winoground(folder, world, n_items, rng)
-        _write_sugarcrepe(folder, world, n_items, rng)
-
-    spec = {"world": dataclasses.asdict(world), "n_items": n_items, "seed": seed}
-    folder, _ = cached_artifact("compositional-benchmarks", spec, build, root=data_root())
-    return folder
+    writers = (_write_winoground, _write_sugarcrepe)
+    return exported_set("compositional-benchmarks", world, ("n_items", n_items), seed, writers)

@@ -278,15 +278,22 @@ def save_chapter_results(
     return folder
 
 
-def start_toy_chapter(chapter: str, scale: str, torch_threads: int, why: str) -> float:
-    """Refuse any scale but ``toy`` (``why`` says what full scale would need), set torch's CPU threads
-    (0 keeps torch's default) and pandas' display precision; returns the start time."""
-    if scale != "toy":
-        raise ValueError(f"chapter {chapter} runs at scale='toy' only (got {scale!r}): {why}")
+def start_chapter(scale: str, torch_threads: int) -> float:
+    """Refuse a scale other than ``toy`` or ``full``, set torch's CPU threads (0 keeps torch's default) and pandas'
+    display precision; returns the start time."""
+    if scale not in ("toy", "full"):
+        raise ValueError(f"scale must be 'toy' or 'full', not {scale!r}")
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     pd.set_option("display.precision", 3)
     return time.perf_counter()
+
+
+def start_toy_chapter(chapter: str, scale: str, torch_threads: int, why: str) -> float:
+    """``start_chapter`` for a chapter that runs at ``toy`` scale only (``why`` says what full scale would need)."""
+    if scale != "toy":
+        raise ValueError(f"chapter {chapter} runs at scale='toy' only (got {scale!r}): {why}")
+    return start_chapter(scale, torch_threads)
 
 
 def stalled_lines(transition_table: pd.DataFrame) -> list[str]:

@@ -78,17 +78,12 @@ strict_sizes = True  # full scale: require every benchmark's published size
 import time
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from analysis_lib import anchors, compositional, full_scale, pair_probe, plots, toy_runs
 from analysis_lib.chapters import ch01_same_encoder as chapter
 
-if scale not in ("toy", "full"):
-    raise ValueError(f"scale must be 'toy' or 'full', not {scale!r}")
-started = time.perf_counter()
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
+started = toy_runs.start_chapter(scale, torch_threads)
 
 # %% [markdown]
 # ## At full scale: the paper's models on the real benchmarks

@@ -74,18 +74,12 @@ batch_size = 32  # full scale: queries / captions embedded per forward pass
 import time
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from analysis_lib import full_scale, plots, toy_runs
 from analysis_lib.chapters import ch06_contrastive_conversion as chapter
 
-if scale not in ("toy", "full"):
-    raise ValueError(f"scale must be 'toy' or 'full', not {scale!r}")
-started = time.perf_counter()
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
-pd.set_option("display.precision", 3)
+started = toy_runs.start_chapter(scale, torch_threads)
 
 # %% [markdown]
 # ## At full scale: the paper's converted checkpoint
