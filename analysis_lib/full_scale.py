@@ -130,13 +130,15 @@ def score_fn(scorer, items: Sequence) -> Callable[[list], np.ndarray]:
 
 
 def scorer_spec(scorer) -> dict:
-    """What besides the weights determines a scorer's numbers: its class, dtype and prompt format."""
+    """What besides the weights determines a scorer's numbers: its class, dtype, prompt format and, for a caption
+    likelihood, the question before the caption."""
     prompt_format = getattr(scorer, "format", None)
-    return {
+    spec = {
         "class": type(scorer).__name__,
         "dtype": str(next(scorer.model.parameters()).dtype),
         "prompt_format": dataclasses.asdict(prompt_format) if dataclasses.is_dataclass(prompt_format) else None,
     }
+    return {**spec, "question": scorer.question} if hasattr(scorer, "question") else spec
 
 
 def weights_spec(scorer, model_spec: str) -> list[dict]:

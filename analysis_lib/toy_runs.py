@@ -278,6 +278,16 @@ def save_chapter_results(
     return folder
 
 
+def save_full_chapter_results(
+    chapter: str, metrics: pd.DataFrame, config: object, root: Path | None, total_seconds: float,
+    extra: dict | None = None,
+) -> Path:  # fmt: skip
+    """Write a chapter's full-scale ``metrics.csv`` and ``run.json`` (its ``FullScaleConfig`` and ``extra``) under
+    ``<root>/<chapter>/full``."""
+    record = {"parameters": {"smoke": False}, "full_scale": dataclasses.asdict(config), **(extra or {})}
+    return save_chapter_results(chapter, "full", root, metrics, record, {"total_wall_seconds": total_seconds}, {})
+
+
 def start_chapter(scale: str, torch_threads: int) -> float:
     """Refuse a scale other than ``toy`` or ``full``, set torch's CPU threads (0 keeps torch's default) and pandas'
     display precision; returns the start time."""

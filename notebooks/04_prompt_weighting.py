@@ -42,7 +42,7 @@
 # shows the changes per seed below.
 
 # %% tags=["parameters"]
-scale = "toy"  # only "toy": the full-scale scorings need LLaVA-1.5 weights and per-token access (see the end)
+scale = "toy"  # "toy" (synthetic world, CPU) or "full" (LLaVA-1.5-7B's scorings on the real benchmarks)
 seeds = [0, 1, 2, 3, 4]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
@@ -51,6 +51,10 @@ clip_steps = 300  # contrastive training steps of the toy CLIP (chapter 1's)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
 results_root = ""  # folder for results/<chapter>/<scale>; empty means the repository results folder
 figures_root = ""  # folder for figures; empty means the repository figures folder
+whatsup_root = "data/benchmarks/whatsup_vlms"  # full scale: a checkout of amitakamath/whatsup_vlms with its images
+mmvp_vlm_root = "data/benchmarks/MMVP_VLM"  # full scale: the MMVP-VLM folder (Questions.csv + image folder)
+dtype = "auto"  # full scale: "auto" (bfloat16 on GPU, float32 on CPU), "bfloat16", "float16" or "float32"
+batch_size = 32  # full scale: captions scored per forward pass
 
 # %%
 import time
@@ -58,15 +62,36 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import plots, toy_runs
+from analysis_lib import full_scale, plots, toy_runs
 from analysis_lib.chapters import ch04_prompt_weighting as chapter
 from analysis_lib.tables import percent
 
-FULL_SCALE = "it needs the toy world's multi-object scenes; no full-scale path is wired"
-started = toy_runs.start_toy_chapter("4", scale, torch_threads, FULL_SCALE)
+started = toy_runs.start_chapter(scale, torch_threads)
 
-run = chapter.prompt_experiment(seeds, device, clip_steps, smoke, workers=workers)
-display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
+# %% [markdown]
+# ## At full scale: LLaVA-1.5-7B asked several ways
+#
+# With `scale="full"` the chapter loads LLaVA-1.5-7B (`llava-hf/llava-1.5-7b-hf`, through the
+# registry) and scores What'sUp and MMVP-VLM with every way of section 1 below: VQAScore with each
+# question template (the first is t2v_metrics' own), and the caption's likelihood with no question and
+# after "Describe the image.". Each way has its own resumable score log. The toy sections (the
+# multi-object scenes, attribution and protocol arithmetic) are skipped.
+
+# %%
+if scale == "full":
+    config = full_scale.FullScaleConfig(
+        whatsup_root=whatsup_root, mmvp_vlm_root=mmvp_vlm_root, device=device, dtype=dtype, batch_size=batch_size
+    )
+    full_metrics = chapter.prompt_full(config, full_scale.results_folder(results_root or None))
+    display(full_scale.headline_table(full_metrics.assign(model=full_metrics.condition)))
+
+# %% [markdown]
+# ## The toy world
+
+# %%
+if scale == "toy":
+    run = chapter.prompt_experiment(seeds, device, clip_steps, smoke, workers=workers)
+    display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## 1. One model, several ways of asking
@@ -77,12 +102,13 @@ display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 # construction — both statements of a pair pick the same image.
 
 # %%
-table = chapter.comparison(run)
-display(table)
-shown = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs")
-rows = toy_runs.variant_rows(run.metrics, chapter.ORDER, shown)
-fig = plots.accuracy_bars(rows, toy_runs.CHANCE, "The same toy LLaVA, scored several ways (dashed: chance)")
-plots.save(fig, "04_prompt_weighting_accuracy", figures_root or None)
+if scale == "toy":
+    table = chapter.comparison(run)
+    display(table)
+    shown = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs")
+    rows = toy_runs.variant_rows(run.metrics, chapter.ORDER, shown)
+    fig = plots.accuracy_bars(rows, toy_runs.CHANCE, "The same toy LLaVA, scored several ways (dashed: chance)")
+    plots.save(fig, "04_prompt_weighting_accuracy", figures_root or None)
 
 # %% [markdown]
 # ## 2. Weighting made visible: where the score's attribution falls
@@ -92,22 +118,24 @@ plots.save(fig, "04_prompt_weighting_accuracy", figures_root or None)
 # relation among the four relation words, then where each scoring's attribution falls.
 
 # %%
-accuracy = chapter.multi_object_accuracy(run)
-display(accuracy)
-shares = chapter.share_summary(run)
-by_region = shares.pivot_table(index=["condition", "objects"], columns="region", values="mean", sort=False)
-display(by_region.style.format(percent))
-fig = plots.share_bars(run.shares, "Share of |attribution| of the true caption's log-score, by region")
-plots.save(fig, "04_prompt_weighting_shares", figures_root or None)
+if scale == "toy":
+    accuracy = chapter.multi_object_accuracy(run)
+    display(accuracy)
+    shares = chapter.share_summary(run)
+    by_region = shares.pivot_table(index=["condition", "objects"], columns="region", values="mean", sort=False)
+    display(by_region.style.format(percent))
+    fig = plots.share_bars(run.shares, "Share of |attribution| of the true caption's log-score, by region")
+    plots.save(fig, "04_prompt_weighting_shares", figures_root or None)
 
 # %% [markdown]
 # One 4-object scene of the last seed: each patch's attribution under each scoring.
 
 # %%
-example = {name: run.example[name] for name in chapter.ATTRIBUTED}
-title = f'caption: "{run.example["caption"]}"   (seed {run.config["example_seed"]})'
-fig = plots.attribution_figure(run.example["image"], example, title)
-plots.save(fig, "04_prompt_weighting_attribution", figures_root or None)
+if scale == "toy":
+    example = {name: run.example[name] for name in chapter.ATTRIBUTED}
+    title = f'caption: "{run.example["caption"]}"   (seed {run.config["example_seed"]})'
+    fig = plots.attribution_figure(run.example["image"], example, title)
+    plots.save(fig, "04_prompt_weighting_attribution", figures_root or None)
 
 # %% [markdown]
 # ## 3. The pair protocols and a prior
@@ -116,22 +144,25 @@ plots.save(fig, "04_prompt_weighting_attribution", figures_root or None)
 # removed, and each term alone; What'sUp-style relation 4-way and MMVP-style spatial pairs.
 
 # %%
-protocols = chapter.protocol_summary(run)
-by_test = protocols.pivot_table(index=["score", "correction"], columns="test", values="mean", sort=False)
-display(by_test.style.format(percent))
+if scale == "toy":
+    protocols = chapter.protocol_summary(run)
+    by_test = protocols.pivot_table(index=["score", "correction"], columns="test", values="mean", sort=False)
+    display(by_test.style.format(percent))
 
 # %% [markdown]
 # ## Targets
 
 # %%
-targets = chapter.target_checks(run)
-display(targets)
+if scale == "toy":
+    targets = chapter.target_checks(run)
+    display(targets)
 
 # %% [markdown]
 # ## What the run shows
 
 # %%
-display(Markdown(chapter.findings(table, shares, accuracy, run)))
+if scale == "toy":
+    display(Markdown(chapter.findings(table, shares, accuracy, run)))
 
 # %% [markdown]
 # **Where the toy differs from the paper.** The toy LLaVA knows 45 words and was instruction-tuned on
@@ -141,11 +172,15 @@ display(Markdown(chapter.findings(table, shares, accuracy, run)))
 # question is a trained task — the two likelihood rows bracket what "the caption alone" can mean.
 # Multi-object scenes are out of its training distribution. The attribution is a patch-level
 # ablation on a 3x3 grid where one object is one patch; real images spread an object over many
-# patches and tokens. No full-scale path is wired for this chapter.
+# patches and tokens. At full scale the chapter scores LLaVA-1.5-7B every way of section 1 (above);
+# the attribution and the protocol arithmetic run in the toy only.
 
 # %%
 total = time.perf_counter() - started
-tables = {"comparison": table, "multi_object_accuracy": accuracy, "attribution_shares": shares,
-          "pair_protocols": protocols, "targets": targets}  # fmt: skip
-folder = chapter.save_results(run, scale, results_root or None, total, tables)
+if scale == "toy":
+    tables = {"comparison": table, "multi_object_accuracy": accuracy, "attribution_shares": shares,
+              "pair_protocols": protocols, "targets": targets}  # fmt: skip
+    folder = chapter.save_results(run, scale, results_root or None, total, tables)
+else:
+    folder = chapter.save_full_results(full_metrics, config, results_root or None, total)
 print(f"results in {folder}; total wall time {total:.0f} s")

@@ -181,3 +181,16 @@ def test_targets_hold_on_every_seed_against_both_caption_baselines():
     bimodal = targets.loc[targets.index.str.contains("share under the question prompt")].iloc[0]
     assert bimodal["value"] == pytest.approx(0.0567, abs=1e-3) and bimodal["per seed"] == "+20.0, -14.0, +11.0"
     assert bimodal["seeds meeting it"] == "2 of 3" and not bimodal["met"]  # the mean clears 5 points, a seed does not
+
+
+def test_full_scale_scores_every_prompt_way_with_its_own_score_log(full_setup, tmp_path):
+    metrics = ch04.prompt_full(full_setup, tmp_path / "out")
+    ways = [*ch04.TEMPLATES, ch04.CAPTION_ONLY, ch04.DESCRIBE]
+    assert list(dict.fromkeys(metrics.condition)) == ways
+    assert {"Controlled-A", "MMVP-VLM"} <= set(metrics.benchmark) and metrics.value.between(0, 1).all()
+    logs = list((tmp_path / "out" / "scores").rglob("*.jsonl"))
+    assert len(logs) == len(ways) * metrics.benchmark.nunique()  # no two scorings share a log
+    again = ch04.prompt_full(full_setup, tmp_path / "out")  # resumed from the logs, the same numbers
+    assert again.value.tolist() == metrics.value.tolist()
+    folder = ch04.save_full_results(metrics, full_setup, tmp_path / "results", 1.0)
+    assert folder == tmp_path / "results" / "04_prompt_weighting" / "full" and (folder / "run.json").is_file()

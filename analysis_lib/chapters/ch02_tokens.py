@@ -44,6 +44,7 @@ from analysis_lib.toy_runs import (
     model_scorers,
     run_variants,
     save_chapter_results,
+    save_full_chapter_results,
     score_all,
     seed_row,
     stalled_lines,
@@ -294,5 +295,4 @@ def tokens_full(config: FullScaleConfig, folder: Path, models: dict[str, str] | 
 def save_full_results(metrics: pd.DataFrame, config: FullScaleConfig, root: Path | None, total_seconds: float) -> Path:
     """Write a full-scale run's ``metrics.csv`` and ``run.json`` (its config and models) under
     ``<root>/02_tokens/full``."""
-    record = {"parameters": {"smoke": False}, "full_scale": dataclasses.asdict(config), "models": FULL_MODELS}
-    return save_chapter_results("02_tokens", "full", root, metrics, record, {"total_wall_seconds": total_seconds}, {})
+    return save_full_chapter_results("02_tokens", metrics, config, root, total_seconds, {"models": FULL_MODELS})

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from analysis_lib.attribution import attribution_shares, patch_attributions
 from analysis_lib.benchmarks import WhatsUpItem, load_image, load_mmvp_vlm, load_whatsup_controlled
@@ -25,9 +26,18 @@ from analysis_lib.evaluation import (
     whatsup_option_scores,
     whatsup_records,
 )
+from analysis_lib.full_scale import (
+    FullScaleConfig,
+    benchmark_records,
+    load_full_benchmarks,
+    process_device,
+    score_benchmark,
+)
 from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct
 from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
 from analysis_lib.progress import seed_progress
+from analysis_lib.prompts import PromptFormat
+from analysis_lib.registry import load_scorer
 from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
 from analysis_lib.seed_stats import k_of_n
@@ -40,6 +50,7 @@ from analysis_lib.toy_runs import (
     evaluation_sets,
     model_scorers,
     save_chapter_results,
+    save_full_chapter_results,
     seed_row,
     show,
     variant_rows,
@@ -79,16 +90,37 @@ class CaptionBlindScorer:
         return self.scorer.score_pairs(images, [(index, "") for index, _ in pairs])
 
 
-def scorings(models: ToyModels) -> dict[str, object]:
-    """Every way the chapter scores a caption with one seed's toy LLaVA (and CLIP for reference)."""
-    llava, processor, fmt = models.llava, models.llava_processor, models.prompt_format
-    out: dict[str, object] = {CLIP_NAME: model_scorers(models)[CLIP_NAME]}
+def llava_scorings(llava: LlavaForConditionalGeneration, processor: LlavaProcessor, fmt: PromptFormat) -> dict:
+    """Every way the chapter scores a caption with one LLaVA (toy or LLaVA-1.5) in its prompt format: VQAScore with
+    each question template, the caption's likelihood with no question and after the describe question."""
+    out: dict[str, object] = {}
     for name, template in TEMPLATES.items():
         out[name] = VQAScorer(llava, processor, dataclasses.replace(fmt, question_template=template))
     out[CAPTION_ONLY] = CaptionLikelihoodScorer(llava, processor, fmt)
     out[DESCRIBE] = CaptionLikelihoodScorer(llava, processor, fmt, question=DESCRIBE_QUESTION)
+    return out
+
+
+def scorings(models: ToyModels) -> dict[str, object]:
+    """Every way the chapter scores a caption with one seed's toy LLaVA, its "Yes" prior, and CLIP for reference."""
+    out = {CLIP_NAME: model_scorers(models)[CLIP_NAME]}
+    out |= llava_scorings(models.llava, models.llava_processor, models.prompt_format)
     out[PRIOR] = CaptionBlindScorer(out[T2V])
     return {name: cached_scores(scorer) for name, scorer in out.items()}
+
+
+def prompt_full(config: FullScaleConfig, folder: Path) -> pd.DataFrame:
+    """``config``'s LLaVA (LLaVA-1.5-7B unless set; through the registry) scored by every ``llava_scorings`` way on
+    every full-scale benchmark, one score log per scoring under ``folder``; ``condition`` names the scoring."""
+    base = load_scorer(config.llava_model, device=process_device(config.device), dtype=config.dtype,
+                       batch_size=config.batch_size, allow_download=config.allow_download)  # fmt: skip
+    benchmarks, records = load_full_benchmarks(config), []
+    for name, scorer in llava_scorings(base.model, base.processor, base.format).items():
+        for benchmark, items in benchmarks.items():
+            scores = score_benchmark(scorer, config.llava_model, benchmark, items, Path(folder), config.batch_size)
+            rows = benchmark_records(benchmark, items, scores)
+            records += [{"model": LLAVA_NAME, "condition": name, "seed": 0, **row} for row in rows]
+    return pd.DataFrame(records)
 
 
 def is_log_score(name: str) -> bool:
@@ -467,3 +499,8 @@ def save_results(run: PromptRun, scale: str, root: Path | None, total_seconds: f
     """Write ``metrics.csv`` and ``run.json`` under ``<root>/04_prompt_weighting/<scale>[-smoke]``."""
     extra = {"total_wall_seconds": total_seconds, "wall_seconds": run.seconds}
     return save_chapter_results("04_prompt_weighting", scale, root, result_metrics(run), run.config, extra, tables)
+
+
+def save_full_results(metrics: pd.DataFrame, config: FullScaleConfig, root: Path | None, total_seconds: float) -> Path:
+    """Write a full-scale run's ``metrics.csv`` and ``run.json`` under ``<root>/04_prompt_weighting/full``."""
+    return save_full_chapter_results("04_prompt_weighting", metrics, config, root, total_seconds)
