@@ -59,10 +59,12 @@ class ToySetup:
     def llava_spec(self, seed: int) -> dict:
         """What determines the toy LLaVA (its CLIP's spec included; the image-token variant when it is
         not LLaVA-1.5's own and the step budget when there is one, so that models trained before variants and
-        budgets existed keep their key)."""
+        budgets existed keep their key; held-out objects likewise)."""
         train = asdict(self.llava_train)
         if train["step_budget"] is None:
             del train["step_budget"]
+        if not train["held_out_objects"]:
+            del train["held_out_objects"]
         spec = {
             "clip": self.clip_spec(seed),
             "llava_size": asdict(self.llava_size),

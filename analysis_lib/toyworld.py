@@ -350,6 +350,17 @@ def instruction_example(
     return Turn(f"Where is the {obj.phrase}?", cell_words(cell))
 
 
+def shows_any(scene: Scene, phrases: tuple[str, ...]) -> bool:
+    """Whether one of the scene's objects is one of ``phrases`` (e.g. ``red circle``)."""
+    return any(obj.phrase in phrases for obj, _ in placed_objects(scene))
+
+
+def names_any(turn: Turn, phrases: tuple[str, ...]) -> bool:
+    """Whether the turn's question or answer names one of the objects ``phrases``."""
+    text = f" {turn.question} {turn.answer} ".replace('"', " ").replace(".", " ").replace("?", " ")
+    return any(f" {phrase} " in text for phrase in phrases)
+
+
 def sample_scenes(n: int, config: WorldConfig, seed: int) -> list[Scene]:
     """``n`` random scenes with balanced relations, deterministic in ``seed``."""
     rng = np.random.default_rng(seed)

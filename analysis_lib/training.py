@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -36,7 +37,9 @@ from analysis_lib.toyworld import (
     absent_colours,
     caption_with,
     instruction_example,
+    names_any,
     relational_caption,
+    shows_any,
     training_caption,
     yes_no_turn,
 )
@@ -107,6 +110,9 @@ class LlavaTrainConfig:
     A training whose stage runs to its cap is restarted from fresh projector weights up to ``restarts`` times
     (see ``train_llava``): every variant of a chapter has the same stage caps and the same restart budget. A
     ``step_budget`` ends the training, stalled, once that many steps (every attempt counted) have run.
+    ``held_out_objects`` (phrases such as ``red circle``) are kept out of the instruction data: no training or check
+    scene shows one and no training turn names one (a turn that would, a foil included, is drawn again), so a test
+    about them asks for compositions the LLaVA was never taught (its CLIP saw them).
     """
 
     curriculum: tuple[Stage, ...] = GROUNDED_CURRICULUM
@@ -122,6 +128,7 @@ class LlavaTrainConfig:
     restarts: int = 2
     yes_no_pairs: bool = True
     step_budget: int | None = None
+    held_out_objects: tuple[str, ...] = ()
 
 
 def adamw_schedule(params, lr: float, weight_decay: float, warmup: int, steps: int | None):
@@ -441,6 +448,9 @@ def train_llava(
     ends where it is, stalled. Returns the last attempt's log per stage (see ``run_stage``), the number of
     ``restarts`` used and the stage logs of every abandoned attempt.
     """
+    if cfg.held_out_objects:
+        kept = [i for i, scene in enumerate(scenes) if not shows_any(scene, cfg.held_out_objects)]
+        scenes, features = [scenes[i] for i in kept], features[kept]
     n_train = len(scenes) - cfg.validation_scenes
     mean, std = features[:n_train].mean(dim=(0, 1)), features[:n_train].std(dim=(0, 1)) + 1e-6
     standardised = ((features - mean) / std).to(next(model.parameters()).device)
@@ -464,6 +474,15 @@ def train_llava(
     return {"stages": stages, "restarts": len(abandoned), "abandoned": abandoned}
 
 
+def untold(draw: Callable[[], Turn], held_out: tuple[str, ...], tries: int = 1000) -> Turn:
+    """A turn from ``draw`` that names none of the ``held_out`` objects (drawn again until so)."""
+    for _ in range(tries):
+        turn = draw()
+        if not held_out or not names_any(turn, held_out):
+            return turn
+    raise RuntimeError(f"{tries} turns in a row named a held-out object {held_out}: hold out fewer objects")
+
+
 def training_batch(
     scenes: list[Scene], n_train: int, tasks: dict[str, float], cfg: LlavaTrainConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[list[Turn]]]:
@@ -476,9 +495,10 @@ def training_batch(
     for i in rng.choice(n_train, cfg.batch_size, replace=False):
         if len(rows) == cfg.batch_size:
             break
-        turn = instruction_example(scenes[i], rng, tasks, foils)
+        turn = untold(functools.partial(instruction_example, scenes[i], rng, tasks, foils), cfg.held_out_objects)
         if cfg.yes_no_pairs and turn.answer in ("Yes", "No") and len(rows) + 2 <= cfg.batch_size:
-            turns = [yes_no_turn(scenes[i], rng, True, foils), yes_no_turn(scenes[i], rng, False, foils)]
+            false = untold(functools.partial(yes_no_turn, scenes[i], rng, False, foils), cfg.held_out_objects)
+            turns = [yes_no_turn(scenes[i], rng, True, foils), false]
         else:
             turns = [turn]
         rows += [int(i)] * len(turns)

@@ -266,6 +266,15 @@ if scale == "toy":
 #   not something CLIP's training put in the encoder: the toy's 3x3 grid with one object per patch
 #   makes that possible (a linear probe reads the relation from flattened patches at layer 0).
 #
+# And one control of the language side, recipe unchanged:
+#
+# * **four objects never in the instruction data** — the red circle, green square, blue triangle and
+#   yellow cross are never shown to this LLaVA in training and never named in any of its training
+#   turns (a foil that would name one is drawn again); every colour and shape is still taught in other
+#   objects, and its CLIP saw them all. The test set's items that name one of them ask for compositions
+#   the LLaVA was never taught: if it scores on them as on taught objects, it *reads* the relation
+#   from the image rather than *recalling* what it was taught about particular objects.
+#
 # Each variant is trained on the same seeds and scored on the same sets. Transitions either happen or
 # do not, so the across-seed 95% intervals of a variant that fails on some seeds are wide; the per-seed
 # column and the count of seeds above chance say which seeds crossed.
@@ -278,6 +287,17 @@ if scale == "toy" and ablations:
     title = "LLaVA variants on the same frozen encoder (dashed: chance)"
     fig = plots.accuracy_bars(chapter.ablation_rows(ablation), toy_runs.CHANCE, title)
     plots.save(fig, "01_same_encoder_ablations", figures_root or None)
+
+# %% [markdown]
+# The held-out control split by item: the relation and attribute sets' items that name a held-out
+# object against those that name taught objects only, for the chapter's LLaVA (taught everything)
+# and the control (taught neither of the four).
+
+# %%
+if scale == "toy" and ablations:
+    held_out = chapter.held_out_table(chapter.held_out_rows(run, device))
+    display(held_out)
+    display(Markdown(chapter.held_out_reading(held_out)))
 
 # %% [markdown]
 # **Sudden transitions.** Each stage's held-out check tends to sit still, then jump. The
@@ -401,7 +421,7 @@ if scale == "toy":
     tables["fair_baseline"] = fair_table
     tables["compositional"], tables["compositional_targets"] = composition_table, composition_targets
     if ablations:
-        tables["transitions"] = transitions
+        tables["transitions"], tables["held_out"] = transitions, held_out
     kept = ablation if ablations else None
     folder = chapter.save_results(run, scale, results_root or None, seconds, tables, kept, composition)
 else:

@@ -7,7 +7,8 @@ import torch
 from analysis_lib.lm_pretraining import LmPretrainConfig, copy_accuracy, copy_batch, pretrain_lm, quote_batch
 from analysis_lib.models import LlavaSize, llava_tokenizer, load_language_model, toy_lm
 from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.toyworld import Turn, relational_caption, sample_scenes
+from analysis_lib.toy_setup import ToySetup
+from analysis_lib.toyworld import Turn, names_any, relational_caption, sample_scenes, shows_any
 from analysis_lib.training import (
     INSTRUCTION_MIX,
     LlavaTrainConfig,
@@ -311,3 +312,28 @@ def test_quote_batch_asks_about_the_written_segment_and_labels_the_answer_and_on
             assert len(differ) == 1 or swapped
             assert learned == ["no", "</s>"]
     assert min(answers.values()) > 60
+
+
+def test_held_out_objects_are_never_named_in_a_training_turn_though_foils_would_name_them(world):
+    held_out = ("red circle", "green square")
+    scenes = [s for s in sample_scenes(600, world, 0) if not shows_any(s, held_out)]
+    mix = {"yes/no": 1.0, "describe": 1.0, "list": 1.0, "relative": 1.0, "where": 1.0}
+
+    def turns(cfg: LlavaTrainConfig) -> list[Turn]:
+        rng = np.random.default_rng(0)
+        batches = [training_batch(scenes, len(scenes), mix, cfg, rng)[1] for _ in range(40)]
+        return [turn for batch in batches for (turn,) in batch]
+
+    told = turns(LlavaTrainConfig(batch_size=32))
+    assert any(names_any(turn, held_out) for turn in told)  # foils recolour or reshape into them
+    untold = turns(LlavaTrainConfig(batch_size=32, held_out_objects=held_out))
+    assert not any(names_any(turn, held_out) for turn in untold)
+    assert {turn.answer for turn in untold} >= {"Yes", "No"}
+
+
+def test_held_out_objects_key_only_the_llava_that_holds_them_out():
+    plain = ToySetup()
+    held = ToySetup(llava_train=LlavaTrainConfig(held_out_objects=("red circle",)))
+    assert "held_out_objects" not in plain.llava_spec(0)["llava_train"]
+    assert held.llava_spec(0)["llava_train"]["held_out_objects"] == ("red circle",)
+    assert held.clip_spec(0) == plain.clip_spec(0)

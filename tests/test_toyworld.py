@@ -114,3 +114,15 @@ def test_every_word_is_in_the_vocabulary(world):
         for text in [*tw.instruction_example(scene, rng, tasks)[:2], tw.training_caption(scene, rng, world)]:
             words = text.lower().replace('"', ' " ').replace("?", " ? ").replace(".", " . ").split()
             assert set(words) <= vocab, text
+
+
+def test_names_any_matches_whole_object_phrases_in_question_or_answer():
+    assert tw.names_any(tw.Turn('Does this figure show "a red circle left of a blue cross"?', "No"), ("blue cross",))
+    assert tw.names_any(tw.Turn("Describe the image.", "a red circle above a green square"), ("green square",))
+    assert not tw.names_any(tw.Turn("Where is the red square?", "top left"), ("red circle", "green square"))
+    assert not tw.names_any(tw.Turn("Where is the blue crosses?", "top"), ("blue cross",))
+
+
+def test_shows_any_looks_at_both_objects():
+    scene = tw.Scene(tw.Obj("red", "circle"), tw.Obj("blue", "cross"), (0, 0), (0, 1), "left_of")
+    assert tw.shows_any(scene, ("blue cross",)) and not tw.shows_any(scene, ("red cross", "blue circle"))

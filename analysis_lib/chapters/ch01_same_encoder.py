@@ -19,27 +19,31 @@ from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_cont
 from analysis_lib.cache import cached_artifact
 from analysis_lib.comm_merge import VisionSource
 from analysis_lib.compositional import compositional_sets, compositional_table_rows, score_compositional
+from analysis_lib.evaluation import whatsup_option_scores
 from analysis_lib.features import llava_selected_features
 from analysis_lib.lm_pretraining import LmPretrainConfig
-from analysis_lib.metrics import opposite_option
+from analysis_lib.metrics import opposite_option, unique_argmax
 from analysis_lib.models import load_language_model, toy_llava_from_clip
 from analysis_lib.negclip import NegClipConfig
 from analysis_lib.pipeline import ToyModels, toy_models, toy_negclip, training_log
 from analysis_lib.probing import chance_levels, encoder_probes
 from analysis_lib.progress import seed_progress
 from analysis_lib.results import results_dir, write_results
+from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import ClipScorer
-from analysis_lib.seed_stats import k_of_n
+from analysis_lib.seed_stats import MARGIN, k_of_n
 from analysis_lib.t2v_benchmarks import SUGARCREPE_SUBSETS
-from analysis_lib.toy_benchmarks import MMVP_FOLDER, RELATION_FILE, WINOGROUND_KINDS
+from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, WINOGROUND_KINDS
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     VariantRun,
+    budgeted,
     evaluation_sets,
     model_scorers,
     run_variants,
     score_all,
+    seed_row,
     seed_summary,
     show,
     smoke_config,
@@ -64,10 +68,16 @@ MAIN = "pre-trained LM + grounding task (the chapter's LLaVA)"
 FROM_SCRATCH = "LM from scratch + grounding task"
 NO_GROUNDING = "pre-trained LM, no grounding task"
 UNTRAINED_VIT = "untrained frozen ViT in CLIP's place (a control)"
-VARIANTS = (MAIN, FROM_SCRATCH, NO_GROUNDING, UNTRAINED_VIT)
-"""What makes the extraction possible: the chapter's LLaVA recipe, its two ablations, and a control that keeps
+HELD_OUT = "four objects never in the instruction data (a control)"
+VARIANTS = (MAIN, FROM_SCRATCH, NO_GROUNDING, UNTRAINED_VIT, HELD_OUT)
+"""What makes the extraction possible: the chapter's LLaVA recipe, its two ablations, and two controls: one keeps
 the recipe but gives the LLaVA the toy CLIP's vision tower at its initial, never-trained weights (is it what CLIP's
-training put in the encoder that LLaVA reads, or just the pixels?)."""
+training put in the encoder that LLaVA reads, or just the pixels?); the other never shows or names
+``HELD_OUT_OBJECTS`` in its instruction data (does LLaVA read a relation, or recall it for objects it was taught?)."""
+HELD_OUT_OBJECTS = ("red circle", "green square", "blue triangle", "yellow cross")
+"""Each colour and each shape of these is taught in other objects (e.g. red squares, green circles)."""
+HELD_OUT_TESTS = {"relation 4-way": RELATION_FILE, "attribute 4-way": ATTRIBUTE_FILE}
+NAMES_HELD_OUT, TAUGHT_ONLY = "items naming a held-out object", "items naming taught objects only"
 
 
 def toy_setup(clip_steps: int, smoke: bool, variant: str = MAIN) -> ToySetup:
@@ -75,9 +85,10 @@ def toy_setup(clip_steps: int, smoke: bool, variant: str = MAIN) -> ToySetup:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
     curriculum = UNGROUNDED_CURRICULUM if variant == NO_GROUNDING else GROUNDED_CURRICULUM
+    held_out = HELD_OUT_OBJECTS if variant == HELD_OUT else ()
     setup = ToySetup(
         clip_train=ClipTrainConfig(steps=clip_steps),
-        llava_train=LlavaTrainConfig(curriculum=curriculum),
+        llava_train=LlavaTrainConfig(curriculum=curriculum, held_out_objects=held_out),
         lm_pretrain=None if variant == FROM_SCRATCH else LmPretrainConfig(),
         vision=VisionSource(encoder="untrained") if variant == UNTRAINED_VIT else VisionSource(),
     )
@@ -89,7 +100,7 @@ def toy_setup(clip_steps: int, smoke: bool, variant: str = MAIN) -> ToySetup:
         clip_train=ClipTrainConfig(steps=3, batch_size=32, warmup=1),
         llava_train=LlavaTrainConfig(
             curriculum=smoke_curriculum(curriculum), check_every=1, batch_size=16, warmup=1, validation_scenes=16,
-            vqascore_check_scenes=8, restarts=0,
+            vqascore_check_scenes=8, restarts=0, held_out_objects=held_out,
         ),
         lm_pretrain=None if variant == FROM_SCRATCH else LmPretrainConfig(max_steps=2, check_every=1, held_out=16),
     )  # fmt: skip
@@ -138,6 +149,53 @@ def fair_baseline(run: SameEncoderRun, device: str, progress: bool = True) -> pd
 def fair_baseline_table(rows: pd.DataFrame) -> pd.DataFrame:
     """CLIP, its NegCLIP fine-tune and LLaVA on the headline tests: seed means, intervals, k of n seeds."""
     return variant_table(rows, [CLIP_NAME, FAIR_BASELINE, LLAVA_NAME], FAIR_TESTS)
+
+
+def held_out_rows(run: SameEncoderRun, device: str, progress: bool = True) -> pd.DataFrame:
+    """Per seed, the chapter LLaVA and the held-out-objects control on the relation and attribute sets, their items
+    split into those that name a held-out object and those that name taught objects only: 4-way accuracy and the
+    number of items (the scores are the ones the chapter's scoring cached)."""
+    params, rows = run.config["parameters"], []
+    held_out = toy_setup(params["clip_steps"], params["smoke"], HELD_OUT)
+    slugs = {phrase.replace(" ", "-") for phrase in HELD_OUT_OBJECTS}
+    for seed in params["seeds"]:
+        for variant, setup in ((MAIN, run.setup), (HELD_OUT, budgeted(held_out, seed, run.setup, device, progress))):
+            scorer = cached_scores(model_scorers(toy_models(setup, seed, device, progress))[LLAVA_NAME])
+            for test, file in HELD_OUT_TESTS.items():
+                items = load_whatsup_controlled(run.benchmark_dir / file)
+                correct = unique_argmax(whatsup_option_scores(scorer, items)) == 0
+                named = np.array([bool({item.obj1, item.obj2} & slugs) for item in items])
+                for group, mask in ((NAMES_HELD_OUT, named), (TAUGHT_ONLY, ~named)):
+                    rows.append({"condition": variant, "seed": seed, "test": f"{test}: {group}",
+                                 "items": int(mask.sum()), "value": float(correct[mask].mean())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def held_out_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per test, item group and LLaVA: the seed mean with its interval, per-seed values and seeds above chance."""
+    return pd.DataFrame([{"test": test, "condition": condition, "items": int(group["items"].iloc[0]),
+                          **seed_row(group, 0.25)}
+                         for (test, condition), group in rows.groupby(["test", "condition"], sort=False)])  # fmt: skip
+
+
+def held_out_reading(table: pd.DataFrame) -> str:
+    """What the held-out control says, from ``held_out_table``: the control's relation 4-way on items that name a
+    held-out object against items that name taught objects only; within 10 points, LLaVA reads the relation of
+    objects it was never taught."""
+    row = {(r["test"], r["condition"]): r for r in table.to_dict("records")}
+    unseen = row[(f"relation 4-way: {NAMES_HELD_OUT}", HELD_OUT)]
+    taught = row[(f"relation 4-way: {TAUGHT_ONLY}", HELD_OUT)]
+    gap = taught["mean"] - unseen["mean"]
+    reading = (
+        "it reads the relation of objects it was never taught as well as of those it was: it reads, it does not recall"
+        if gap <= MARGIN
+        else "it reads the relation of taught objects better than of untaught ones: part of what it does is recall"
+    )
+    return (
+        f"* Control, held-out objects ({', '.join(HELD_OUT_OBJECTS)} never shown or named in its instruction data): "
+        f"relations 4-way on the {unseen['items']} items that name one {show(unseen)}, on the {taught['items']} "
+        f"that name taught objects only {show(taught)} ({100 * -gap:+.1f} points): {reading}."
+    )
 
 
 def compositional_experiment(run: SameEncoderRun, device: str, progress: bool = True) -> pd.DataFrame:
