@@ -48,6 +48,30 @@ def test_transitions_and_curves_count_steps_across_stages(tmp_path):
     assert curves["step"].tolist() == [200, 300, 600]
 
 
+def _held_out_rows(unseen: list[float], taught: list[float]) -> pd.DataFrame:
+    """Hand-made ``held_out_rows`` output: the control's relation 4-way per seed on both item groups."""
+    rows = []
+    for group, values, n in ((ch.NAMES_HELD_OUT, unseen, 120), (ch.TAUGHT_ONLY, taught, 280)):
+        rows += [{"condition": ch.HELD_OUT, "seed": seed, "test": f"relation 4-way: {group}", "items": n,
+                  "value": value} for seed, value in enumerate(values)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_held_out_control_tells_reading_from_recalling():
+    reads = ch.held_out_reading(ch.held_out_table(_held_out_rows([0.96, 0.95, 0.97], [0.98, 0.97, 0.99])))
+    assert "on the 120 items that name one 96.0%" in reads and "-2.0 points" in reads and "it does not recall" in reads
+    recalls = ch.held_out_reading(ch.held_out_table(_held_out_rows([0.50, 0.45, 0.55], [0.98, 0.97, 0.99])))
+    assert "-48.0 points" in recalls and "part of what it does is recall" in recalls
+
+
+def test_the_held_out_variant_holds_out_only_its_objects():
+    held, main = ch.toy_setup(300, False, ch.HELD_OUT), ch.toy_setup(300, False)
+    assert held.llava_train.held_out_objects == ch.HELD_OUT_OBJECTS and not main.llava_train.held_out_objects
+    assert held.clip_spec(0) == main.clip_spec(0) and held.llava_spec(0) != main.llava_spec(0)
+    objects = [phrase.split() for phrase in ch.HELD_OUT_OBJECTS]
+    assert len({c for c, _ in objects}) == len({s for _, s in objects}) == len(objects)  # one per colour and shape
+
+
 def test_the_untrained_vit_control_is_read_against_the_chapters_llava():
     close = ch.untrained_reading({"mean": 0.93}, {"mean": 0.99})
     assert "93.0%" in close and "-6.0 points" in close and "pixels' layout" in close
