@@ -130,7 +130,7 @@ def layer_views(
     return views
 
 
-def _majority(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
+def majority_accuracy(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
     """Test accuracy of always predicting the most frequent training class."""
     return (test_y == torch.bincount(train_y).argmax()).float().mean().item()
 
@@ -170,7 +170,7 @@ def layer_probe_table(
             for kind in kinds:
                 rows.append({"layer": layer, "view": view, "target": target, "probe": kind,
                              "accuracy": fit_probe(x_tr, y_tr, x_te, y_te, n_classes, kind, seed, steps),
-                             "majority class": _majority(y_tr, y_te)})  # fmt: skip
+                             "majority class": majority_accuracy(y_tr, y_te)})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -47,6 +47,7 @@ whatsup_root = "data/benchmarks/whatsup_vlms"  # full scale: a checkout of amita
 mmvp_vlm_root = "data/benchmarks/MMVP_VLM"  # full scale: the MMVP-VLM folder (Questions.csv + image folder)
 dtype = "auto"  # full scale: "auto" (bfloat16 on GPU, float32 on CPU), "bfloat16", "float16" or "float32"
 batch_size = 32  # full scale: captions scored per forward pass
+probe_clip_model = "clip-l14-336"  # full scale: the transformers CLIP whose layers are probed (registry name or folder)
 
 # %%
 import time
@@ -54,7 +55,7 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import full_scale, plots, toy_runs
+from analysis_lib import full_scale, plots, toy_runs, whatsup_probes
 from analysis_lib.chapters import ch02_tokens as chapter
 
 started = toy_runs.start_chapter(scale, torch_threads)
@@ -67,7 +68,12 @@ started = toy_runs.start_chapter(scale, torch_threads)
 # (`lst627/llava-v1.5-7b-lora-merged` and `lst627/llava-v1.5-7b-lora-cls-merged`: in the original LLaVA
 # format, converted first; the CLS-only one is fed the CLS token of layer -2, as its
 # `mm_vision_select_feature='cls'` was) on What'sUp and MMVP-VLM with VQAScore. One error names every
-# missing piece. The toy sections below are skipped; the probes and heads are toy-only here.
+# missing piece. Then it probes the frozen CLIP layer by layer on What'sUp Controlled images
+# (`analysis_lib.whatsup_probes`, transformers' copy of the same CLIP): linear probes read the
+# relation (trained and tested on disjoint object pairs) and the object pair (tested on a relation
+# its training never showed for that pair) from the CLS token, the mean patch token and the patch
+# tokens pooled to a 4x4 grid. The toy sections below are skipped; the mean-token and CLS + patch
+# variants and the PACL/SPARC heads are toy-only here.
 
 # %%
 if scale == "full":
@@ -76,6 +82,8 @@ if scale == "full":
     )
     full_metrics = chapter.tokens_full(config, full_scale.results_folder(results_root or None))
     display(full_scale.headline_table(full_metrics))
+    full_probes = chapter.probes_full(config, probe_clip_model)
+    display(whatsup_probes.probe_pivot(full_probes))
 
 # %% [markdown]
 # ## The toy world
@@ -179,5 +187,5 @@ if scale == "toy":
     tables = {"comparison": table, "probe_summary": probe_table, "targets": chapter.target_checks(table, probe_table)}
     folder = chapter.save_results(run, scale, results_root or None, total, tables)
 else:
-    folder = chapter.save_full_results(full_metrics, config, results_root or None, total)
+    folder = chapter.save_full_results(full_metrics, config, results_root or None, total, full_probes)
 print(f"results in {folder}; total wall time {total:.0f} s")

@@ -46,7 +46,7 @@
 # not the paper's gain; differences within a few points are inside the seed intervals.
 
 # %% tags=["parameters"]
-scale = "toy"  # only "toy": the variants retrain LLaVA (see the end)
+scale = "toy"  # "toy" (synthetic world, CPU) or "full" (CLIP ViT-L/14-336 and DINOv2 layers probed on What'sUp)
 seeds = [0, 1, 2, 3, 4]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
@@ -55,6 +55,9 @@ clip_steps = 300  # contrastive training steps of the toy CLIP (chapter 1's)
 smoke = False  # True: a seconds-long run that only checks the plumbing (numbers meaningless)
 results_root = ""  # folder for results/<chapter>/<scale>; empty means the repository results folder
 figures_root = ""  # folder for figures; empty means the repository figures folder
+whatsup_root = "data/benchmarks/whatsup_vlms"  # full scale: a checkout of amitakamath/whatsup_vlms with its images
+clip_model = "clip-l14-336"  # full scale: the transformers CLIP whose layers are probed (registry name or folder)
+dino_model = "dinov2-large"  # full scale: the DINOv2 encoder (registry name or folder with its image processor)
 
 # %%
 import time
@@ -62,15 +65,29 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import plots, toy_runs
+from analysis_lib import plots, toy_runs, whatsup_probes
 from analysis_lib.chapters import ch07_clip_to_dino as chapter
 
-FULL_SCALE = ("its variants retrain LLaVA per vision source (at full scale: LLaVA-1.5-7B with COMM's merge on "
-              "CLIP ViT-L/14 and DINOv2; the registry resolves DINOv2 and multilevel_features extracts its layers)")
-started = toy_runs.start_toy_chapter("7", scale, torch_threads, FULL_SCALE)
+started = toy_runs.start_chapter(scale, torch_threads)
 
-run = chapter.clip_to_dino_experiment(seeds, device, clip_steps, smoke, workers=workers)
-display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
+# %% [markdown]
+# ## At full scale: CLIP's and DINOv2's layers on What'sUp
+#
+# With `scale="full"` the chapter probes every layer of the paper's CLIP ViT-L/14-336 (transformers'
+# copy) and of DINOv2-L/14 (COMM's self-supervised encoder) on What'sUp Controlled-A and -B images
+# (`analysis_lib.whatsup_probes`): linear probes read the relation (trained and tested on disjoint
+# object pairs) and the object pair (tested on a relation its training never showed for that pair)
+# from the CLS token, the mean patch token and the patch tokens pooled to a 4x4 grid. Retraining
+# LLaVA-1.5-7B on COMM's merged features (section 2 in the toy) is beyond this book's full scale;
+# the toy sections below are skipped.
+
+# %%
+if scale == "full":
+    full_probes = chapter.probes_full(whatsup_root, clip_model, dino_model, device)
+    display(whatsup_probes.probe_pivot(full_probes))
+else:
+    run = chapter.clip_to_dino_experiment(seeds, device, clip_steps, smoke, workers=workers)
+    display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## 1. What each encoder holds, layer by layer
@@ -81,18 +98,20 @@ display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 # shape (the figure; the table below has every view, probe and target). Error bars: 95% CI over seeds.
 
 # %%
-probe_table = chapter.encoder_probe_summary(run)
-fig = chapter.probe_comparison_figure(probe_table)
-plots.save(fig, "07_clip_to_dino_probes", figures_root or None)
-compared = probe_table.pivot_table(index=["target", "view", "probe"], columns=["encoder", "layer"], values="mean")
-display(compared)
+if scale == "toy":
+    probe_table = chapter.encoder_probe_summary(run)
+    fig = chapter.probe_comparison_figure(probe_table)
+    plots.save(fig, "07_clip_to_dino_probes", figures_root or None)
+    compared = probe_table.pivot_table(index=["target", "view", "probe"], columns=["encoder", "layer"], values="mean")
+    display(compared)
 
 # %% [markdown]
 # Every probe of the SSL encoder (views and probe kinds as in chapter 2):
 
 # %%
-fig = plots.probe_layers_figure(probe_table[probe_table.encoder == chapter.SSL_ENCODER])
-plots.save(fig, "07_clip_to_dino_ssl_probes", figures_root or None)
+if scale == "toy":
+    fig = plots.probe_layers_figure(probe_table[probe_table.encoder == chapter.SSL_ENCODER])
+    plots.save(fig, "07_clip_to_dino_ssl_probes", figures_root or None)
 
 # %% [markdown]
 # ## 2. Four vision sources for the same LLaVA
@@ -102,21 +121,23 @@ plots.save(fig, "07_clip_to_dino_ssl_probes", figures_root or None)
 # chance (a seed that crossed); `chance` is the level of a model that guesses.
 
 # %%
-table = chapter.comparison(run)
-display(table)
-rows = toy_runs.variant_rows(run.metrics, chapter.ORDER, chapter.TESTS)
-fig = plots.accuracy_bars(rows, toy_runs.CHANCE, "Where LLaVA's image tokens come from (dashed: chance)")
-plots.save(fig, "07_clip_to_dino_accuracy", figures_root or None)
+if scale == "toy":
+    table = chapter.comparison(run)
+    display(table)
+    rows = toy_runs.variant_rows(run.metrics, chapter.ORDER, chapter.TESTS)
+    fig = plots.accuracy_bars(rows, toy_runs.CHANCE, "Where LLaVA's image tokens come from (dashed: chance)")
+    plots.save(fig, "07_clip_to_dino_accuracy", figures_root or None)
 
 # %% [markdown]
 # When each retrained variant's curriculum stages passed their held-out checks (a stage that does not
 # pass runs to its cap):
 
 # %%
-transitions = toy_runs.transitions(run)
-display(transitions[transitions.target.notna()])
-fig = plots.transition_figure(toy_runs.check_curves(run), transitions)
-plots.save(fig, "07_clip_to_dino_transitions", figures_root or None)
+if scale == "toy":
+    transitions = toy_runs.transitions(run)
+    display(transitions[transitions.target.notna()])
+    fig = plots.transition_figure(toy_runs.check_curves(run), transitions)
+    plots.save(fig, "07_clip_to_dino_transitions", figures_root or None)
 
 # %% [markdown]
 # ## 3. Which layers does the COMM merge use?
@@ -125,23 +146,26 @@ plots.save(fig, "07_clip_to_dino_transitions", figures_root or None)
 # also sets; the share below is |weight| x RMS(gain), normalised within the stream, per seed.
 
 # %%
-weights = chapter.weight_summary(run.weights)
-display(weights)
-fig = chapter.weights_figure(run.weights)
-plots.save(fig, "07_clip_to_dino_merge_weights", figures_root or None)
+if scale == "toy":
+    weights = chapter.weight_summary(run.weights)
+    display(weights)
+    fig = chapter.weights_figure(run.weights)
+    plots.save(fig, "07_clip_to_dino_merge_weights", figures_root or None)
 
 # %% [markdown]
 # ## Targets
 
 # %%
-targets = chapter.target_checks(table, probe_table)
-display(targets)
+if scale == "toy":
+    targets = chapter.target_checks(table, probe_table)
+    display(targets)
 
 # %% [markdown]
 # ## What the run shows
 
 # %%
-display(Markdown(chapter.findings(table, probe_table, run.weights, transitions, run.metrics)))
+if scale == "toy":
+    display(Markdown(chapter.findings(table, probe_table, run.weights, transitions, run.metrics)))
 
 # %% [markdown]
 # **Reading it** (the numbers are the findings' above). Which source wins? None clearly: relations,
@@ -177,6 +201,10 @@ display(Markdown(chapter.findings(table, probe_table, run.weights, transitions, 
 
 # %%
 total = time.perf_counter() - started
-tables = {"comparison": table, "probe_summary": probe_table, "merge_weights": weights, "targets": targets}
-folder = chapter.save_results(run, scale, results_root or None, total, tables)
+if scale == "toy":
+    tables = {"comparison": table, "probe_summary": probe_table, "merge_weights": weights, "targets": targets}
+    folder = chapter.save_results(run, scale, results_root or None, total, tables)
+else:
+    parameters = {"whatsup_root": whatsup_root, "clip_model": clip_model, "dino_model": dino_model, "device": device}
+    folder = chapter.save_full_results(full_probes, parameters, results_root or None, total)
 print(f"results in {folder}; total wall time {total:.0f} s")

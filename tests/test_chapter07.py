@@ -1,11 +1,18 @@
 """Chapter 7's tables and figures on made-up numbers: targets and winners read the right cells, the COMM
-weight summary and figures hold every layer, and no figure text overlaps another."""
+weight summary and figures hold every layer, and no figure text overlaps another; its full-scale probes on tiny
+random CLIP and DINOv2 models and What'sUp fixtures."""
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_plots import overlaps, text_boxes
+from test_registry import offline  # noqa: F401  (autouse: no network, empty HF cache and models folder)
+from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+from upstream_fixtures import add_whatsup_pair
 
+from analysis_lib import book
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
 from analysis_lib.toy_runs import CLIP_NAME
 
@@ -80,3 +87,20 @@ def test_passed_seed_lines_split_a_stalled_variant_by_seed():
                                  "passed at": None if seed == 1 else 1000.0} for seed in range(3)])  # fmt: skip
     (line,) = ch07.passed_seed_lines(metrics, transitions)
     assert "relation 4-way 40.0% on the stalled seed(s), 95.0% on the 2 that passed" in line
+
+
+def test_chapter_runs_at_full_scale_probing_clip_and_dinov2_layers(full_setup, tmp_path):
+    for k, (obj1, obj2) in enumerate((("cup", "bowl"), ("book", "lamp"), ("shoe", "box"))):
+        add_whatsup_pair(Path(full_setup.whatsup_root), obj1, obj2, seed=10 * k)
+    dino = tmp_path / "dinov2"
+    Dinov2Model(Dinov2Config(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                             mlp_ratio=2)).save_pretrained(dino)  # fmt: skip
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(dino)
+    params = {"scale": "full", "device": "cpu", "whatsup_root": full_setup.whatsup_root,
+              "clip_model": full_setup.clip_model, "dino_model": str(dino),
+              "results_root": str(tmp_path / "results"), "figures_root": str(tmp_path / "figures")}  # fmt: skip
+    book.execute_chapter(book.find_chapter("07"), params, tmp_path / "07.ipynb")
+    metrics = pd.read_csv(tmp_path / "results" / "07_clip_to_dino" / "full" / "metrics.csv")
+    assert set(metrics.model) == {f"{full_setup.clip_model} (frozen)", f"{dino} (frozen)"}
+    assert set(metrics.benchmark) == {"Controlled-A", "Controlled-B"} and metrics.value.between(0, 1).all()
+    assert len(metrics) == 2 * (2 + 3) * 3 * 2  # subsets x layers (CLIP 0-1, DINOv2 0-2) x views x targets

@@ -73,6 +73,20 @@ def write_whatsup(root: Path) -> None:
             write_image(data / template.format(image_id))
 
 
+def add_whatsup_pair(root: Path, obj1: str, obj2: str, seed: int) -> None:
+    """Another object pair photographed in every relation of each Controlled subset of a ``write_whatsup`` checkout
+    (photograph-like images drawn with ``seed``)."""
+    for file, (folder, relations) in CONTROLLED.items():
+        path = root / "data" / file
+        entries = json.loads(path.read_text())
+        for k, rel in enumerate(relations):
+            image = root / "data" / folder / f"{obj1}_{rel}_{obj2}.jpeg"
+            Image.fromarray(photo_like(24, 16, seed + k)).save(image)
+            captions = [f"A {obj1} {PHRASES[r]} a {obj2}" for r in (rel, *(r for r in relations if r != rel))]
+            entries.append({"image_path": f"data/{folder}/{image.name}", "caption_options": captions})
+        path.write_text(json.dumps(entries))
+
+
 def write_mmvp_vlm(root: Path, patterns: tuple[str, ...] = ("Orientation", "Spatial")) -> None:
     """An MMVP-VLM folder: ``Questions.csv`` with one pair per pattern and ``MLLM_VLM Images/<Type>/<qid>.jpg``."""
     rows = []

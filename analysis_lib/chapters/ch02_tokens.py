@@ -19,7 +19,7 @@ from analysis_lib.attribution import patch_attribution, vqa_margin_fn
 from analysis_lib.benchmarks import load_image, load_whatsup_controlled
 from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
-from analysis_lib.full_scale import FullScaleConfig, score_models
+from analysis_lib.full_scale import FullScaleConfig, load_full_benchmarks, score_models
 from analysis_lib.image_tokens import ImageTokens
 from analysis_lib.metrics import opposite_option
 from analysis_lib.patch_contrastive import (
@@ -53,6 +53,7 @@ from analysis_lib.toy_runs import (
 )
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
 from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.whatsup_probes import clip_encoder, probe_records, whatsup_layer_probes
 
 ALL_PATCHES = "LLaVA: all patch tokens (LLaVA-1.5)"
 TOKEN_VARIANTS = {
@@ -292,7 +293,21 @@ def tokens_full(config: FullScaleConfig, folder: Path, models: dict[str, str] | 
     return score_models(config, folder, [(CLIP_NAME, CLIP_NAME, config.clip_model, config.clip_dtype), *llavas])
 
 
-def save_full_results(metrics: pd.DataFrame, config: FullScaleConfig, root: Path | None, total_seconds: float) -> Path:
-    """Write a full-scale run's ``metrics.csv`` and ``run.json`` (its config and models) under
-    ``<root>/02_tokens/full``."""
+PROBE_CLIP = "clip-l14-336"
+"""The CLIP whose layers the full-scale probes read: transformers' copy of the paper's CLIP ViT-L/14-336."""
+
+
+def probes_full(config: FullScaleConfig, clip_model: str = PROBE_CLIP) -> pd.DataFrame:
+    """Layer-wise linear probes of the frozen CLIP on ``config``'s What'sUp Controlled images: the relation and the
+    object pair from its CLS token, mean patch token and pooled patch grid (``analysis_lib.whatsup_probes``)."""
+    encoder = clip_encoder(clip_model, config.device, config.allow_download)
+    return whatsup_layer_probes([encoder], load_full_benchmarks(config))
+
+
+def save_full_results(
+    metrics: pd.DataFrame, config: FullScaleConfig, root: Path | None, total_seconds: float, probes: pd.DataFrame
+) -> Path:
+    """Write a full-scale run's ``metrics.csv`` (scores, then the layer probes as ``whatsup_probes.probe_records``)
+    and ``run.json`` (its config and models) under ``<root>/02_tokens/full``."""
+    metrics = pd.concat([metrics, probe_records(probes)], ignore_index=True)
     return save_full_chapter_results("02_tokens", metrics, config, root, total_seconds, {"models": FULL_MODELS})

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis_lib.benchmarks import load_whatsup
 from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.chapters.ch02_tokens import cached_layer_probes, layer_probes, probe_metrics, probe_summary
 from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
@@ -38,6 +39,7 @@ from analysis_lib.toy_runs import (
     variant_table,
 )
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup, ssl_spec
+from analysis_lib.whatsup_probes import clip_encoder, dinov2_encoder, probe_records, whatsup_layer_probes
 
 PENULTIMATE = "LLaVA: CLIP layer -2 (LLaVA-1.5)"
 CLIP_COMM = "LLaVA: CLIP multi-level merge (COMM)"
@@ -351,3 +353,26 @@ def save_results(run: DinoRun, scale: str, root: Path | None, total_seconds: flo
     metrics = pd.concat([run.metrics, *probes, weights], ignore_index=True)
     extra = {"total_wall_seconds": total_seconds, "wall_seconds": run.seconds}
     return save_chapter_results("07_clip_to_dino", scale, root, metrics, run.config, extra, tables)
+
+
+FULL_CLIP, FULL_DINO = "clip-l14-336", "dinov2-large"
+"""The encoders the full-scale probes compare: transformers' copy of the paper's CLIP ViT-L/14-336 and DINOv2-L/14
+(COMM's DINOv2; registry names, or folders)."""
+
+
+def probes_full(
+    whatsup_root: str, clip_model: str = FULL_CLIP, dino_model: str = FULL_DINO, device: str = "auto",
+    allow_download: bool = False,
+) -> pd.DataFrame:  # fmt: skip
+    """Layer-wise linear probes of CLIP's and DINOv2's frozen layers on the What'sUp Controlled images under
+    ``whatsup_root`` (``analysis_lib.whatsup_probes``: relation and object pair from the CLS token, the mean patch
+    token and the pooled patch grid), ``encoder`` column."""
+    encoders = [clip_encoder(clip_model, device, allow_download), dinov2_encoder(dino_model, device, allow_download)]
+    return whatsup_layer_probes(encoders, load_whatsup(Path(whatsup_root), only_present=True))
+
+
+def save_full_results(probes: pd.DataFrame, parameters: dict, root: Path | None, total_seconds: float) -> Path:
+    """Write a full-scale run's probes (``metrics.csv``, ``whatsup_probes.probe_records``) and ``run.json`` (its
+    parameters) under ``<root>/07_clip_to_dino/full``."""
+    config, extra = {"parameters": {**parameters, "smoke": False}}, {"total_wall_seconds": total_seconds}
+    return save_chapter_results("07_clip_to_dino", "full", root, probe_records(probes), config, extra, {})
