@@ -74,8 +74,12 @@ started = toy_runs.start_chapter(scale, torch_threads)
 # With `scale="full"` the chapter loads LLaVA-1.5-7B (`llava-hf/llava-1.5-7b-hf`, through the
 # registry) and scores What'sUp and MMVP-VLM with every way of section 1 below: VQAScore with each
 # question template (the first is t2v_metrics' own), and the caption's likelihood with no question and
-# after "Describe the image.". Each way has its own resumable score log. The toy sections (the
-# multi-object scenes, attribution and protocol arithmetic) are skipped.
+# after "Describe the image.". Each way has its own resumable score log. Then, on a real image pair
+# (What'sUp Controlled-A's first object pair, once left of and once right of each other), captum
+# ablates 2x2-patch blocks of each image and maps how much each block moves the log-score of the
+# image's own caption under the VQAScore question, with no question, and after "Describe the image."
+# (red: the block supports the caption). The toy sections (the multi-object scenes and protocol
+# arithmetic) are skipped.
 
 # %%
 if scale == "full":
@@ -84,6 +88,11 @@ if scale == "full":
     )
     full_metrics = chapter.prompt_full(config, full_scale.results_folder(results_root or None))
     display(full_scale.headline_table(full_metrics.assign(model=full_metrics.condition)))
+    images, maps, captions = chapter.attribution_full(config)
+    for index, (image, caption) in enumerate(zip(images, captions)):
+        by_scoring = {name: maps[(index, name)] for name in chapter.ATTRIBUTED}
+        fig = plots.attribution_figure(image, by_scoring, f'log-score of "{caption}"')
+        plots.save(fig, f"04_prompt_weighting_full_attribution_{index + 1}", figures_root or None)
 
 # %% [markdown]
 # ## The toy world

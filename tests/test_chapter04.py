@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis_lib.attribution import attribution_shares, patch_attribution, patch_attributions
-from analysis_lib.benchmarks import load_image, load_whatsup_controlled
+from analysis_lib.benchmarks import WhatsUpItem, load_image, load_whatsup_controlled
 from analysis_lib.chapters import ch04_prompt_weighting as ch04
 from analysis_lib.chapters.ch04_prompt_weighting import CaptionBlindScorer
 from analysis_lib.metrics import caption_relation, mmvp_pair_units, option_correct
@@ -194,3 +195,20 @@ def test_full_scale_scores_every_prompt_way_with_its_own_score_log(full_setup, t
     assert again.value.tolist() == metrics.value.tolist()
     folder = ch04.save_full_results(metrics, full_setup, tmp_path / "results", 1.0)
     assert folder == tmp_path / "results" / "04_prompt_weighting" / "full" and (folder / "run.json").is_file()
+
+
+def test_full_scale_attribution_maps_each_scoring_on_a_real_left_right_pair(full_setup):
+    images, maps, captions = ch04.attribution_full(full_setup, group=6)  # 6 x 6 patches a feature: a 4 x 4 map
+    assert captions == ["A mug to the left of a plate", "A mug to the right of a plate"] and len(images) == 2
+    assert set(maps) == {(index, name) for index in (0, 1) for name in ch04.ATTRIBUTED}
+    assert all(m.shape == (4, 4) and np.isfinite(m).all() for m in maps.values())
+    assert not np.allclose(maps[(0, ch04.T2V)], maps[(1, ch04.T2V)])
+
+
+def test_relation_pair_finds_an_object_pair_in_both_relations():
+    items = [WhatsUpItem(Path(f"{a}_{r}_{b}.png"), ("x",), a, r, b)
+             for a, b, rs in (("cup", "bowl", ("on", "left_of")), ("mug", "plate", ("right_of", "left_of")))
+             for r in rs]  # fmt: skip
+    assert [(i.obj1, i.relation) for i in ch04.relation_pair(items)] == [("mug", "left_of"), ("mug", "right_of")]
+    with pytest.raises(ValueError, match="photographed in both"):
+        ch04.relation_pair(items[:3])

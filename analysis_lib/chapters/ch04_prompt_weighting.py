@@ -501,6 +501,45 @@ def save_results(run: PromptRun, scale: str, root: Path | None, total_seconds: f
     return save_chapter_results("04_prompt_weighting", scale, root, result_metrics(run), run.config, extra, tables)
 
 
+ATTRIBUTION_GROUP = 2
+"""Full-scale attribution ablates ``ATTRIBUTION_GROUP`` x ``ATTRIBUTION_GROUP`` ViT patches at a time (LLaVA-1.5's
+24 x 24 patches as a 12 x 12 map: 144 forward passes per image and scoring instead of 576)."""
+
+
+def relation_pair(items: list[WhatsUpItem], relations: tuple[str, str] = ("left_of", "right_of")) -> list[WhatsUpItem]:
+    """The first object pair of What'sUp Controlled ``items`` photographed in both ``relations``: its two items."""
+    by_pair: dict[tuple[str, str], dict[str, WhatsUpItem]] = {}
+    for item in items:
+        by_pair.setdefault(item.obj_pair, {})[item.relation] = item
+    for photos in by_pair.values():
+        if all(relation in photos for relation in relations):
+            return [photos[relation] for relation in relations]
+    raise ValueError(f"no object pair among {len(items)} items is photographed in both {relations}")
+
+
+def attribution_full(config: FullScaleConfig, group: int = ATTRIBUTION_GROUP) -> tuple[list, dict, list[str]]:
+    """On a real image pair (What'sUp Controlled-A's first object pair left of / right of each other), which patches
+    move each ``ATTRIBUTED`` scoring of ``config``'s LLaVA: per image, the captum ablation map of the log-score of its
+    own (gold) caption, ``group`` x ``group`` patches a feature. Returns the images, ``{(image index, scoring):
+    map}`` and the two captions."""
+    base = load_scorer(config.llava_model, device=process_device(config.device), dtype=config.dtype,
+                       batch_size=config.batch_size, allow_download=config.allow_download)  # fmt: skip
+    benchmarks = load_full_benchmarks(config)
+    if "Controlled-A" not in benchmarks:
+        raise ValueError("full-scale attribution reads What'sUp Controlled-A (controlled_images_dataset.json)")
+    items = relation_pair(benchmarks["Controlled-A"])
+    images, captions = [load_image(item.image_path) for item in items], [item.caption_options[0] for item in items]
+    scorings = llava_scorings(base.model, base.processor, base.format)
+    maps = {}
+    for name in ATTRIBUTED:
+        scorer = scorings[name]
+        pixels = scorer.pixel_values(images)
+        patch = scorer.model.config.vision_config.patch_size * group
+        for index, attr in enumerate(patch_attributions(log_score_fn(name, scorer, captions), pixels, patch)):
+            maps[(index, name)] = attr
+    return images, maps, captions
+
+
 def save_full_results(metrics: pd.DataFrame, config: FullScaleConfig, root: Path | None, total_seconds: float) -> Path:
     """Write a full-scale run's ``metrics.csv`` and ``run.json`` under ``<root>/04_prompt_weighting/full``."""
     return save_full_chapter_results("04_prompt_weighting", metrics, config, root, total_seconds)
