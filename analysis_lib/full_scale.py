@@ -1,4 +1,5 @@
-"""Chapter 1 at full scale: the paper's CLIP and LLaVA-1.5 on What'sUp and MMVP-VLM.
+"""Chapter 1 at full scale: the paper's CLIP and LLaVA-1.5 on What'sUp and MMVP-VLM, and, given a t2v_metrics root
+(``t2v_root``), on the paper's other benchmarks (``analysis_lib.t2v_benchmarks``) and its Figure-1 aggregate.
 
 Every benchmark is scored through resumable, shardable score logs
 (``<results>/scores/<model>/<benchmark>.<spec hash>.part<rank>.jsonl``, keyed by the protocol version, the model,
@@ -15,7 +16,6 @@ import dataclasses
 import gc
 import hashlib
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,11 +42,19 @@ from analysis_lib.evaluation import mmvp_records, mmvp_scores, whatsup_option_sc
 from analysis_lib.images import ImageError, verify_images
 from analysis_lib.registry import DTYPES, RegistryError, load_scorer, locate, resolve_device
 from analysis_lib.results import results_dir, write_results
-from analysis_lib.score_log import file_digest, keyed_log, weights_identity
-from analysis_lib.scoring import PROTOCOL_VERSION
+from analysis_lib.retrieval_metrics import figure1_aggregate, figure1_inputs
+from analysis_lib.score_log import file_digest, keyed_log, score_log_spec, slug
 from analysis_lib.sharding import process_state, sharded_scores
+from analysis_lib.t2v_benchmarks import T2VItem, load_t2v_benchmarks, t2v_size_report
+from analysis_lib.t2v_evaluation import score_t2v_benchmark, t2v_records
 
 CONDITION = "patch tokens, frozen encoder"
+FIGURE1_PUBLISHED = {
+    CLIP: {"individual": 0.556, "pair": 0.193},
+    LLAVA: {"individual": 0.880, "pair": 0.592},
+}
+"""Paper Figure 1: CLIP ViT-L/14-336 and LLaVA-1.5-7B averaged over What'sUp, SugarCREPE, Winoground, NaturalBench,
+SeeTRUE and MMVP."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class FullScaleConfig:
     whatsup_root: str = "data/benchmarks/whatsup_vlms"
     mmvp_vlm_root: str = "data/benchmarks/MMVP_VLM"
     mmvp_root: str = ""  # optional: MMVP with the paper's converted statements (Questions-clip.csv); "" skips it
+    t2v_root: str = ""  # optional: a t2v_metrics --root_dir (Winoground, NaturalBench, EqBen, SeeTRUE, ...); "" skips
+    coco_images: str = ""  # optional: SugarCREPE's COCO val2017 folder if not <t2v_root>/val2017
     device: str = "auto"
     dtype: str = "auto"  # LLaVA: "auto" is bfloat16 on GPU, float32 on CPU
     # CLIP is small: float32 everywhere (the paper's eval_clip.py runs What'sUp under CUDA autocast, MMVP in float32)
@@ -87,12 +97,16 @@ def load_full_benchmarks(config: FullScaleConfig) -> dict[str, list]:
     if config.mmvp_root:
         rows = PUBLISHED_SIZES["MMVP"] if config.strict_sizes else None
         benchmarks["MMVP (statements)"] = load_mmvp_statements(Path(config.mmvp_root), expected_rows=rows)
+    if config.t2v_root:
+        coco = Path(config.coco_images) if config.coco_images else None
+        benchmarks |= load_t2v_benchmarks(Path(config.t2v_root), only_present=True, strict=config.strict_sizes,
+                                          coco_images=coco)  # fmt: skip
     return benchmarks
 
 
-def _image_paths(item: WhatsUpItem | MMVPPair) -> tuple[Path, ...]:
+def _image_paths(item: WhatsUpItem | MMVPPair | T2VItem) -> tuple[Path, ...]:
     """The item's image file(s)."""
-    return item.image_paths if isinstance(item, MMVPPair) else (item.image_path,)
+    return (item.image_path,) if isinstance(item, WhatsUpItem) else tuple(item.image_paths)
 
 
 def _image_names(item: WhatsUpItem | MMVPPair) -> str:
@@ -129,45 +143,15 @@ def score_fn(scorer, items: Sequence) -> Callable[[list], np.ndarray]:
     return lambda items: whatsup_option_scores(scorer, items)
 
 
-def scorer_spec(scorer) -> dict:
-    """What besides the weights determines a scorer's numbers: its class, dtype, prompt format and, for a caption
-    likelihood, the question before the caption."""
-    prompt_format = getattr(scorer, "format", None)
-    spec = {
-        "class": type(scorer).__name__,
-        "dtype": str(next(scorer.model.parameters()).dtype),
-        "prompt_format": dataclasses.asdict(prompt_format) if dataclasses.is_dataclass(prompt_format) else None,
-    }
-    return {**spec, "question": scorer.question} if hasattr(scorer, "question") else spec
-
-
-def weights_spec(scorer, model_spec: str) -> list[dict]:
-    """``weights_identity`` of each place a scorer's weights came from: where ``model_spec`` is found and the folder
-    its model was loaded from (they differ for an adapter merged into a base model)."""
-    named = (locate(model_spec), getattr(scorer.model, "name_or_path", ""))
-    places = {Path(place).expanduser().resolve() for place in named if place}
-    return [weights_identity(place) for place in sorted(places) if place.exists()]
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a model spec."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-
-
-def score_log_spec(scorer, model_spec: str, benchmark: str, items_digest: str) -> dict:
-    """What keys a model's score log on one benchmark: protocol version, weights, scorer settings, the items."""
-    return {
-        "protocol": PROTOCOL_VERSION,
-        "model": model_spec,
-        "weights": weights_spec(scorer, model_spec),
-        "scorer": scorer_spec(scorer),
-        "benchmark": benchmark,
-        "items": items_digest,
-    }
+def is_t2v_benchmark(items: Sequence) -> bool:
+    """Whether a benchmark is one of the paper's other benchmarks (``t2v_benchmarks`` items)."""
+    return isinstance(items[0], T2VItem)
 
 
 def score_benchmark(scorer, model_spec: str, benchmark: str, items: list, folder: Path, batch_size: int) -> np.ndarray:
     """All scores of one model on one benchmark, resumed from and appended to its score log."""
+    if is_t2v_benchmark(items):
+        return score_t2v_benchmark(scorer, model_spec, benchmark, items, folder, batch_size)
     spec = score_log_spec(scorer, model_spec, benchmark, items_fingerprint(items))
     log = keyed_log(folder / "scores" / slug(model_spec) / f"{slug(benchmark)}.jsonl", spec)
     scores = sharded_scores(score_fn(scorer, items), items, item_keys(items), log, spec, batch_size, benchmark)
@@ -176,6 +160,8 @@ def score_benchmark(scorer, model_spec: str, benchmark: str, items: list, folder
 
 def benchmark_records(benchmark: str, items: list, scores: np.ndarray) -> list[dict]:
     """The metric records of one benchmark's scores."""
+    if is_t2v_benchmark(items):
+        return t2v_records(benchmark, items, scores)
     if is_pair_benchmark(items):
         return mmvp_records(items, scores, benchmark)
     return whatsup_records(items, scores, benchmark, grouped=benchmark.startswith("Controlled"))
@@ -254,8 +240,20 @@ def preflight(config: FullScaleConfig) -> tuple[pd.DataFrame, dict[str, list]]:
 
 
 def size_table(benchmarks: dict[str, list]) -> pd.DataFrame:
-    """Items found per benchmark beside the published sizes; a What'sUp subset without its file shows as missing."""
-    return pd.DataFrame(size_report(benchmarks, expected=WHATSUP_FILES))
+    """Items found per benchmark beside the published sizes; a What'sUp subset without its file shows as missing, as
+    does one of the paper's other benchmarks once any of them is loaded."""
+    t2v = {name: items for name, items in benchmarks.items() if items and is_t2v_benchmark(items)}
+    others = {name: items for name, items in benchmarks.items() if name not in t2v}
+    rows = size_report(others, expected=WHATSUP_FILES) + (t2v_size_report(t2v) if t2v else [])
+    return pd.DataFrame(rows)
+
+
+def figure1_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Figure-1 aggregate of a run's metrics (``retrieval_metrics.figure1_aggregate``: individual and pair
+    accuracy averaged over the benchmark groups found) beside the published CLIP ViT-L/14-336 and LLaVA-1.5-7B."""
+    ours = figure1_aggregate(figure1_inputs(metrics))
+    published = pd.DataFrame([{"model": f"{model} (paper)", **values} for model, values in FIGURE1_PUBLISHED.items()])
+    return pd.concat([ours, published], ignore_index=True)
 
 
 FULL_HEADLINE = (

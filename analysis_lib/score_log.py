@@ -13,9 +13,11 @@ changed spec scores afresh into a log of its own. ``file_digest`` (the images' c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -24,6 +26,8 @@ import numpy as np
 
 from analysis_lib.cache import file_sha256, spec_key
 from analysis_lib.progress import progress_bar
+from analysis_lib.registry import locate
+from analysis_lib.scoring import PROTOCOL_VERSION
 
 
 class StaleScoresError(RuntimeError):
@@ -139,3 +143,40 @@ def score_with_log(
         _append(path, spec, rows)
         known.update({row["key"]: row["scores"] for row in rows})
     return np.array([known[key] for key in keys], dtype=float)
+
+
+def scorer_spec(scorer) -> dict:
+    """What besides the weights determines a scorer's numbers: its class, dtype, prompt format and, for a caption
+    likelihood, the question before the caption."""
+    prompt_format = getattr(scorer, "format", None)
+    spec = {
+        "class": type(scorer).__name__,
+        "dtype": str(next(scorer.model.parameters()).dtype),
+        "prompt_format": dataclasses.asdict(prompt_format) if dataclasses.is_dataclass(prompt_format) else None,
+    }
+    return {**spec, "question": scorer.question} if hasattr(scorer, "question") else spec
+
+
+def weights_spec(scorer, model_spec: str) -> list[dict]:
+    """``weights_identity`` of each place a scorer's weights came from: where ``model_spec`` is found and the folder
+    its model was loaded from (they differ for an adapter merged into a base model)."""
+    named = (locate(model_spec), getattr(scorer.model, "name_or_path", ""))
+    places = {Path(place).expanduser().resolve() for place in named if place}
+    return [weights_identity(place) for place in sorted(places) if place.exists()]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a model spec."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def score_log_spec(scorer, model_spec: str, benchmark: str, items_digest: str) -> dict:
+    """What keys a model's score log on one benchmark: protocol version, weights, scorer settings, the items."""
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "model": model_spec,
+        "weights": weights_spec(scorer, model_spec),
+        "scorer": scorer_spec(scorer),
+        "benchmark": benchmark,
+        "items": items_digest,
+    }

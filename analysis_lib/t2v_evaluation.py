@@ -23,7 +23,6 @@ import pandas as pd
 
 from analysis_lib.benchmarks import load_image
 from analysis_lib.evaluation import metric_record, no_verdict_record
-from analysis_lib.full_scale import score_log_spec, slug
 from analysis_lib.retrieval_metrics import (
     IMAGE_COMPARISONS,
     TEXT_COMPARISONS,
@@ -31,7 +30,7 @@ from analysis_lib.retrieval_metrics import (
     pairwise_choices,
     winoground_outcomes,
 )
-from analysis_lib.score_log import file_digest, keyed_log
+from analysis_lib.score_log import file_digest, keyed_log, score_log_spec, slug
 from analysis_lib.sharding import sharded_scores
 from analysis_lib.t2v_benchmarks import T2VItem, load_t2v_benchmarks
 

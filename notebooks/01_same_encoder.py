@@ -70,6 +70,8 @@ llava_model = "llava-hf/llava-1.5-7b-hf"  # full scale: registry name or local f
 whatsup_root = "data/benchmarks/whatsup_vlms"  # full scale: a checkout of amitakamath/whatsup_vlms with its images
 mmvp_vlm_root = "data/benchmarks/MMVP_VLM"  # full scale: the MMVP-VLM folder (Questions.csv + image folder)
 mmvp_root = ""  # full scale, optional: MMVP folder with the paper's Questions-clip.csv and "MMVP Images"
+t2v_root = ""  # full scale, optional: a t2v_metrics --root_dir with Winoground, NaturalBench, EqBen, SeeTRUE, ...
+coco_images = ""  # full scale, optional: SugarCREPE's COCO val2017 folder if not <t2v_root>/val2017
 dtype = "auto"  # full scale: "auto" (bfloat16 on GPU, float32 on CPU), "bfloat16", "float16" or "float32"
 batch_size = 32  # full scale: captions scored per forward pass (lower it if the GPU runs out of memory)
 strict_sizes = True  # full scale: require every benchmark's published size
@@ -91,6 +93,9 @@ started = toy_runs.start_chapter(scale, torch_threads)
 # With `scale="full"` the chapter scores OpenAI CLIP ViT-L/14-336 (through open_clip, as the paper's
 # evaluation does) and LLaVA-1.5-7B (through transformers; its vision tower is that CLIP) on What'sUp
 # (Controlled-A/-B, COCO- and GQA-spatial) and MMVP-VLM, and puts the published numbers beside ours.
+# Given `t2v_root` (a t2v_metrics data folder), it also scores the paper's other benchmarks (Winoground,
+# NaturalBench, EqBen, SeeTRUE, SugarCREPE, COCO-Counterfactuals, each with its own metric as
+# t2v_metrics defines it) and shows the paper's Figure-1 aggregate beside the published one.
 # Scores are logged per item under `results/01_same_encoder/full/scores/`, so an interrupted run
 # resumes; `accelerate launch -m analysis_lib.full_scale` shards the same run over several GPUs. The
 # toy-world sections below are skipped at this scale (they need the toy world's labels and models).
@@ -103,6 +108,8 @@ if scale == "full":
         whatsup_root=whatsup_root,
         mmvp_vlm_root=mmvp_vlm_root,
         mmvp_root=mmvp_root,
+        t2v_root=t2v_root,
+        coco_images=coco_images,
         device=device,
         dtype=dtype,
         batch_size=batch_size,
@@ -114,6 +121,8 @@ if scale == "full":
     full_metrics = full_scale.same_encoder_full(config, folder, benchmarks)
     display(full_scale.headline_table(full_metrics))
     display(anchors.beside_anchors(full_metrics))
+    if t2v_root:
+        display(full_scale.figure1_table(full_metrics))
 
 # %% [markdown]
 # `ours` is empty where this run does not produce the anchor's metric (Figure 1 averages six

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from upstream_fixtures import write_image
+from upstream_fixtures import write_image, write_t2v_root
 
 from analysis_lib import book, full_scale
 from analysis_lib.benchmarks import BenchmarkError
@@ -222,3 +222,22 @@ def test_deeply_nested_annotation_file_is_found_by_check(full_setup, tmp_path):
     (tmp_path / "whatsup" / "data" / "vg_qa_two_obj.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(full_scale.NotReadyError, match=r"\[benchmarks\] .*vg_qa_two_obj.json nests .* too deeply"):
         full_scale.main(_check_args(full_setup, tmp_path / "out"))
+
+
+def test_the_papers_other_benchmarks_join_the_run_and_its_figure1_aggregate(full_setup, tmp_path):
+    write_t2v_root(tmp_path / "datasets")
+    config = dataclasses.replace(full_setup, t2v_root=str(tmp_path / "datasets"))
+    checks, benchmarks = full_scale.preflight(config)
+    assert {"Winoground", "NaturalBench", "SeeTRUE", "SugarCREPE"} <= set(benchmarks) and checks.ready.all()
+    sizes = full_scale.size_table(benchmarks).set_index("subset")
+    assert {"Controlled-A", "Winoground"} <= set(sizes.index)
+    metrics = full_scale.same_encoder_full(config, tmp_path / "out", benchmarks)
+    assert {"text all", "group all"} <= set(metrics[metrics.benchmark == "Winoground"].metric)
+    logs = {p.parent.name for p in (tmp_path / "out" / "scores").rglob("*.jsonl")}
+    assert len(logs) == 2  # one folder of logs per model, every benchmark's log in it
+    table = full_scale.figure1_table(metrics).set_index("model")
+    assert table.loc[f"{full_scale.CLIP} (paper)", "individual"] == 0.556
+    ours = table.loc[full_scale.LLAVA]
+    assert ours["n_individual"] == 6 and ours["n_pair"] == 4 and 0 <= ours["individual"] <= 1
+    again = full_scale.same_encoder_full(config, tmp_path / "out", benchmarks)  # resumed from the logs
+    assert again.value.tolist() == metrics.value.tolist()
