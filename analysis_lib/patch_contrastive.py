@@ -34,6 +34,7 @@ steps converge, and the SPARC threshold 1/patches (the paper's ViT-L runs keep i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,6 +72,16 @@ class PatchHeadConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown patch-head loss {self.loss!r}; use one of {LOSSES}")
+
+
+PACL, SPARC = "PACL heads (patch tokens)", "SPARC heads (patch + word tokens)"
+HEADS = {PACL: PatchHeadConfig(loss="pacl"), SPARC: PatchHeadConfig(loss="sparc")}
+"""The book's two patch-aligned heads (chapters 2, 3 and 5), by the name its tables give them."""
+
+
+def smoke_heads(cfg: PatchHeadConfig, smoke: bool) -> PatchHeadConfig:
+    """The head recipe, or two small steps of it in a smoke run."""
+    return dataclasses.replace(cfg, steps=2, batch_size=16) if smoke else cfg
 
 
 def rope_1d(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:

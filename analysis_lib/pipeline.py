@@ -37,10 +37,19 @@ from analysis_lib.image_tokens import apply_variant, install_hooks
 from analysis_lib.lm_pretraining import pretrain_lm
 from analysis_lib.models import load_language_model, toy_clip, toy_image_processor, toy_llava_from_clip, toy_lm
 from analysis_lib.negclip import NegClipConfig, train_negclip
+from analysis_lib.patch_contrastive import (
+    PatchAlignedScorer,
+    PatchHeadConfig,
+    last_layer_patches,
+    load_heads,
+    save_heads,
+    train_patch_heads,
+)
 from analysis_lib.progress import console
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.ssl_encoder import SSL_TRAIN, SslTrainConfig, held_out_check, initial_encoder, train_dino
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup, TrainingData, fresh_pixels, ssl_recipe, ssl_spec
+from analysis_lib.toyworld import render_all, sample_scenes
 from analysis_lib.training import Stopwatch, train_clip, train_llava
 
 SSL_CHECK_SEED = EVAL_SEED + 40  # held-out scenes of the SSL encoder's training checks
@@ -357,3 +366,28 @@ def train_toy_models(
 def seed_jobs(setups: list[ToySetup], seeds: list[int]) -> list[tuple[ToySetup, int]]:
     """Every setup on every seed, seed by seed: ``train_toy_models``'s jobs."""
     return [(setup, seed) for seed in seeds for setup in setups]
+
+
+def toy_patch_heads(
+    setup: ToySetup, models: ToyModels, seed: int, cfg: PatchHeadConfig, progress: bool = True
+) -> tuple[PatchAlignedScorer, Path]:
+    """Train (or load from the cache) PACL / SPARC heads on one seed's frozen CLIP: ``(scorer, folder)``."""
+    spec = {"clip": setup.clip_spec(seed), "heads": asdict(cfg), "seed": seed}
+
+    def build(folder: Path) -> None:
+        scenes = sample_scenes(setup.n_train_scenes, setup.world, seed)
+        pixels = models.clip_processor.image_processor(
+            list(render_all(scenes, setup.world, seed + 10_000)), return_tensors="pt"
+        )["pixel_values"]
+        start = time.perf_counter()
+        heads, curve = train_patch_heads(
+            models.clip, models.clip_processor, scenes, last_layer_patches(models.clip, pixels), setup.world, cfg,
+            seed, progress,
+        )  # fmt: skip
+        save_heads(heads, cfg, folder)
+        log = {"curve": curve, "train_seconds": time.perf_counter() - start}
+        (folder / "training_log.json").write_text(json.dumps(log))
+
+    folder, _ = cached_artifact("patch-heads", spec, build)
+    heads = load_heads(models.clip, folder).to(next(models.clip.parameters()).device)
+    return PatchAlignedScorer(models.clip, models.clip_processor, heads, cfg.loss), folder

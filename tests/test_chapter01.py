@@ -10,13 +10,14 @@ from analysis_lib.toy_runs import VariantRun, check_curves, transitions
 
 
 def test_variants_share_clip_and_differ_only_where_they_say():
-    main, scratch, ungrounded, untrained = (ch.toy_setup(300, False, v) for v in ch.VARIANTS)
+    main, scratch, ungrounded, untrained, held_out = (ch.toy_setup(300, False, v) for v in ch.VARIANTS)
     assert main.clip_spec(0) == scratch.clip_spec(0) == ungrounded.clip_spec(0)  # one CLIP per seed
     assert untrained.clip_spec(0) == main.clip_spec(0)  # the control's CLIP scores as the chapter's
     assert scratch.lm_spec(0) is None and main.lm_spec(0) == ungrounded.lm_spec(0) == untrained.lm_spec(0)
     assert untrained.vision.encoder == "untrained" and untrained.llava_train == main.llava_train
-    specs = [s.llava_spec(0) for s in (main, scratch, ungrounded, untrained)]
-    assert len({json.dumps(s, sort_keys=True, default=str) for s in specs}) == 4
+    assert held_out.lm_spec(0) == main.lm_spec(0) and held_out.vision == main.vision
+    specs = [s.llava_spec(0) for s in (main, scratch, ungrounded, untrained, held_out)]
+    assert len({json.dumps(s, sort_keys=True, default=str) for s in specs}) == 5
     assert "list" not in {task for stage in ungrounded.llava_train.curriculum for task, _ in stage.tasks}
     budget = [sum(s.max_steps for s in setup.llava_train.curriculum) for setup in (main, ungrounded)]
     assert budget[0] == budget[1]  # the ablation gets the same step budget

@@ -1,4 +1,5 @@
-"""The library's modules import one another without cycles, function-level imports counted, and the modules that
+"""The library's modules import one another without cycles, function-level imports counted, no chapter module imports
+another (what two chapters share lives in the library), and the modules that
 define the toy models never import the one that builds them (``analysis_lib.pipeline``)."""
 
 from __future__ import annotations
@@ -68,3 +69,11 @@ def test_the_pipeline_imports_at_the_top_only():
     tree = ast.parse((PACKAGE / "pipeline.py").read_text())
     everywhere = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
     assert everywhere and len(everywhere) == sum(isinstance(node, ast.Import | ast.ImportFrom) for node in tree.body)
+
+
+def test_a_chapter_imports_no_other_chapter_only_the_claims_page_reads_them():
+    graph = import_graph()
+    chapters = {name for name in graph if name.startswith("analysis_lib.chapters.ch")}
+    assert len(chapters) == 8
+    for chapter in chapters - {"analysis_lib.chapters.ch00_claims"}:
+        assert not graph[chapter] & chapters, f"{chapter} imports {sorted(graph[chapter] & chapters)}"

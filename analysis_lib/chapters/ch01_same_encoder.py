@@ -17,11 +17,9 @@ from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
 from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
 from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
 from analysis_lib.cache import cached_artifact
-from analysis_lib.comm_merge import VisionSource
 from analysis_lib.compositional import compositional_sets, compositional_table_rows, score_compositional
 from analysis_lib.evaluation import whatsup_option_scores
 from analysis_lib.features import llava_selected_features
-from analysis_lib.lm_pretraining import LmPretrainConfig
 from analysis_lib.metrics import opposite_option, unique_argmax
 from analysis_lib.models import load_language_model, toy_llava_from_clip
 from analysis_lib.negclip import NegClipConfig
@@ -34,6 +32,14 @@ from analysis_lib.scoring import ClipScorer
 from analysis_lib.seed_stats import MARGIN, k_of_n
 from analysis_lib.t2v_benchmarks import SUGARCREPE_SUBSETS
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, WINOGROUND_KINDS
+from analysis_lib.toy_recipe import (
+    HELD_OUT,
+    HELD_OUT_OBJECTS,
+    MAIN,
+    UNTRAINED_VIT,
+    VARIANTS,
+    toy_setup,
+)
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
@@ -47,7 +53,6 @@ from analysis_lib.toy_runs import (
     seed_summary,
     show,
     smoke_config,
-    smoke_curriculum,
     train_variants,
     variant_rows,
     variant_table,
@@ -55,55 +60,13 @@ from analysis_lib.toy_runs import (
 from analysis_lib.toy_setup import EVAL_SEED, ToySetup, TrainingData, fresh_pixels
 from analysis_lib.toyworld import instruction_example, sample_scenes
 from analysis_lib.training import (
-    GROUNDED_CURRICULUM,
-    UNGROUNDED_CURRICULUM,
-    ClipTrainConfig,
-    LlavaTrainConfig,
     Stage,
     answer_accuracy,
     train_llava,
 )
 
-MAIN = "pre-trained LM + grounding task (the chapter's LLaVA)"
-FROM_SCRATCH = "LM from scratch + grounding task"
-NO_GROUNDING = "pre-trained LM, no grounding task"
-UNTRAINED_VIT = "untrained frozen ViT in CLIP's place (a control)"
-HELD_OUT = "four objects never in the instruction data (a control)"
-VARIANTS = (MAIN, FROM_SCRATCH, NO_GROUNDING, UNTRAINED_VIT, HELD_OUT)
-"""What makes the extraction possible: the chapter's LLaVA recipe, its two ablations, and two controls: one keeps
-the recipe but gives the LLaVA the toy CLIP's vision tower at its initial, never-trained weights (is it what CLIP's
-training put in the encoder that LLaVA reads, or just the pixels?); the other never shows or names
-``HELD_OUT_OBJECTS`` in its instruction data (does LLaVA read a relation, or recall it for objects it was taught?)."""
-HELD_OUT_OBJECTS = ("red circle", "green square", "blue triangle", "yellow cross")
-"""Each colour and each shape of these is taught in other objects (e.g. red squares, green circles)."""
 HELD_OUT_TESTS = {"relation 4-way": RELATION_FILE, "attribute 4-way": ATTRIBUTE_FILE}
 NAMES_HELD_OUT, TAUGHT_ONLY = "items naming a held-out object", "items naming taught objects only"
-
-
-def toy_setup(clip_steps: int, smoke: bool, variant: str = MAIN) -> ToySetup:
-    """The chapter's toy setup for one of ``VARIANTS``; ``smoke`` shrinks everything to seconds."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
-    curriculum = UNGROUNDED_CURRICULUM if variant == NO_GROUNDING else GROUNDED_CURRICULUM
-    held_out = HELD_OUT_OBJECTS if variant == HELD_OUT else ()
-    setup = ToySetup(
-        clip_train=ClipTrainConfig(steps=clip_steps),
-        llava_train=LlavaTrainConfig(curriculum=curriculum, held_out_objects=held_out),
-        lm_pretrain=None if variant == FROM_SCRATCH else LmPretrainConfig(),
-        vision=VisionSource(encoder="untrained") if variant == UNTRAINED_VIT else VisionSource(),
-    )
-    if not smoke:
-        return setup
-    return dataclasses.replace(
-        setup,
-        n_train_scenes=256,
-        clip_train=ClipTrainConfig(steps=3, batch_size=32, warmup=1),
-        llava_train=LlavaTrainConfig(
-            curriculum=smoke_curriculum(curriculum), check_every=1, batch_size=16, warmup=1, validation_scenes=16,
-            vqascore_check_scenes=8, restarts=0, held_out_objects=held_out,
-        ),
-        lm_pretrain=None if variant == FROM_SCRATCH else LmPretrainConfig(max_steps=2, check_every=1, held_out=16),
-    )  # fmt: skip
 
 
 @dataclass

@@ -4,37 +4,31 @@ frozen toy CLIP, LLaVA retrained on other image tokens, and patch-aligned contra
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from analysis_lib.attribution import patch_attribution, vqa_margin_fn
 from analysis_lib.benchmarks import load_image, load_whatsup_controlled
-from analysis_lib.cache import cached_artifact
-from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.full_scale import FullScaleConfig, load_full_benchmarks, score_models
 from analysis_lib.image_tokens import ImageTokens
+from analysis_lib.layer_probes import PROBE_SCENES, SMOKE_PROBE_SCENES, layer_probes, probe_metrics
 from analysis_lib.metrics import opposite_option
 from analysis_lib.patch_contrastive import (
-    PatchAlignedScorer,
-    PatchHeadConfig,
-    last_layer_patches,
-    load_heads,
-    save_heads,
-    train_patch_heads,
+    HEADS,
+    PACL,
+    SPARC,
+    smoke_heads,
 )
-from analysis_lib.pipeline import ToyModels, toy_models
-from analysis_lib.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
+from analysis_lib.pipeline import toy_models, toy_patch_heads
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import VQAScorer
 from analysis_lib.toy_benchmarks import RELATION_FILE
+from analysis_lib.toy_recipe import chapter_setup
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
@@ -46,13 +40,11 @@ from analysis_lib.toy_runs import (
     save_chapter_results,
     save_full_chapter_results,
     score_all,
-    seed_row,
     stalled_lines,
     train_variants,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.toy_setup import EVAL_SEED, ToySetup
 from analysis_lib.whatsup_probes import clip_encoder, probe_records, whatsup_layer_probes
 
 ALL_PATCHES = "LLaVA: all patch tokens (LLaVA-1.5)"
@@ -63,82 +55,6 @@ TOKEN_VARIANTS = {
     "LLaVA: CLS + patch tokens": ImageTokens(tokens="cls+patches"),
 }
 """The token-usage variants: every one trained through the same curriculum, same caps."""
-PACL, SPARC = "PACL heads (patch tokens)", "SPARC heads (patch + word tokens)"
-HEADS = {PACL: PatchHeadConfig(loss="pacl"), SPARC: PatchHeadConfig(loss="sparc")}
-PROBE_SCENES = {"train": 3000, "test": 1000}
-SMOKE_PROBE_SCENES = {"train": 64, "test": 32}
-
-
-def chapter_setup(clip_steps: int, smoke: bool, tokens: ImageTokens | None = None) -> ToySetup:
-    """Chapter 1's toy setup (same CLIP, pre-trained LM and curriculum) with the given image tokens."""
-    return dataclasses.replace(toy_setup(clip_steps, smoke), image_tokens=tokens or ImageTokens())
-
-
-def smoke_heads(cfg: PatchHeadConfig, smoke: bool) -> PatchHeadConfig:
-    """The head recipe, or two small steps of it in a smoke run."""
-    return dataclasses.replace(cfg, steps=2, batch_size=16) if smoke else cfg
-
-
-def cached_layer_probes(
-    kind: str, key: dict, setup: ToySetup, seed: int, smoke: bool, encoder: Callable[[], torch.nn.Module],
-    image_processor,
-) -> pd.DataFrame:  # fmt: skip
-    """The layer-wise probe table of ``encoder()`` (a frozen vision encoder) on fresh disjoint scenes preprocessed by
-    ``image_processor``, cached as ``kind`` under ``key`` and the probes' settings."""
-    sizes = SMOKE_PROBE_SCENES if smoke else PROBE_SCENES
-    steps = 5 if smoke else PROBE_STEPS
-    probe = {"mlp_hidden": MLP_HIDDEN, "steps": steps, "patch_scenes": PATCH_PROBE_SCENES}
-    spec = {**key, "scenes": sizes, "eval_seed": EVAL_SEED, "probe": probe, "probe_seed": seed}
-
-    def build(folder: Path) -> None:
-        train_scenes, train_pixels = fresh_pixels(setup, image_processor, sizes["train"], EVAL_SEED + 20)
-        test_scenes, test_pixels = fresh_pixels(setup, image_processor, sizes["test"], EVAL_SEED + 22)
-        train, test = (train_pixels, train_scenes), (test_pixels, test_scenes)
-        table = layer_probe_table(encoder(), train, test, setup.world.grid, seed=seed, steps=steps)
-        (folder / "probes.csv").write_text(table.to_csv(index=False))
-
-    folder, _ = cached_artifact(kind, spec, build)
-    return pd.read_csv(folder / "probes.csv").assign(seed=seed, n_test=sizes["test"])
-
-
-def layer_probes(setup: ToySetup, models: ToyModels, seed: int, smoke: bool) -> pd.DataFrame:
-    """Layer-wise probe table of one seed's frozen CLIP on fresh disjoint scenes (cached)."""
-    key, processor = {"clip": setup.clip_spec(seed)}, models.clip_processor.image_processor
-    return cached_layer_probes("layer-probes", key, setup, seed, smoke, lambda: models.clip, processor)
-
-
-def probe_summary(probes: pd.DataFrame) -> pd.DataFrame:
-    """Probe accuracy per layer, view, target and probe kind: ``seed_row`` (its chance: the majority class) and the
-    majority class."""
-    keys, rows = ["target", "view", "probe", "layer"], []
-    for values, group in probes.groupby(keys, sort=False):
-        majority = group["majority class"].mean()
-        summary = seed_row(group.rename(columns={"accuracy": "value"}), majority)
-        rows.append(dict(zip(keys, values)) | summary | {"majority class": majority})
-    return pd.DataFrame(rows)
-
-
-def patch_heads(setup: ToySetup, models: ToyModels, seed: int, cfg: PatchHeadConfig, progress: bool = True):
-    """Train (or load from the cache) PACL / SPARC heads on one seed's frozen CLIP: ``(scorer, folder)``."""
-    spec = {"clip": setup.clip_spec(seed), "heads": dataclasses.asdict(cfg), "seed": seed}
-
-    def build(folder: Path) -> None:
-        scenes = sample_scenes(setup.n_train_scenes, setup.world, seed)
-        pixels = models.clip_processor.image_processor(
-            list(render_all(scenes, setup.world, seed + 10_000)), return_tensors="pt"
-        )["pixel_values"]
-        start = time.perf_counter()
-        heads, curve = train_patch_heads(
-            models.clip, models.clip_processor, scenes, last_layer_patches(models.clip, pixels), setup.world, cfg,
-            seed, progress,
-        )  # fmt: skip
-        save_heads(heads, cfg, folder)
-        log = {"curve": curve, "train_seconds": time.perf_counter() - start}
-        (folder / "training_log.json").write_text(json.dumps(log))
-
-    folder, _ = cached_artifact("patch-heads", spec, build)
-    heads = load_heads(models.clip, folder).to(next(models.clip.parameters()).device)
-    return PatchAlignedScorer(models.clip, models.clip_processor, heads, cfg.loss), folder
 
 
 @dataclass
@@ -177,7 +93,7 @@ def tokens_experiment(
         scorers = {CLIP_NAME: scorers[CLIP_NAME], ALL_PATCHES: scorers[LLAVA_NAME]}
         start = time.perf_counter()
         for name, cfg in HEADS.items():
-            scorers[name], heads[name][seed] = patch_heads(setup, models, seed, smoke_heads(cfg, smoke), progress)
+            scorers[name], heads[name][seed] = toy_patch_heads(setup, models, seed, smoke_heads(cfg, smoke), progress)
         seconds["heads"][seed] = time.perf_counter() - start
         records += [{**r, "condition": r["model"]} for r in score_all(scorers, bench_dir, seed)]
         folders[ALL_PATCHES][seed] = models.folders["llava"]
@@ -258,16 +174,6 @@ def findings(table: pd.DataFrame, probe_table: pd.DataFrame, transition_table: p
                      f"{r['mean']:.1%} (95% CI {r['ci95_low']:.1%}-{r['ci95_high']:.1%}; majority class "
                      f"{r['majority class']:.1%}).")  # fmt: skip
     return "\n".join(lines)
-
-
-def probe_metrics(probes: pd.DataFrame) -> pd.DataFrame:
-    """The probe table in the tidy metrics format (model = the frozen encoder, one row per seed)."""
-    return pd.DataFrame({
-        "model": "toy CLIP vision encoder (frozen)",
-        "condition": [f"{p} probe on {v}, layer {n}" for p, v, n in zip(probes.probe, probes.view, probes.layer)],
-        "benchmark": "layer probes", "metric": probes.target, "seed": probes.seed, "value": probes.accuracy,
-        "ci_low": np.nan, "ci_high": np.nan, "n_units": probes.n_test,
-    })  # fmt: skip
 
 
 def save_results(run: TokensRun, scale: str, root: Path | None, total_seconds: float, tables: dict) -> Path:

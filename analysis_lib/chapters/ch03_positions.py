@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis_lib.chapters.ch02_tokens import HEADS, PACL, chapter_setup, patch_heads, smoke_heads
 from analysis_lib.image_tokens import ImageTokens, ablated_at_test
-from analysis_lib.pipeline import toy_models
+from analysis_lib.patch_contrastive import HEADS, PACL, smoke_heads
+from analysis_lib.pipeline import toy_models, toy_patch_heads
 from analysis_lib.progress import seed_progress
+from analysis_lib.toy_recipe import chapter_setup
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
@@ -87,7 +88,7 @@ def positions_experiment(
             with ablated_at_test(models.llava, **change):
                 rows += score_all({condition_name(name, TEST_ONLY): scorers[LLAVA_NAME]}, bench_dir, seed)
         for name, cfg in ROPE_HEADS.items():
-            scorer, _ = patch_heads(setup, models, seed, smoke_heads(cfg, smoke), progress)
+            scorer, _ = toy_patch_heads(setup, models, seed, smoke_heads(cfg, smoke), progress)
             rows += score_all({name: scorer}, bench_dir, seed)
         records += [{**r, "condition": r["model"]} for r in rows]
         seconds["scoring"][seed], folders[AS_USUAL][seed] = time.perf_counter() - start, models.folders["llava"]

@@ -18,7 +18,6 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from analysis_lib.attribution import attribution_shares, patch_attributions
 from analysis_lib.benchmarks import WhatsUpItem, load_image, load_mmvp_vlm, load_whatsup_controlled
-from analysis_lib.chapters.ch02_tokens import chapter_setup
 from analysis_lib.evaluation import (
     MMVP_TEXT_TEMPLATE,
     mmvp_records,
@@ -42,6 +41,7 @@ from analysis_lib.score_cache import cached_scores
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
 from analysis_lib.seed_stats import k_of_n
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
+from analysis_lib.toy_recipe import chapter_setup
 from analysis_lib.toy_runs import (
     CHANCE,
     CLIP_NAME,

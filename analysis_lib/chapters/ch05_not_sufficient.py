@@ -14,12 +14,21 @@ import pandas as pd
 from transformers import CLIPModel, LlamaForCausalLM
 
 from analysis_lib.cache import cached_artifact
-from analysis_lib.chapters.ch02_tokens import HEADS, PACL, SPARC, chapter_setup, patch_heads, smoke_heads
 from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, train_lm_tower
 from analysis_lib.negclip import NegClipConfig
-from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, toy_negclip, train_toy_models, write_training_log
+from analysis_lib.patch_contrastive import HEADS, PACL, SPARC, smoke_heads
+from analysis_lib.pipeline import (
+    ToyModels,
+    seed_jobs,
+    toy_models,
+    toy_negclip,
+    toy_patch_heads,
+    train_toy_models,
+    write_training_log,
+)
 from analysis_lib.progress import seed_progress
 from analysis_lib.scoring import ClipScorer
+from analysis_lib.toy_recipe import chapter_setup
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
@@ -109,7 +118,7 @@ def not_sufficient_experiment(
             tower, clip, folders[name][seed] = lm_tower(setup, models, data, seed, smoke_config(cfg, smoke), progress)
             scorers[name] = LmTowerScorer(clip.to(device), models.clip_processor, tower.to(device))
         for head, name in HEAD_NAMES.items():
-            scorers[name], folders[name][seed] = patch_heads(
+            scorers[name], folders[name][seed] = toy_patch_heads(
                 setup, models, seed, smoke_heads(HEADS[head], smoke), progress
             )
         seconds["training or loading"][seed] = time.perf_counter() - start

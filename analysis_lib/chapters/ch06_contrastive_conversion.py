@@ -15,8 +15,8 @@ import pandas as pd
 import seaborn as sns
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
+from analysis_lib import toy_recipe as recipe
 from analysis_lib.cache import cached_artifact
-from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
 from analysis_lib.full_scale import FullScaleConfig, score_models
 from analysis_lib.pipeline import toy_models, training_log
@@ -45,12 +45,12 @@ PROJECTOR_ONLY = "projector only"
 """Chapter 1's LLaVA stopped after its projector stage: LLaVA's stage 1, no instruction training (a control)."""
 PROJECTOR_CONVERTED = "converted from the projector-only LLaVA (no instruction training)"
 RECIPES = {
-    MAIN: (ch01.MAIN, ConversionConfig()),
-    "converted: LoRA r=8, t=0.02": (ch01.MAIN, ConversionConfig(use_dora=False)),
-    "converted: DoRA r=32, t=0.02": (ch01.MAIN, ConversionConfig(rank=32)),
-    "converted: DoRA r=8, t=0.07": (ch01.MAIN, ConversionConfig(temperature=0.07)),
-    "converted from the LM-from-scratch LLaVA": (ch01.FROM_SCRATCH, ConversionConfig()),
-    "converted: random batches (no relation groups)": (ch01.MAIN, ConversionConfig(relation_groups=False)),
+    MAIN: (recipe.MAIN, ConversionConfig()),
+    "converted: LoRA r=8, t=0.02": (recipe.MAIN, ConversionConfig(use_dora=False)),
+    "converted: DoRA r=32, t=0.02": (recipe.MAIN, ConversionConfig(rank=32)),
+    "converted: DoRA r=8, t=0.07": (recipe.MAIN, ConversionConfig(temperature=0.07)),
+    "converted from the LM-from-scratch LLaVA": (recipe.FROM_SCRATCH, ConversionConfig()),
+    "converted: random batches (no relation groups)": (recipe.MAIN, ConversionConfig(relation_groups=False)),
     PROJECTOR_CONVERTED: (PROJECTOR_ONLY, ConversionConfig()),
 }
 """Each converted model: the LLaVA it starts from (a chapter-1 variant or ``PROJECTOR_ONLY``) and the recipe."""
@@ -76,8 +76,8 @@ def projector_only(setup: ToySetup) -> ToySetup:
 def base_setups(clip_steps: int, smoke: bool) -> dict[str, ToySetup]:
     """The LLaVAs the recipes start from (before any step budget): chapter 1's, its LM-from-scratch variant and the
     projector-only one."""
-    setups = {variant: ch01.toy_setup(clip_steps, smoke, variant) for variant in (ch01.MAIN, ch01.FROM_SCRATCH)}
-    return {**setups, PROJECTOR_ONLY: projector_only(setups[ch01.MAIN])}
+    setups = {variant: recipe.toy_setup(clip_steps, smoke, variant) for variant in (recipe.MAIN, recipe.FROM_SCRATCH)}
+    return {**setups, PROJECTOR_ONLY: projector_only(setups[recipe.MAIN])}
 
 
 def converted_spec(setup: ToySetup, cfg: ConversionConfig, seed: int) -> dict:
@@ -124,14 +124,24 @@ def conversion_experiment(
     LM-from-scratch LLaVA (VQAScore), all on chapter 1's sets (the LLaVAs not cached trained first, in ``workers``
     processes)."""
     setups = base_setups(clip_steps, smoke)
-    train_variants({ch01.FROM_SCRATCH: setups[ch01.FROM_SCRATCH]}, seeds, setups[ch01.MAIN], device, progress, workers)
-    bench_dir = evaluation_sets(setups[ch01.MAIN], smoke)
+    train_variants(
+        {recipe.FROM_SCRATCH: setups[recipe.FROM_SCRATCH]},
+        seeds,
+        setups[recipe.MAIN],
+        device,
+        progress,
+        workers,
+    )
+    bench_dir = evaluation_sets(setups[recipe.MAIN], smoke)
     records, folders, seconds = [], {name: {} for name in RECIPES}, {name: {} for name in ("baselines", *RECIPES)}
     for seed in seed_progress(seeds, "06_contrastive_conversion"):
         start = time.perf_counter()
-        bases = {**setups, ch01.FROM_SCRATCH: budgeted(setups[ch01.FROM_SCRATCH], seed, setups[ch01.MAIN])}
-        models = toy_models(setups[ch01.MAIN], seed, device, progress)
-        scratch = toy_models(bases[ch01.FROM_SCRATCH], seed, device, progress)
+        bases = {
+            **setups,
+            recipe.FROM_SCRATCH: budgeted(setups[recipe.FROM_SCRATCH], seed, setups[recipe.MAIN]),
+        }
+        models = toy_models(setups[recipe.MAIN], seed, device, progress)
+        scratch = toy_models(bases[recipe.FROM_SCRATCH], seed, device, progress)
         scorers = {**model_scorers(models), UNCONVERTED: toy_embedding_scorer(models.llava, models.llava_processor),
                    SCRATCH_VQA: model_scorers(scratch)[LLAVA_NAME]}  # fmt: skip
         records += score_all(scorers, bench_dir, seed)

@@ -15,14 +15,14 @@ import pandas as pd
 import torch
 
 from analysis_lib.benchmarks import load_whatsup
-from analysis_lib.chapters.ch01_same_encoder import toy_setup
-from analysis_lib.chapters.ch02_tokens import cached_layer_probes, layer_probes, probe_metrics, probe_summary
 from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
+from analysis_lib.layer_probes import cached_layer_probes, layer_probes, probe_metrics, probe_summary
 from analysis_lib.models import toy_image_processor
 from analysis_lib.pipeline import ssl_vision_model, toy_models
 from analysis_lib.plots import model_palette
 from analysis_lib.progress import seed_progress
 from analysis_lib.ssl_encoder import SSL_TRAIN, initial_encoder, smoke_ssl
+from analysis_lib.toy_recipe import toy_setup
 from analysis_lib.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
