@@ -1,4 +1,5 @@
-"""Toy scorers' scores cached on disk, so that a chapter re-run with cached models does not score again.
+"""Toy scorers' scores (and patch attributions) cached on disk, so that a chapter re-run with cached models does not
+score again.
 
 The key holds everything that determines a score: the scorer's class and settings, every weight, config and
 processor setting of its models, the state of any random generator its models draw from (a permuted-positions
@@ -15,7 +16,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from transformers import ProcessorMixin
 
+from analysis_lib.attribution import patch_attributions
 from analysis_lib.cache import cached_artifact
 from analysis_lib.scoring import ImageLike, Pairs, as_pil
 
@@ -129,6 +131,29 @@ def scorer_generators(scorer: object) -> dict[str, torch.Generator]:
     return found
 
 
+def cached_result(scorer: object, spec: dict, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()`` (an array the scorer computes) read from the artifact cache under ``spec`` with the scorer's and
+    the library's fingerprints, the scorer's random generators left where computing would have left them; computed
+    directly when the scorer cannot be fingerprinted."""
+    try:
+        key = scorer_fingerprint(scorer)
+    except NotFingerprintable:
+        return compute()
+    spec = {"scorer": key, **spec, "library": library_fingerprint()}
+    generators = scorer_generators(scorer)
+
+    def build(folder: Path) -> None:
+        np.save(folder / SCORES, np.asarray(compute()), allow_pickle=False)
+        np.savez(folder / GENERATORS, **{name: g.get_state().numpy() for name, g in generators.items()})
+
+    folder, reused = cached_artifact("scores", spec, build)
+    if reused:  # leave the generators where the computation would have
+        with np.load(folder / GENERATORS, allow_pickle=False) as states:
+            for name, generator in generators.items():
+                generator.set_state(torch.from_numpy(states[name]))
+    return np.load(folder / SCORES, allow_pickle=False)
+
+
 class CachedScores:
     """A scorer whose ``score_pairs`` is read from the artifact cache when this scorer scored these inputs
     before (see the module docstring); everything else is the wrapped scorer's."""
@@ -141,23 +166,26 @@ class CachedScores:
 
     def score_pairs(self, images: Sequence[ImageLike], pairs: Pairs) -> np.ndarray:
         """The wrapped scorer's ``score_pairs``, computed once per key."""
-        try:
-            key = scorer_fingerprint(self.scorer)
-        except NotFingerprintable:
-            return self.scorer.score_pairs(images, pairs)
-        spec = {"scorer": key, "inputs": inputs_fingerprint(images, pairs), "library": library_fingerprint()}
-        generators = scorer_generators(self.scorer)
+        spec = {"inputs": inputs_fingerprint(images, pairs)}
+        return cached_result(self.scorer, spec, lambda: self.scorer.score_pairs(images, pairs))
 
-        def build(folder: Path) -> None:
-            np.save(folder / SCORES, np.asarray(self.scorer.score_pairs(images, pairs)), allow_pickle=False)
-            np.savez(folder / GENERATORS, **{name: g.get_state().numpy() for name, g in generators.items()})
 
-        folder, reused = cached_artifact("scores", spec, build)
-        if reused:  # leave the generators where the scoring would have
-            with np.load(folder / GENERATORS, allow_pickle=False) as states:
-                for name, generator in generators.items():
-                    generator.set_state(torch.from_numpy(states[name]))
-        return np.load(folder / SCORES, allow_pickle=False)
+def cached_attributions(
+    scorer: object, images: Sequence[ImageLike], captions: Sequence[str], take_log: bool, patch_size: int
+) -> np.ndarray:
+    """``attribution.patch_attributions`` of the score (its log with ``take_log``) of caption i with image i by a
+    scorer with ``pixel_values`` and ``score_batch`` (e.g. ``VQAScorer``), computed once per key."""
+
+    def compute() -> np.ndarray:
+        def score(pixels: torch.Tensor) -> torch.Tensor:
+            scores = scorer.score_batch(pixels, list(captions))
+            return torch.log(scores) if take_log else scores
+
+        return patch_attributions(score, scorer.pixel_values(images), patch_size)
+
+    method = {"method": "captum FeatureAblation, baseline 0", "patch_size": patch_size, "log": take_log}
+    spec = {"inputs": inputs_fingerprint(images, list(enumerate(captions))), "attribution": method}
+    return cached_result(scorer, spec, compute)
 
 
 def cached_scores(scorer: object) -> CachedScores:

@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 
 from analysis_lib import score_cache
+from analysis_lib.attribution import patch_attributions
+from analysis_lib.cache import cache_root
 
 
 class CountingScorer:
@@ -125,3 +127,38 @@ def test_damaged_cached_scores_are_scored_afresh(tmp_path, damage):
     warm = CountingScorer()
     np.testing.assert_array_equal(score_cache.cached_scores(warm).score_pairs(_images(), PAIRS), first)
     assert warm.calls == 1
+
+
+class PixelScorer:
+    """A scorer with ``pixel_values`` / ``score_batch``: the sigmoid of a linear map of the pixels and the caption."""
+
+    def __init__(self, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.model, self.calls = torch.nn.Linear(3 * 4 * 4, 1), 0
+
+    def pixel_values(self, images) -> torch.Tensor:
+        return torch.stack(
+            [torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1) for image in images]
+        )
+
+    def score_batch(self, pixels: torch.Tensor, captions) -> torch.Tensor:
+        self.calls += 1
+        shift = torch.tensor([len(caption) for caption in captions], dtype=torch.float32)
+        return torch.sigmoid(self.model(pixels.flatten(1)).squeeze(1) + shift)
+
+
+def test_cached_attributions_equal_captums_and_are_reused_only_for_the_same_question():
+    images, captions = _images(), ["a", "bb"]
+    first = score_cache.cached_attributions(PixelScorer(), images, captions, True, 2)
+    direct_scorer = PixelScorer()
+    direct = patch_attributions(lambda p: torch.log(direct_scorer.score_batch(p, captions)),
+                                direct_scorer.pixel_values(images), 2)  # fmt: skip
+    np.testing.assert_allclose(first, direct, rtol=1e-6)
+    assert first.shape == (2, 2, 2)
+    warm = PixelScorer()
+    np.testing.assert_array_equal(score_cache.cached_attributions(warm, images, captions, True, 2), first)
+    assert warm.calls == 0
+    score_cache.cached_attributions(warm, images, captions, False, 2)  # another function of the pixels
+    score_cache.cached_attributions(warm, images, ["a", "b"], True, 2)  # another caption
+    score_cache.cached_attributions(PixelScorer(seed=1), images, captions, True, 2)  # other weights
+    assert warm.calls > 0 and len(list((cache_root() / "scores").iterdir())) == 4

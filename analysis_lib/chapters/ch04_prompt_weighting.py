@@ -37,7 +37,7 @@ from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_mo
 from analysis_lib.progress import seed_progress
 from analysis_lib.prompts import PromptFormat
 from analysis_lib.registry import load_scorer
-from analysis_lib.score_cache import cached_scores
+from analysis_lib.score_cache import cached_attributions, cached_scores
 from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
 from analysis_lib.seed_stats import k_of_n
 from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
@@ -256,9 +256,8 @@ def multi_object_rows(
                             "benchmark": f"{n_objects}-object scenes", "metric": "relation 4-way",
                             "value": correct.mean(), "ci_low": low, "ci_high": high,
                             "n_units": len(correct)})  # fmt: skip
-            pixels = scorer.pixel_values(images)
             patch = scorer.model.config.vision_config.patch_size
-            attributions = patch_attributions(log_score_fn(name, scorer, gold), pixels, patch)
+            attributions = cached_attributions(scorer, images, gold, not is_log_score(name), patch)
             for region, value in region_shares(attributions, cells).mean().items():
                 shares.append({"condition": name, "objects": n_objects, "region": region, "seed": seed,
                                "value": value, "n_units": len(items)})  # fmt: skip
