@@ -18,6 +18,7 @@ from analysis_lib.training import (
     embed_with_features,
     run_stage,
     training_batch,
+    untold,
     vqascore_accuracies,
     word_accuracy,
 )
@@ -337,3 +338,9 @@ def test_held_out_objects_key_only_the_llava_that_holds_them_out():
     assert "held_out_objects" not in plain.llava_spec(0)["llava_train"]
     assert held.llava_spec(0)["llava_train"]["held_out_objects"] == ("red circle",)
     assert held.clip_spec(0) == plain.clip_spec(0)
+
+
+def test_a_turn_that_always_names_a_held_out_object_is_refused_with_a_hint():
+    with pytest.raises(RuntimeError, match="hold out fewer objects"):
+        untold(lambda: Turn("Where is the red circle?", "top left"), ("red circle",), tries=5)
+    assert untold(lambda: Turn("Where is the red circle?", "top left"), ()).answer == "top left"
