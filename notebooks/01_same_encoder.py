@@ -304,9 +304,10 @@ if scale == "toy" and ablations:
 
 # %%
 if scale == "toy" and ablations:
-    held_out = chapter.held_out_table(chapter.held_out_rows(run, device))
+    held_out_rows = chapter.held_out_rows(run, device)
+    held_out = chapter.held_out_table(held_out_rows)
     display(held_out)
-    display(Markdown(chapter.held_out_reading(held_out)))
+    display(Markdown(chapter.held_out_reading(held_out_rows)))
 
 # %% [markdown]
 # **Sudden transitions.** Each stage's held-out check tends to sit still, then jump. The
@@ -382,7 +383,8 @@ if scale == "toy":
 # %%
 if scale == "toy":
     if ablations:
-        display(Markdown(chapter.findings(summary, ablation_table, transitions, binding)))
+        rows = chapter.ablation_rows(ablation)
+        display(Markdown(chapter.findings(summary, ablation_table, transitions, binding, rows)))
     else:
         display(Markdown(chapter.findings(summary, binding=binding)))
 

@@ -100,11 +100,13 @@ def _same(model: str, label: str) -> Side:
 
 UNTRAINED_VIT = Control(
     "LLaVA on an untrained (randomly initialised, frozen) ViT with the same recipe: is it CLIP's "
-    "encoder that holds the relation, or the pixels?"
+    "encoder that holds the relation, or the pixels?",
+    where="chapter 1, its untrained frozen ViT variant",
 )
 HELD_OUT = Control(
-    "held-out compositions: relation questions about objects and object pairs the instruction data "
-    "never asked about: does LLaVA read the relation, or recall it?"
+    "held-out compositions: relation questions about objects the instruction data never showed or named: "
+    "does LLaVA read the relation, or recall it?",
+    where="chapter 1, its held-out-objects variant",
 )
 OTHER_QUESTIONS = Control(
     "LLaVA asked in wordings it was not instruction-tuned on (the toy LLaVA saw the test's own "
@@ -114,7 +116,7 @@ OTHER_QUESTIONS = Control(
 FAIR_CONTRASTIVE = Control(
     "the fair contrastive baseline: CLIP's locked tower given LLaVA's relational supervision "
     "(NegCLIP, image tower locked)",
-    where="claim 5a",
+    where="chapter 1, its fair contrastive baseline, and claim 5a",
 )
 UNCONVERTED_RECIPE = Control("the conversion recipe on a LLaVA without instruction training (projector only)")
 UNREPORTED_PILOT = Control("the conversion recipe's settings piloted on a seed that is not reported")
@@ -133,6 +135,19 @@ CLAIMS: tuple[ClaimEffect, ...] = (
         "01_same_encoder", "MMVP-style spatial pairs",
         Side(LLAVA_NAME, ch01.MAIN, "LLaVA (VQAScore)"), Side(CLIP_NAME, ch01.MAIN, "CLIP (cosine)"),
         controls=(UNTRAINED_VIT, HELD_OUT, OTHER_QUESTIONS),
+    ),
+    ClaimEffect(
+        "1", "... and captions made of the same words in another order: the objects' roles swapped",
+        "Winoground (in the Figure 1 average): LLaVA-1.5-7B far above CLIP",
+        "01_same_encoder", "Winoground-style role swap: group",
+        Side(LLAVA_NAME, ch01.MAIN, "LLaVA (VQAScore)"), Side(CLIP_NAME, ch01.MAIN, "CLIP (cosine)"),
+        controls=(UNTRAINED_VIT, HELD_OUT),
+    ),
+    ClaimEffect(
+        "1", "... and the objects' colours swapped (a bag of words cannot tell these captions apart)",
+        "Winoground (in the Figure 1 average): LLaVA-1.5-7B far above CLIP",
+        "01_same_encoder", "Winoground-style colour swap: group",
+        Side(LLAVA_NAME, ch01.MAIN, "LLaVA (VQAScore)"), Side(CLIP_NAME, ch01.MAIN, "CLIP (cosine)"),
     ),
     ClaimEffect(
         "2", "Patch tokens matter: LLaVA on the CLS token alone loses its advantage",
