@@ -497,8 +497,8 @@ def training_batch(
             break
         turn = untold(functools.partial(instruction_example, scenes[i], rng, tasks, foils), cfg.held_out_objects)
         if cfg.yes_no_pairs and turn.answer in ("Yes", "No") and len(rows) + 2 <= cfg.batch_size:
-            false = untold(functools.partial(yes_no_turn, scenes[i], rng, False, foils), cfg.held_out_objects)
-            turns = [yes_no_turn(scenes[i], rng, True, foils), false]
+            true = yes_no_turn(scenes[i], rng, True, foils)  # drawn first: the generator's order of every recipe
+            turns = [true, untold(functools.partial(yes_no_turn, scenes[i], rng, False, foils), cfg.held_out_objects)]
         else:
             turns = [turn]
         rows += [int(i)] * len(turns)

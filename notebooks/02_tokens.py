@@ -55,7 +55,7 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import full_scale, plots, toy_runs, whatsup_probes
+from analysis_lib import full_scale, layer_probes, plots, toy_runs, whatsup_probes
 from analysis_lib.chapters import ch02_tokens as chapter
 
 started = toy_runs.start_chapter(scale, torch_threads)
@@ -100,7 +100,7 @@ if scale == "toy":
 
 # %%
 if scale == "toy":
-    probe_table = chapter.probe_summary(run.probes)
+    probe_table = layer_probes.probe_summary(run.probes)
     display(
         probe_table[probe_table.target == "relation"]
         .pivot_table(index=["view", "probe"], columns="layer", values="mean", sort=False)

@@ -172,7 +172,7 @@ def _stand_in_ssl(setup, seed, *_args) -> CLIPVisionModel:
 
 @pytest.mark.parametrize("source", [COMM, BOTH])
 def test_a_trained_variant_saved_and_loaded_scores_the_same(monkeypatch, source):
-    from analysis_lib.chapters.ch01_same_encoder import toy_setup
+    from analysis_lib.toy_recipe import toy_setup
 
     setup = dataclasses.replace(toy_setup(clip_steps=3, smoke=True), vision=source)
     if source.uses_ssl:  # a stand-in SSL encoder: the real one is trained by analysis_lib.ssl_encoder

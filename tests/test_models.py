@@ -46,7 +46,7 @@ def test_folding_standardisation_is_exact(tiny_models):
 
 
 def test_toy_models_train_save_and_reload_from_cache(world):
-    from analysis_lib.chapters.ch01_same_encoder import toy_setup
+    from analysis_lib.toy_recipe import toy_setup
 
     setup: ToySetup = toy_setup(clip_steps=3, smoke=True)
     first = toy_models(setup, seed=0, progress=False)

@@ -5,7 +5,6 @@ import pytest
 import torch
 from transformers import CLIPVisionModel
 
-from analysis_lib.chapters.ch01_same_encoder import toy_setup
 from analysis_lib.models import ClipSize, LlavaSize, toy_clip, toy_llava_from_clip
 from analysis_lib.pipeline import ssl_vision_model
 from analysis_lib.ssl_encoder import (
@@ -26,6 +25,7 @@ from analysis_lib.ssl_encoder import (
     train_dino,
     updated_center,
 )
+from analysis_lib.toy_recipe import toy_setup
 
 
 def _softmax(row: list[float], temp: float) -> list[float]:

@@ -38,7 +38,7 @@ def test_a_variant_budget_is_twice_the_steps_of_the_same_seeds_chapter_llava(mon
     """``budgeted`` reads the baseline's training log of that seed (abandoned attempts counted), and the budget enters
     the variant's cache key, so a budgeted variant is never the unbudgeted one reused."""
     import analysis_lib.toy_runs as toy_runs
-    from analysis_lib.chapters.ch01_same_encoder import FROM_SCRATCH, toy_setup
+    from analysis_lib.toy_recipe import FROM_SCRATCH, toy_setup
 
     logs = {0: {"stages": [{"steps": 100}, {"steps": 700}], "abandoned": [[{"steps": 1500}]]},
             1: {"stages": [{"steps": 1200}]}}  # fmt: skip
