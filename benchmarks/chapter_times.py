@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis_lib import book
+from analysis_lib.book import runner as book
 
 
 def run_once(chapter: str, seeds: list[int], ablations: bool, scratch: Path, label: str) -> float:

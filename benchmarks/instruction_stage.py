@@ -37,9 +37,9 @@ def run_variant(job: tuple[int, str, int]) -> dict:
     import numpy as np
     import torch
 
-    from analysis_lib.pipeline import initial_llava, llava_features
-    from analysis_lib.toy_setup import ToySetup, TrainingData
-    from analysis_lib.training import curriculum_attempt
+    from analysis_lib.toy.pipeline import initial_llava, llava_features
+    from analysis_lib.toy.toy_setup import ToySetup, TrainingData
+    from analysis_lib.training.clip_llava import curriculum_attempt
 
     torch.set_num_threads(1)
     seed, variant, cap = job

@@ -18,9 +18,9 @@ import os
 import sys
 import time
 
-from analysis_lib.lm_pretraining import LmPretrainConfig
-from analysis_lib.models import LlavaSize
-from analysis_lib.training import GROUNDED_CURRICULUM, LlavaTrainConfig
+from analysis_lib.models.tiny import LlavaSize
+from analysis_lib.training.clip_llava import GROUNDED_CURRICULUM, LlavaTrainConfig
+from analysis_lib.training.lm_pretraining import LmPretrainConfig
 
 PREVIOUS_CURRICULUM = (
     GROUNDED_CURRICULUM[0],
@@ -50,9 +50,9 @@ def train_one(job: tuple[str, int]) -> dict:
     """Train (or load) one recipe's LLaVA for one seed in this worker; its row of the table."""
     import torch
 
-    from analysis_lib.pipeline import toy_models, training_log
-    from analysis_lib.toy_setup import ToySetup
-    from analysis_lib.training import total_steps
+    from analysis_lib.toy.pipeline import toy_models, training_log
+    from analysis_lib.toy.toy_setup import ToySetup
+    from analysis_lib.training.clip_llava import total_steps
 
     torch.set_num_threads(1)
     recipe, seed = job

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from analysis_lib import pipeline
-from analysis_lib.cache import CACHE_ENV, cache_root, entry_folder
 from analysis_lib.chapters import ch01_same_encoder as ch01
-from analysis_lib.toy_setup import ToySetup
+from analysis_lib.core.cache import CACHE_ENV, cache_root, entry_folder
+from analysis_lib.toy import pipeline
+from analysis_lib.toy.toy_setup import ToySetup
 
 WAYS = {  # name -> (torch threads, worker processes)
     "one process, 2 torch threads": (2, 1),

@@ -20,9 +20,9 @@ import time
 import torch
 
 from analysis_lib.chapters import ch01_same_encoder as ch01
-from analysis_lib.pipeline import initial_llava, llava_features
-from analysis_lib.toy_setup import TrainingData
-from analysis_lib.training import INSTRUCTION_MIX, Stage, train_llava
+from analysis_lib.toy.pipeline import initial_llava, llava_features
+from analysis_lib.toy.toy_setup import TrainingData
+from analysis_lib.training.clip_llava import INSTRUCTION_MIX, Stage, train_llava
 
 PARTS = {  # function name in the profile -> what it is
     "train_step": "training steps (all)",

@@ -20,9 +20,9 @@ import time
 import numpy as np
 import torch
 
-from analysis_lib.models import LLAVA_15_7B, SMALL_LLAVA_336, TINY_LLAVA_336, random_llava
-from analysis_lib.prompts import PromptFormat
-from analysis_lib.scoring import VQAScorer, shared_prefix_length
+from analysis_lib.models.prompts import PromptFormat
+from analysis_lib.models.tiny import LLAVA_15_7B, SMALL_LLAVA_336, TINY_LLAVA_336, random_llava
+from analysis_lib.scoring.scorers import VQAScorer, shared_prefix_length
 
 SHAPES = {"tiny": TINY_LLAVA_336, "small": SMALL_LLAVA_336, "llava-1.5-7b": LLAVA_15_7B}
 CAPTIONS = [

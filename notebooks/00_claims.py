@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # The claims at a glance
 #
@@ -32,8 +48,9 @@ import time
 
 from IPython.display import Markdown, display
 
-from analysis_lib import plots, seed_stats, verdicts
+from analysis_lib.book import plots
 from analysis_lib.chapters import ch00_claims as chapter
+from analysis_lib.stats import seed_stats, verdicts
 
 started = time.perf_counter()
 board = chapter.scoreboard(chapter.CLAIMS, scale, source_root or None, seeds)

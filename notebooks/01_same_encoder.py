@@ -82,8 +82,11 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import anchors, compositional, full_scale, pair_probe, plots, toy_runs
+from analysis_lib.book import pair_probe, plots
 from analysis_lib.chapters import ch01_same_encoder as chapter
+from analysis_lib.data import anchors
+from analysis_lib.full import full_scale
+from analysis_lib.toy import compositional, toy_runs
 
 started = toy_runs.start_chapter(scale, torch_threads)
 
@@ -97,7 +100,7 @@ started = toy_runs.start_chapter(scale, torch_threads)
 # NaturalBench, EqBen, SeeTRUE, SugarCREPE, COCO-Counterfactuals, each with its own metric as
 # t2v_metrics defines it) and shows the paper's Figure-1 aggregate beside the published one.
 # Scores are logged per item under `results/01_same_encoder/full/scores/`, so an interrupted run
-# resumes; `accelerate launch -m analysis_lib.full_scale` shards the same run over several GPUs. The
+# resumes; `accelerate launch -m analysis_lib.full.full_scale` shards the same run over several GPUs. The
 # toy-world sections below are skipped at this scale (they need the toy world's labels and models).
 
 # %%
@@ -363,11 +366,11 @@ if scale == "toy":
 # %% [markdown]
 # ## Probe a pair yourself
 #
-# `analysis_lib.pair_probe` scores any two images and two statements the way MMVP-VLM scores a
+# `analysis_lib.book.pair_probe` scores any two images and two statements the way MMVP-VLM scores a
 # pair: each statement should score higher with its own image. Below, the first MMVP-style spatial
 # pair of the toy test set, with the last seed's models. In JupyterLab,
 # `pair_probe.probe_widget(toy_runs.model_scorers(run.models))` gives upload boxes for your own images;
-# from the shell, `python -m analysis_lib.pair_probe a.jpg b.jpg --text "..." --text "..."` does the
+# from the shell, `python -m analysis_lib.book.pair_probe a.jpg b.jpg --text "..." --text "..."` does the
 # same (add `--clip` and `--llava` to use real models).
 
 # %%

@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Chapter 2 — Is the information in the encoder, and which tokens carry it?
 #
@@ -55,8 +71,10 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import full_scale, layer_probes, plots, toy_runs, whatsup_probes
+from analysis_lib.book import plots
 from analysis_lib.chapters import ch02_tokens as chapter
+from analysis_lib.full import full_scale, whatsup_probes
+from analysis_lib.toy import layer_probes, toy_runs
 
 started = toy_runs.start_chapter(scale, torch_threads)
 
@@ -69,7 +87,7 @@ started = toy_runs.start_chapter(scale, torch_threads)
 # format, converted first; the CLS-only one is fed the CLS token of layer -2, as its
 # `mm_vision_select_feature='cls'` was) on What'sUp and MMVP-VLM with VQAScore. One error names every
 # missing piece. Then it probes the frozen CLIP layer by layer on What'sUp Controlled images
-# (`analysis_lib.whatsup_probes`, transformers' copy of the same CLIP): linear probes read the
+# (`analysis_lib.full.whatsup_probes`, transformers' copy of the same CLIP): linear probes read the
 # relation (trained and tested on disjoint object pairs) and the object pair (tested on a relation
 # its training never showed for that pair) from the CLS token, the mean patch token and the patch
 # tokens pooled to a 4x4 grid. The toy sections below are skipped; the mean-token and CLS + patch

@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Chapter 3 — Where does position live?
 #
@@ -50,8 +66,9 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import plots, toy_runs
+from analysis_lib.book import plots
 from analysis_lib.chapters import ch03_positions as chapter
+from analysis_lib.toy import toy_runs
 
 FULL_SCALE = "its trained variants retrain LLaVA (at full scale: LLaVA-1.5-7B per variant)"
 started = toy_runs.start_toy_chapter("3", scale, torch_threads, FULL_SCALE)

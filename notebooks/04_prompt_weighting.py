@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Chapter 4 — The prompt decides what is read
 #
@@ -62,9 +78,11 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import full_scale, plots, toy_runs
+from analysis_lib.book import plots
+from analysis_lib.book.tables import percent
 from analysis_lib.chapters import ch04_prompt_weighting as chapter
-from analysis_lib.tables import percent
+from analysis_lib.full import full_scale
+from analysis_lib.toy import toy_runs
 
 started = toy_runs.start_chapter(scale, torch_threads)
 

@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Chapter 5 — What does not suffice
 #
@@ -54,8 +70,9 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import plots, toy_runs
+from analysis_lib.book import plots
 from analysis_lib.chapters import ch05_not_sufficient as chapter
+from analysis_lib.toy import toy_runs
 
 FULL_SCALE = "its variants train CLIPs, heads and text towers (at full scale: ViT-L/14-336 each)"
 started = toy_runs.start_toy_chapter("5", scale, torch_threads, FULL_SCALE)

@@ -1,3 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Chapter 7 — From CLIP to DINO
 #
@@ -14,7 +30,7 @@
 # 1. **A self-supervised toy encoder.** A ViT of exactly the toy CLIP's vision size, trained on the
 #    toy CLIP's training images without any text by DINO self-distillation (Caron et al. 2021,
 #    "Emerging Properties in Self-Supervised Vision Transformers", arXiv 2104.14294): a momentum
-#    teacher, centring and sharpening, views of different augmentations (`analysis_lib.ssl_encoder`;
+#    teacher, centring and sharpening, views of different augmentations (`analysis_lib.training.ssl_encoder`;
 #    its views keep the scene's geometry and colours, since the invariances DINO learns are its
 #    augmentations' invariances: no flips, no hue jitter, in-place local crops; the head uses batch
 #    norm and a sharper teacher, because DINO's ViT defaults collapsed on these near-identical scenes).
@@ -31,7 +47,7 @@
 #      (blocks 3 and 4) merged the same way and passed through an MLP; the two streams **concatenated
 #      along channels** (COMM concatenates its CLIP and DINOv2 features: the patch grids match, so the
 #      LM still reads 9 image tokens, and neither stream can cancel the other as a sum could), then the
-#      projector (`analysis_lib.comm_merge`).
+#      projector (`analysis_lib.models.comm_merge`).
 #
 #    Each is scored with VQAScore on chapter 1's relation, attribute and MMVP-style pair sets, beside
 #    CLIP's cosine score. The COMM variants' learned per-layer weights show which blocks the merge uses.
@@ -65,8 +81,10 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis_lib import plots, toy_runs, whatsup_probes
+from analysis_lib.book import plots
 from analysis_lib.chapters import ch07_clip_to_dino as chapter
+from analysis_lib.full import whatsup_probes
+from analysis_lib.toy import toy_runs
 
 started = toy_runs.start_chapter(scale, torch_threads)
 
@@ -75,7 +93,7 @@ started = toy_runs.start_chapter(scale, torch_threads)
 #
 # With `scale="full"` the chapter probes every layer of the paper's CLIP ViT-L/14-336 (transformers'
 # copy) and of DINOv2-L/14 (COMM's self-supervised encoder) on What'sUp Controlled-A and -B images
-# (`analysis_lib.whatsup_probes`): linear probes read the relation (trained and tested on disjoint
+# (`analysis_lib.full.whatsup_probes`): linear probes read the relation (trained and tested on disjoint
 # object pairs) and the object pair (tested on a relation its training never showed for that pair)
 # from the CLS token, the mean patch token and the patch tokens pooled to a 4x4 grid. Retraining
 # LLaVA-1.5-7B on COMM's merged features (section 2 in the toy) is beyond this book's full scale;

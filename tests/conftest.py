@@ -7,10 +7,10 @@ import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 from upstream_fixtures import write_mmvp_statements, write_mmvp_vlm, write_whatsup
 
-from analysis_lib import full_scale
-from analysis_lib.models import TINY_LLAVA_336, ClipSize, LlavaSize, random_llava, toy_clip, toy_llava_from_clip
-from analysis_lib.tokenization import word_tokenizer
-from analysis_lib.toyworld import WorldConfig
+from analysis_lib.data.tokenization import word_tokenizer
+from analysis_lib.data.toyworld import WorldConfig
+from analysis_lib.full import full_scale
+from analysis_lib.models.tiny import TINY_LLAVA_336, ClipSize, LlavaSize, random_llava, toy_clip, toy_llava_from_clip
 
 
 @pytest.fixture(autouse=True)

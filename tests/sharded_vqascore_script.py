@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis_lib.models import TINY_LLAVA_336, random_llava
-from analysis_lib.prompts import PromptFormat
-from analysis_lib.scoring import VQAScorer, score_options
-from analysis_lib.sharding import process_state, sharded_scores
+from analysis_lib.full.sharding import process_state, sharded_scores
+from analysis_lib.models.prompts import PromptFormat
+from analysis_lib.models.tiny import TINY_LLAVA_336, random_llava
+from analysis_lib.scoring.scorers import VQAScorer, score_options
 
 CAPTIONS = ("a mug left of a plate", "a mug right of a plate")
 

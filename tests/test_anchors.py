@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from analysis_lib.anchors import beside_anchors, published_anchors
+from analysis_lib.data.anchors import beside_anchors, published_anchors
 
 
 def test_anchors_match_reference_numbers():

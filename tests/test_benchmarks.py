@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 from upstream_fixtures import write_csv, write_image, write_whatsup
 
-from analysis_lib.benchmarks import (
+from analysis_lib.core.images import ImageError, load_image, verify_images
+from analysis_lib.data.benchmarks import (
     PUBLISHED_SIZES,
     BenchmarkError,
     load_mmvp,
@@ -18,9 +19,8 @@ from analysis_lib.benchmarks import (
     load_whatsup_spatial,
     size_report,
 )
-from analysis_lib.images import ImageError, load_image, verify_images
-from analysis_lib.metrics import caption_relation
-from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
+from analysis_lib.data.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_toy_benchmarks
+from analysis_lib.stats.metrics import caption_relation
 
 
 @pytest.fixture

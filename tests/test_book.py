@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from analysis_lib import book
+from analysis_lib.book import runner as book
 
 
 def _chapter(tmp_path):
@@ -157,9 +157,9 @@ def test_progress_reaches_the_console_not_the_notebook(tmp_path, capfd):
     src = tmp_path / "03_progress.py"
     src.write_text(
         '# %% tags=["parameters"]\nseeds = [0, 1]\n\n'
-        "# %%\nfrom analysis_lib.progress import progress_bar, seed_progress\n"
+        "# %%\nfrom analysis_lib.core.progress import progress_bar, seed_progress\n"
         'for seed in seed_progress(seeds, "03_progress"):\n    for _ in progress_bar(range(3), desc="steps"):\n'
-        "        pass\nimport sys\nfrom analysis_lib.progress import console\n"
+        "        pass\nimport sys\nfrom analysis_lib.core.progress import console\n"
         "assert console() is not sys.__stderr__  # a kernel's own stderr can land in the notebook\n"
         "print('chapter output')\n"
     )

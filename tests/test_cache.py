@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from analysis_lib.cache import BrokenEntryError, cache_root, cached_artifact, move_aside
+from analysis_lib.core.cache import BrokenEntryError, cache_root, cached_artifact, move_aside
 
 
 def _writer(calls):

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from analysis_lib.cache import spec_key
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.chapters import ch02_tokens as ch02
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
-from analysis_lib.comm_merge import VisionSource
-from analysis_lib.image_tokens import ImageTokens
-from analysis_lib.toy_setup import ToySetup, ssl_recipe, ssl_spec
+from analysis_lib.core.cache import spec_key
+from analysis_lib.models.comm_merge import VisionSource
+from analysis_lib.models.image_tokens import ImageTokens
+from analysis_lib.toy.toy_setup import ToySetup, ssl_recipe, ssl_spec
 
 RECORDED = Path(__file__).parent / "data" / "cache_specs.json"
 SEED = 3

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from analysis_lib.chapters import ch00_claims as ch00
-from analysis_lib.results import REPO_ROOT
-from analysis_lib.toy_runs import headline
+from analysis_lib.core.results import REPO_ROOT
+from analysis_lib.toy.toy_runs import headline
 
 CLAIM = ch00.ClaimEffect(
     "9", "A beats B", "paper", "99_demo", "relation 4-way", ch00.Side("A", "a", "A"), ch00.Side("B", "b", "B")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis_lib.chapters import ch01_same_encoder as ch
-from analysis_lib.toy_runs import VariantRun, check_curves, transitions
+from analysis_lib.toy.toy_runs import VariantRun, check_curves, transitions
 
 
 def test_variants_share_clip_and_differ_only_where_they_say():

@@ -10,8 +10,8 @@ from test_registry import offline  # noqa: F401  (autouse: no network, empty HF 
 from upstream_fixtures import add_whatsup_pair
 
 from analysis_lib.chapters import ch02_tokens as ch02
-from analysis_lib.models import TINY_LLAVA_336, random_llava
-from analysis_lib.registry import ModelNotFoundError, UnsupportedModelError
+from analysis_lib.full.registry import ModelNotFoundError, UnsupportedModelError
+from analysis_lib.models.tiny import TINY_LLAVA_336, random_llava
 
 
 def test_full_scale_scores_clip_and_both_llavas_and_the_cls_one_reads_one_token(full_setup, tmp_path):

@@ -7,15 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis_lib.attribution import attribution_shares, patch_attribution, patch_attributions
-from analysis_lib.benchmarks import WhatsUpItem, load_image, load_whatsup_controlled
 from analysis_lib.chapters import ch04_prompt_weighting as ch04
 from analysis_lib.chapters.ch04_prompt_weighting import CaptionBlindScorer
-from analysis_lib.metrics import caption_relation, mmvp_pair_units, option_correct
-from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer
-from analysis_lib.toy_benchmarks import export_multi_object_set
-from analysis_lib.toyworld import (
+from analysis_lib.data.benchmarks import WhatsUpItem, load_image, load_whatsup_controlled
+from analysis_lib.data.toy_benchmarks import export_multi_object_set
+from analysis_lib.data.toyworld import (
     RELATIONS,
     VQA_QUESTION,
     placed_objects,
@@ -27,6 +23,10 @@ from analysis_lib.toyworld import (
     sample_multi_scenes,
     sample_scenes,
 )
+from analysis_lib.models.prompts import TOY_FORMAT
+from analysis_lib.scoring.attribution import attribution_shares, patch_attribution, patch_attributions
+from analysis_lib.scoring.scorers import CaptionLikelihoodScorer, VQAScorer
+from analysis_lib.stats.metrics import caption_relation, mmvp_pair_units, option_correct
 
 
 def _images(world, n=2):

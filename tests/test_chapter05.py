@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from analysis_lib.chapters import ch05_not_sufficient as ch05
-from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, train_lm_tower
-from analysis_lib.models import LlavaSize, llava_tokenizer, toy_lm
-from analysis_lib.negclip import NegClipConfig, hard_negative, lock_image_tower, negclip_loss, train_negclip
-from analysis_lib.toyworld import OPPOSITE, RELATION_PHRASES, RELATIONS, caption_with, render_all, sample_scenes
+from analysis_lib.data.toyworld import OPPOSITE, RELATION_PHRASES, RELATIONS, caption_with, render_all, sample_scenes
+from analysis_lib.models.tiny import LlavaSize, llava_tokenizer, toy_lm
+from analysis_lib.training.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, train_lm_tower
+from analysis_lib.training.negclip import NegClipConfig, hard_negative, lock_image_tower, negclip_loss, train_negclip
 
 
 @pytest.mark.parametrize("relation", RELATIONS)

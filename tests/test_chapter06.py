@@ -2,13 +2,13 @@ import pandas as pd
 import pytest
 from test_registry import offline  # noqa: F401  (autouse: no network, empty HF cache and models folder)
 
-from analysis_lib import embedding_conversion as ec
-from analysis_lib.cache import spec_key
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.chapters import ch06_contrastive_conversion as ch06
-from analysis_lib.models import TINY_LLAVA_336, random_llava
-from analysis_lib.registry import ModelNotFoundError
-from analysis_lib.toy_runs import CLIP_NAME, HEADLINE
+from analysis_lib.core.cache import spec_key
+from analysis_lib.full.registry import ModelNotFoundError
+from analysis_lib.models.tiny import TINY_LLAVA_336, random_llava
+from analysis_lib.toy.toy_runs import CLIP_NAME, HEADLINE
+from analysis_lib.training import embedding_conversion as ec
 
 TEST_KEYS = {test: key for key, test in HEADLINE.items()}
 

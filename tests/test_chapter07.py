@@ -12,9 +12,9 @@ from test_registry import offline  # noqa: F401  (autouse: no network, empty HF 
 from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 from upstream_fixtures import add_whatsup_pair
 
-from analysis_lib import book
+from analysis_lib.book import runner as book
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
-from analysis_lib.toy_runs import CLIP_NAME
+from analysis_lib.toy.toy_runs import CLIP_NAME
 
 
 def _table(means: dict[str, float]) -> pd.DataFrame:

@@ -6,7 +6,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from analysis_lib import book, verdicts
+from analysis_lib.book import runner as book
+from analysis_lib.stats import verdicts
 
 SMOKE = {"smoke": True, "seeds": [0]}
 

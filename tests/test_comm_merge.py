@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import CLIPVisionModel
 
-from analysis_lib import pipeline
-from analysis_lib.comm_merge import (
+from analysis_lib.data.toyworld import render_all, sample_scenes
+from analysis_lib.models.comm_merge import (
     CommLlavaForConditionalGeneration,
     CommProjector,
     TowerPair,
@@ -16,14 +16,15 @@ from analysis_lib.comm_merge import (
     layer_weights,
     with_source,
 )
-from analysis_lib.features import llava_selected_features, pixel_tensor
-from analysis_lib.models import toy_clip
-from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.scoring import VQAScorer
-from analysis_lib.ssl_encoder import SSL_TRAIN, smoke_ssl
-from analysis_lib.toy_setup import ToySetup, ssl_spec
-from analysis_lib.toyworld import render_all, sample_scenes
-from analysis_lib.training import conversation_batch, embed_with_features, fold_standardisation
+from analysis_lib.models.conversations import conversation_batch, embed_with_features
+from analysis_lib.models.features import llava_selected_features, pixel_tensor
+from analysis_lib.models.prompts import TOY_FORMAT
+from analysis_lib.models.tiny import toy_clip
+from analysis_lib.scoring.scorers import VQAScorer
+from analysis_lib.toy import pipeline
+from analysis_lib.toy.toy_setup import ToySetup, ssl_spec
+from analysis_lib.training.clip_llava import fold_standardisation
+from analysis_lib.training.ssl_encoder import SSL_TRAIN, smoke_ssl
 
 COMM = VisionSource(merge="comm")
 SSL = VisionSource(encoder="ssl")
@@ -165,17 +166,17 @@ def test_ssl_sources_are_keyed_by_the_ssl_encoders_spec():
 
 
 def _stand_in_ssl(setup, seed, *_args) -> CLIPVisionModel:
-    """A random encoder of the toy CLIP's vision config (the real SSL encoder: analysis_lib.ssl_encoder)."""
+    """A random encoder of the toy CLIP's vision config (the real SSL encoder: analysis_lib.training.ssl_encoder)."""
     clip, _ = toy_clip(setup.world, setup.clip_size, seed + 7)
     return CLIPVisionModel(clip.config.vision_config).eval()
 
 
 @pytest.mark.parametrize("source", [COMM, BOTH])
 def test_a_trained_variant_saved_and_loaded_scores_the_same(monkeypatch, source):
-    from analysis_lib.toy_recipe import toy_setup
+    from analysis_lib.toy.toy_recipe import toy_setup
 
     setup = dataclasses.replace(toy_setup(clip_steps=3, smoke=True), vision=source)
-    if source.uses_ssl:  # a stand-in SSL encoder: the real one is trained by analysis_lib.ssl_encoder
+    if source.uses_ssl:  # a stand-in SSL encoder: the real one is trained by analysis_lib.training.ssl_encoder
         monkeypatch.setattr(pipeline, "ssl_tower", _stand_in_ssl)
         monkeypatch.setattr(ToySetup, "vision_spec", lambda self, seed: {"stand-in": True})
     first = pipeline.toy_models(setup, seed=0, progress=False)
@@ -196,7 +197,7 @@ def test_a_trained_variant_saved_and_loaded_scores_the_same(monkeypatch, source)
 
 
 def test_the_untrained_source_reads_the_toy_clips_initial_tower_and_asks_for_it():
-    from analysis_lib.ssl_encoder import initial_encoder
+    from analysis_lib.training.ssl_encoder import initial_encoder
 
     setup = dataclasses.replace(ToySetup(), vision=UNTRAINED)
     tower, initial = pipeline.second_tower(setup, seed=3), initial_encoder(setup.world, setup.clip_size, 3)

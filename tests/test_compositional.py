@@ -5,16 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_lib import compositional
-from analysis_lib.t2v_benchmarks import SUGARCREPE_SUBSETS, load_sugarcrepe, load_winoground
-from analysis_lib.toy_benchmarks import (
+from analysis_lib.data.t2v_benchmarks import SUGARCREPE_SUBSETS, load_sugarcrepe, load_winoground
+from analysis_lib.data.toy_benchmarks import (
     WINOGROUND_KINDS,
     export_compositional_sets,
     sugarcrepe_captions,
     winoground_pair,
 )
-from analysis_lib.toy_runs import COMPOSITIONAL_TESTS
-from analysis_lib.toyworld import WorldConfig, relational_caption, sample_scenes, vocabulary
+from analysis_lib.data.toyworld import WorldConfig, relational_caption, sample_scenes, vocabulary
+from analysis_lib.toy import compositional
+from analysis_lib.toy.toy_runs import COMPOSITIONAL_TESTS
 
 TESTS_SHOWN = list(COMPOSITIONAL_TESTS.values())
 

@@ -4,24 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from analysis_lib.lm_pretraining import LmPretrainConfig, copy_accuracy, copy_batch, pretrain_lm, quote_batch
-from analysis_lib.models import LlavaSize, llava_tokenizer, load_language_model, toy_lm
-from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.toy_setup import ToySetup
-from analysis_lib.toyworld import Turn, names_any, relational_caption, sample_scenes, shows_any
-from analysis_lib.training import (
+from analysis_lib.data.toyworld import Turn, names_any, relational_caption, sample_scenes, shows_any
+from analysis_lib.models.conversations import answer_logprob, conversation_batch, embed_with_features
+from analysis_lib.models.prompts import TOY_FORMAT
+from analysis_lib.models.tiny import LlavaSize, llava_tokenizer, load_language_model, toy_lm
+from analysis_lib.toy.toy_setup import ToySetup
+from analysis_lib.training.clip_llava import (
     INSTRUCTION_MIX,
     LlavaTrainConfig,
     Stage,
-    answer_logprob,
-    conversation_batch,
-    embed_with_features,
     run_stage,
     training_batch,
     untold,
     vqascore_accuracies,
     word_accuracy,
 )
+from analysis_lib.training.lm_pretraining import LmPretrainConfig, copy_accuracy, copy_batch, pretrain_lm, quote_batch
 
 SMALL_LM = LlavaSize(width=32, layers=2, heads=2)
 
@@ -82,7 +80,7 @@ def test_run_stage_runs_to_its_cap_when_the_check_never_passes():
 
 
 def test_answer_logprob_is_minus_the_models_answer_loss(tiny_models, world):
-    from analysis_lib.toyworld import VQA_QUESTION, relational_caption, sample_scenes
+    from analysis_lib.data.toyworld import VQA_QUESTION, relational_caption, sample_scenes
 
     _, _, llava, processor = tiny_models
     tok = processor.tokenizer
@@ -102,8 +100,8 @@ def test_vqascore_check_picks_the_caption_with_the_highest_answer_probability(ti
     """With a stand-in scorer that prefers exactly the true caption, both accuracies are 1; preferring
     "left of" and the truth gets the relations of left_of scenes only and every attribute item; tied or NaN
     scores (a broken model) choose nothing, so they count wrong."""
-    import analysis_lib.training as training
-    from analysis_lib.toyworld import VQA_QUESTION, caption_with, relational_caption, sample_scenes
+    import analysis_lib.training.clip_llava as training
+    from analysis_lib.data.toyworld import VQA_QUESTION, caption_with, relational_caption, sample_scenes
 
     scenes = sample_scenes(8, world, seed=0)
     truth = {VQA_QUESTION.format(relational_caption(s)) for s in scenes}
@@ -131,8 +129,8 @@ def test_vqascore_check_picks_the_caption_with_the_highest_answer_probability(ti
 
 def test_word_accuracy_scores_only_the_named_words(world, monkeypatch):
     """A stand-in model that always predicts "top": exactly the row words that are "top" count as right."""
-    import analysis_lib.training as training
-    from analysis_lib.toyworld import ROW_WORDS, instruction_example, sample_scenes
+    import analysis_lib.training.clip_llava as training
+    from analysis_lib.data.toyworld import ROW_WORDS, instruction_example, sample_scenes
 
     tok = llava_tokenizer()
     rng = np.random.default_rng(0)
@@ -172,9 +170,9 @@ def _restart_run(
 ) -> tuple[dict, dict]:
     """A two-step curriculum on a tiny LLaVA whose one check needs ``target`` (or ``stages``), with a step
     ``budget``: its log and starting weights."""
-    from analysis_lib.features import llava_selected_features, pixel_tensor
-    from analysis_lib.toyworld import render_all, sample_scenes
-    from analysis_lib.training import LlavaTrainConfig, train_llava
+    from analysis_lib.data.toyworld import render_all, sample_scenes
+    from analysis_lib.models.features import llava_selected_features, pixel_tensor
+    from analysis_lib.training.clip_llava import LlavaTrainConfig, train_llava
 
     _, clip_processor, llava, llava_processor = tiny_models
     scenes = sample_scenes(40, world, seed=0)
@@ -190,7 +188,7 @@ def _restart_run(
 def test_a_stalled_training_restarts_from_its_starting_weights_with_a_fresh_projector(tiny_models, world):
     """A check that cannot pass stalls every attempt: ``restarts`` restarts are used and logged, each attempt
     from the same LM weights but a projector initialised afresh; a check that passes is never restarted."""
-    from analysis_lib.training import attempt_seed
+    from analysis_lib.training.clip_llava import attempt_seed
 
     log, start = _restart_run(tiny_models, world, target=1.1, restarts=2)
     assert log["restarts"] == 2 and len(log["abandoned"]) == 2
@@ -204,7 +202,7 @@ def test_a_stalled_training_restarts_from_its_starting_weights_with_a_fresh_proj
 def test_a_step_budget_ends_the_training_stalled_across_attempts(tiny_models, world):
     """The budget counts every attempt's steps: a 3-step budget on 2-step stalling attempts allows one restart and
     one step of it, which ends checked and marked ``budget_spent``; no further restart."""
-    from analysis_lib.training import stalled, total_steps
+    from analysis_lib.training.clip_llava import stalled, total_steps
 
     log, _ = _restart_run(tiny_models, world, target=1.1, restarts=2, budget=3)
     assert log["restarts"] == 1 and total_steps(log) == 3
@@ -215,7 +213,7 @@ def test_a_step_budget_ends_the_training_stalled_across_attempts(tiny_models, wo
 def test_a_budget_spent_between_stages_leaves_the_next_stage_stalled_at_zero_steps(tiny_models, world):
     """A budget that ends exactly where a stage passed still reads as stalled: the next stage is logged with no
     steps and ``budget_spent``, so the training never counts as passed."""
-    from analysis_lib.training import stalled, total_steps
+    from analysis_lib.training.clip_llava import stalled, total_steps
 
     easy = Stage("list", (("list", 1.0),), "cell words", 0.0, 2)
     hard = Stage("describe", (("describe", 1.0),), "relation word", 1.1, 2)
@@ -230,7 +228,7 @@ def test_a_budget_spent_between_stages_leaves_the_next_stage_stalled_at_zero_ste
 
 def test_restarted_projector_differs_from_the_first_attempts_and_the_lm_starts_where_it_did(tiny_models, world):
     """After ``load_state_dict`` and a re-seeded initialisation the projector is new, so a restart is not a replay."""
-    import analysis_lib.training as training
+    import analysis_lib.training.clip_llava as training
 
     seen = []
     original = training.curriculum_attempt
@@ -254,8 +252,8 @@ def test_restarted_projector_differs_from_the_first_attempts_and_the_lm_starts_w
 def test_relation_word_checks_read_the_relation_word_of_their_task(world, monkeypatch, check, question):
     """``relation word`` reads descriptions, ``relative word`` answers to "Where is A relative to B?"; both score
     the relation words only."""
-    import analysis_lib.training as training
-    from analysis_lib.toyworld import RELATION_PHRASES, sample_scenes
+    import analysis_lib.training.clip_llava as training
+    from analysis_lib.data.toyworld import RELATION_PHRASES, sample_scenes
 
     seen = {}
 

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
 from test_registry import offline  # noqa: F401  (autouse: no network, empty HF cache and models folder)
 
-from analysis_lib import embedding_conversion as ec
-from analysis_lib.features import llava_selected_features, pixel_tensor
-from analysis_lib.models import TINY_LLAVA_336, random_llava
-from analysis_lib.registry import ModelNotFoundError, load_scorer, registry_table
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.data.toyworld import render_all, sample_scenes
+from analysis_lib.full.registry import ModelNotFoundError, load_scorer, registry_table
+from analysis_lib.models.features import llava_selected_features, pixel_tensor
+from analysis_lib.models.tiny import TINY_LLAVA_336, random_llava
+from analysis_lib.training import embedding_conversion as ec
 
 PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 PAPER_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}  # the paper's fork on LLaMA's names
@@ -169,7 +169,7 @@ def test_conversion_pairs_use_toy_words_and_relation_groups_share_objects(tiny_m
 
 
 def tokenization_unknown(tokenizer, text: str) -> list[str]:
-    from analysis_lib.tokenization import unknown_words
+    from analysis_lib.data.tokenization import unknown_words
 
     return unknown_words(tokenizer, text)
 

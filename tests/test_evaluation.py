@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis_lib.benchmarks import MMVPPair, WhatsUpItem
-from analysis_lib.evaluation import NoVerdictWarning, mmvp_records, whatsup_records
+from analysis_lib.data.benchmarks import MMVPPair, WhatsUpItem
+from analysis_lib.scoring.evaluation import NoVerdictWarning, mmvp_records, whatsup_records
 
 RELS = {"left_of": "left of", "right_of": "right of", "above": "above", "below": "below"}
 

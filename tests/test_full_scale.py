@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from upstream_fixtures import write_image, write_t2v_root
 
-from analysis_lib import book, full_scale
-from analysis_lib.benchmarks import BenchmarkError
-from analysis_lib.models import TINY_LLAVA_336, random_llava
+from analysis_lib.book import runner as book
+from analysis_lib.data.benchmarks import BenchmarkError
+from analysis_lib.full import full_scale
+from analysis_lib.models.tiny import TINY_LLAVA_336, random_llava
 
 
 def test_full_run_scores_every_benchmark_and_resumes_from_its_logs(full_setup, tmp_path, monkeypatch):

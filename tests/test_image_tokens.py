@@ -4,12 +4,18 @@ that reach the language model, or the ViT's position table; test-time ablations 
 import pytest
 import torch
 
-from analysis_lib.features import pixel_tensor
-from analysis_lib.image_tokens import ImageTokens, ablated_at_test, apply_variant, image_position_ids, model_variant
-from analysis_lib.models import LlavaSize, toy_llava_from_clip
-from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.scoring import VQAScorer
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.data.toyworld import render_all, sample_scenes
+from analysis_lib.models.features import pixel_tensor
+from analysis_lib.models.image_tokens import (
+    ImageTokens,
+    ablated_at_test,
+    apply_variant,
+    image_position_ids,
+    model_variant,
+)
+from analysis_lib.models.prompts import TOY_FORMAT
+from analysis_lib.models.tiny import LlavaSize, toy_llava_from_clip
+from analysis_lib.scoring.scorers import VQAScorer
 
 IMAGE = 7
 

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 from upstream_fixtures import photo_like
 
-from analysis_lib.images import MIN_IMAGE_SIDE, ImageError, image_from_bytes, load_image, verify_images
+from analysis_lib.core.images import MIN_IMAGE_SIDE, ImageError, image_from_bytes, load_image, verify_images
 
 
 def test_sixteen_bit_png_is_scaled_by_its_bit_depth(tmp_path):

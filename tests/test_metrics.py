@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analysis_lib import metrics as m
+from analysis_lib.stats import metrics as m
 
 
 def test_option_correct_needs_the_gold_column_uniquely_highest():

@@ -1,11 +1,11 @@
 import torch
 from transformers import CLIPModel, LlavaForConditionalGeneration, LlavaProcessor
 
-from analysis_lib.features import llava_selected_features, pixel_tensor, select_features
-from analysis_lib.pipeline import toy_models
-from analysis_lib.toy_setup import ToySetup
-from analysis_lib.toyworld import render_all, sample_scenes
-from analysis_lib.training import fold_standardisation
+from analysis_lib.data.toyworld import render_all, sample_scenes
+from analysis_lib.models.features import llava_selected_features, pixel_tensor, select_features
+from analysis_lib.toy.pipeline import toy_models
+from analysis_lib.toy.toy_setup import ToySetup
+from analysis_lib.training.clip_llava import fold_standardisation
 
 
 def test_llava_vision_tower_is_clips_frozen_vision_model(tiny_models):
@@ -46,7 +46,7 @@ def test_folding_standardisation_is_exact(tiny_models):
 
 
 def test_toy_models_train_save_and_reload_from_cache(world):
-    from analysis_lib.toy_recipe import toy_setup
+    from analysis_lib.toy.toy_recipe import toy_setup
 
     setup: ToySetup = toy_setup(clip_steps=3, smoke=True)
     first = toy_models(setup, seed=0, progress=False)

@@ -2,9 +2,9 @@ import pytest
 import torch
 from transformers import CLIPVisionModel, Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-from analysis_lib.features import encode_images
-from analysis_lib.multilevel_features import multilevel_features
-from analysis_lib.registry import UnsupportedModelError, load_scorer, load_vision_encoder
+from analysis_lib.full.registry import UnsupportedModelError, load_scorer, load_vision_encoder
+from analysis_lib.models.features import encode_images
+from analysis_lib.models.multilevel_features import multilevel_features
 
 TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, mlp_ratio=2, image_size=28, patch_size=14)
 

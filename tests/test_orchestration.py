@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis_lib import pipeline
-from analysis_lib.cache import cached_artifact
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
-from analysis_lib.progress import PROGRESS_ENV
+from analysis_lib.core.cache import cached_artifact
+from analysis_lib.core.progress import PROGRESS_ENV
+from analysis_lib.toy import pipeline
 
 
 def _kinds(phases: list[list[pipeline.Build]]) -> list[list[tuple[str, int]]]:

@@ -5,7 +5,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from analysis_lib import book, pages, tables
+from analysis_lib.book import pages, tables
+from analysis_lib.book import runner as book
 
 CLEAN = '<nav class="book-nav"><a href="index.html">claims</a></nav><table><tr><td>97.4%</td><td>—</td></tr></table>'
 
@@ -101,7 +102,7 @@ def test_every_page_has_navigation_folded_code_and_a_relative_footer(tmp_path):
     assert "Re-run this chapter" not in rendered["reference.html"]
 
 
-PANDAS_REPR = '<table border="1" class="dataframe">'  # a DataFrame displayed before analysis_lib.tables existed
+PANDAS_REPR = '<table border="1" class="dataframe">'  # a DataFrame displayed before analysis_lib.book.tables existed
 TABLE_PROBLEMS = ("table cell", "shown")
 
 
@@ -124,11 +125,11 @@ def committed_book(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("stem", [p.stem for p in book.chapters()] + [pages.REFERENCE_STEM, "index"])
 def test_the_committed_book_renders_for_people(committed_book, stem):
     """Every page has navigation and no absolute path; its tables have no cut cell or NaN, except in a chapter
-    executed before ``analysis_lib.tables`` (shown as an expected failure until it is executed again)."""
+    executed before ``analysis_lib.book.tables`` (shown as an expected failure until it is executed again)."""
     problems = pages.page_problems((committed_book / f"{stem}.html").read_text())
     assert [p for p in problems if not p.startswith(TABLE_PROBLEMS) and not p.endswith(TABLE_PROBLEMS)] == []
     if problems and PANDAS_REPR in "".join(_html_outputs(book.NOTEBOOKS / f"{stem}.ipynb")):
-        pytest.xfail(f"{stem} was executed before analysis_lib.tables; execute it again: {problems[:3]}")
+        pytest.xfail(f"{stem} was executed before analysis_lib.book.tables; execute it again: {problems[:3]}")
     assert problems == []
 
 

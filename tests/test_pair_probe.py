@@ -8,12 +8,12 @@ import pytest
 from PIL import Image, ImageOps
 from upstream_fixtures import photo_like
 
-from analysis_lib import pair_probe
-from analysis_lib.images import load_image
-from analysis_lib.models import toy_image_processor
-from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.scoring import ClipScorer, VQAScorer, mean_colour
-from analysis_lib.toyworld import WorldConfig, render_all, sample_scenes
+from analysis_lib.book import pair_probe
+from analysis_lib.core.images import load_image
+from analysis_lib.data.toyworld import WorldConfig, render_all, sample_scenes
+from analysis_lib.models.prompts import TOY_FORMAT
+from analysis_lib.models.tiny import toy_image_processor
+from analysis_lib.scoring.scorers import ClipScorer, VQAScorer, mean_colour
 
 TEXTS = ["a red circle left of a blue square", "a red circle right of a blue square"]
 IMAGE_PROCESSOR = toy_image_processor(WorldConfig())

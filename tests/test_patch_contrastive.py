@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis_lib.patch_contrastive import (
+from analysis_lib.data.toyworld import render_all, sample_scenes
+from analysis_lib.training.patch_contrastive import (
     PatchAligned,
     PatchAlignedScorer,
     PatchHead,
@@ -27,7 +28,6 @@ from analysis_lib.patch_contrastive import (
     text_features,
     train_patch_heads,
 )
-from analysis_lib.toyworld import render_all, sample_scenes
 
 PATCHES = torch.tensor([[[1.0, 0.0], [0.0, 2.0]], [[3.0, 0.0], [0.0, 1.0]]])  # 2 images x 2 patches x 2 dims
 TEXTS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_lib import plots
+from analysis_lib.book import plots
 
 matplotlib.use("Agg")
 

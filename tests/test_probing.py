@@ -1,7 +1,8 @@
 import torch
 
-from analysis_lib.features import pixel_tensor
-from analysis_lib.probing import (
+from analysis_lib.data.toyworld import COLOURS, RELATIONS, Obj, Scene, render_all, sample_scenes
+from analysis_lib.models.features import pixel_tensor
+from analysis_lib.scoring.probing import (
     EMPTY,
     IMAGE_VIEWS,
     PATCH_TARGETS,
@@ -14,7 +15,6 @@ from analysis_lib.probing import (
     linear_probe,
     token_labels,
 )
-from analysis_lib.toyworld import COLOURS, RELATIONS, Obj, Scene, render_all, sample_scenes
 
 
 def test_linear_probe_separates_separable_data_and_not_noise():

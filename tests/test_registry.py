@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from analysis_lib.models import TINY_LLAVA_336, random_llava
-from analysis_lib.prompts import PHI3_FORMAT, PHI3_PAPER_FORMAT, ChatFormat, PromptFormat
-from analysis_lib.registry import (
+from analysis_lib.data.toyworld import render_all, sample_scenes
+from analysis_lib.full.registry import (
     FORMATS,
     REGISTRY,
     Fetch,
@@ -21,8 +20,9 @@ from analysis_lib.registry import (
     registry_table,
     resolve_dtype,
 )
-from analysis_lib.scoring import ClipScorer, OpenClipScorer, VQAScorer
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.models.prompts import PHI3_FORMAT, PHI3_PAPER_FORMAT, ChatFormat, PromptFormat
+from analysis_lib.models.tiny import TINY_LLAVA_336, random_llava
+from analysis_lib.scoring.scorers import ClipScorer, OpenClipScorer, VQAScorer
 
 TEXTS = ["a red circle left of a blue square", "a green cross", "a blue square above a red circle"]
 TINY_OPEN_CLIP = {

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_lib.retrieval_metrics import (
+from analysis_lib.stats.retrieval_metrics import (
     auc_bootstrap_ci,
     auc_by_source,
     figure1_aggregate,

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from analysis_lib import score_cache
-from analysis_lib.attribution import patch_attributions
-from analysis_lib.cache import cache_root
+from analysis_lib.core.cache import cache_root
+from analysis_lib.scoring import score_cache
+from analysis_lib.scoring.attribution import patch_attributions
 
 
 class CountingScorer:
@@ -100,7 +100,7 @@ def test_library_edits_enter_the_key(monkeypatch):
 
 
 def test_library_functions_are_keyed_by_name_and_others_are_not_cached():
-    from analysis_lib.seed_stats import seed_interval
+    from analysis_lib.stats.seed_stats import seed_interval
 
     def local(x):
         return x

@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis_lib.score_log import StaleScoresError, file_digest, keyed_log, read_log, score_with_log, weights_identity
-from analysis_lib.sharding import sharded_scores
+from analysis_lib.full.score_log import (
+    StaleScoresError,
+    file_digest,
+    keyed_log,
+    read_log,
+    score_with_log,
+    weights_identity,
+)
+from analysis_lib.full.sharding import sharded_scores
 
 SPEC = {"model": "m", "benchmark": "b", "protocol": "2-way"}
 

@@ -2,9 +2,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from analysis_lib.prompts import TOY_FORMAT, PromptFormat
-from analysis_lib.scoring import ClipScorer, VQAScorer, mean_colour, pad_to_square, score_options
-from analysis_lib.toyworld import render_all, sample_scenes
+from analysis_lib.data.toyworld import render_all, sample_scenes
+from analysis_lib.models.prompts import TOY_FORMAT, PromptFormat
+from analysis_lib.scoring.scorers import ClipScorer, VQAScorer, mean_colour, pad_to_square, score_options
 
 
 def _images(world, n=3):
@@ -105,7 +105,7 @@ def test_prefix_cached_vqascore_equals_one_forward_per_pair(tiny_models, world):
 
 
 def test_shared_prefix_length_leaves_the_answer_to_the_suffix():
-    from analysis_lib.scoring import chunk_images, shared_prefix_length
+    from analysis_lib.scoring.scorers import chunk_images, shared_prefix_length
 
     assert shared_prefix_length([[1, 2, 3, 4, 5], [1, 2, 3, 9, 5]], keep=1) == 3
     assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], keep=3) == 1
@@ -141,7 +141,7 @@ def _tokenizer_image_token(prompt, tokenizer, image_token_index):
 
 
 def test_image_chunk_ids_are_llava_tokenizer_image_token():
-    from analysis_lib.scoring import image_chunk_ids
+    from analysis_lib.scoring.scorers import image_chunk_ids
 
     tokenizer = _sentencepiece_like("first")
     image = tokenizer.convert_tokens_to_ids("<image>")
@@ -157,9 +157,9 @@ def test_one_call_tokenization_drops_the_space_token_llava_puts_after_the_image(
     """The measured difference: with a tokenizer that prefixes only the text's start, tokenizing the whole prompt in
     one call loses the ``▁`` that LLaVA's chunk-by-chunk tokenization puts after ``<image>``; Llama's legacy
     prefixing and the toy word-level tokenizer give the same ids either way."""
-    from analysis_lib.models import llava_tokenizer
-    from analysis_lib.scoring import image_chunk_ids
-    from analysis_lib.training import expand_image_tokens
+    from analysis_lib.models.conversations import expand_image_tokens
+    from analysis_lib.models.tiny import llava_tokenizer
+    from analysis_lib.scoring.scorers import image_chunk_ids
 
     text = PromptFormat().vqa_prompt("a dog left of a cat") + "Yes</s>"
     for scheme, extra in (("first", ["▁"]), ("always", [])):

@@ -4,7 +4,7 @@ interval of a count of seeds, and the caveat below five seeds."""
 import numpy as np
 import pytest
 
-from analysis_lib import seed_stats as ss
+from analysis_lib.stats import seed_stats as ss
 
 
 def test_seed_interval_is_a_reproducible_percentile_bootstrap_within_the_seeds_range():

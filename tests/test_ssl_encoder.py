@@ -5,9 +5,10 @@ import pytest
 import torch
 from transformers import CLIPVisionModel
 
-from analysis_lib.models import ClipSize, LlavaSize, toy_clip, toy_llava_from_clip
-from analysis_lib.pipeline import ssl_vision_model
-from analysis_lib.ssl_encoder import (
+from analysis_lib.models.tiny import ClipSize, LlavaSize, toy_clip, toy_llava_from_clip
+from analysis_lib.toy.pipeline import ssl_vision_model
+from analysis_lib.toy.toy_recipe import toy_setup
+from analysis_lib.training.ssl_encoder import (
     SSL_TRAIN,
     DinoHead,
     augmented_view,
@@ -25,7 +26,6 @@ from analysis_lib.ssl_encoder import (
     train_dino,
     updated_center,
 )
-from analysis_lib.toy_recipe import toy_setup
 
 
 def _softmax(row: list[float], temp: float) -> list[float]:

@@ -6,7 +6,7 @@ import pytest
 from upstream_fixtures import SUGARCREPE_FILES, level_text, write_csv, write_level_image, write_t2v_root
 
 from analysis_lib import t2v_benchmarks as tb
-from analysis_lib.benchmarks import BenchmarkError
+from analysis_lib.data.benchmarks import BenchmarkError
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import torch
 from upstream_fixtures import write_t2v_root
 
 from analysis_lib import t2v_evaluation as te
-from analysis_lib.evaluation import NoVerdictWarning
-from analysis_lib.retrieval_metrics import figure1_aggregate, figure1_inputs
-from analysis_lib.t2v_benchmarks import T2VItem, load_t2v_benchmarks
+from analysis_lib.data.t2v_benchmarks import T2VItem, load_t2v_benchmarks
+from analysis_lib.scoring.evaluation import NoVerdictWarning
+from analysis_lib.stats.retrieval_metrics import figure1_aggregate, figure1_inputs
 
 
 class LevelScorer:
@@ -87,11 +87,13 @@ def test_score_t2v_benchmarks_scores_all_six_resumes_from_logs_and_feeds_figure1
     assert aggregate.pair == 1.0 and aggregate.n_pair == 2
 
 
-@pytest.mark.filterwarnings("ignore::analysis_lib.evaluation.NoVerdictWarning")  # the toy vocabulary ties captions
+@pytest.mark.filterwarnings(
+    "ignore::analysis_lib.scoring.evaluation.NoVerdictWarning"
+)  # the toy vocabulary ties captions
 def test_tiny_clip_and_llava_of_the_real_classes_score_all_six(full_setup, tmp_path):
     """The full-scale path: CLIP cosine and LLaVA VQAScore (tiny random weights, saved and loaded back) on every
     benchmark; scores are finite and in range, and a rerun reads them from the logs."""
-    from analysis_lib.registry import load_scorer
+    from analysis_lib.full.registry import load_scorer
 
     write_t2v_root(tmp_path / "datasets")
     scorers = {

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from analysis_lib import tables
+from analysis_lib.book import tables
 
 
 def _transitions() -> pd.DataFrame:

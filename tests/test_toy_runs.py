@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from analysis_lib.toy_runs import ABOVE_CHANCE, seed_row, show, start_toy_chapter, variant_rows, variant_table
+from analysis_lib.toy.toy_runs import ABOVE_CHANCE, seed_row, show, start_toy_chapter, variant_rows, variant_table
 
 
 def test_toy_only_chapters_refuse_full_scale_with_the_reason():
@@ -37,8 +37,8 @@ def test_seed_row_counts_seeds_above_chance_only_where_there_is_one():
 def test_a_variant_budget_is_twice_the_steps_of_the_same_seeds_chapter_llava(monkeypatch, tmp_path):
     """``budgeted`` reads the baseline's training log of that seed (abandoned attempts counted), and the budget enters
     the variant's cache key, so a budgeted variant is never the unbudgeted one reused."""
-    import analysis_lib.toy_runs as toy_runs
-    from analysis_lib.toy_recipe import FROM_SCRATCH, toy_setup
+    import analysis_lib.toy.toy_runs as toy_runs
+    from analysis_lib.toy.toy_recipe import FROM_SCRATCH, toy_setup
 
     logs = {0: {"stages": [{"steps": 100}, {"steps": 700}], "abandoned": [[{"steps": 1500}]]},
             1: {"stages": [{"steps": 1200}]}}  # fmt: skip
@@ -51,7 +51,7 @@ def test_a_variant_budget_is_twice_the_steps_of_the_same_seeds_chapter_llava(mon
 
 
 def test_stalled_lines_name_each_seed_with_the_stage_and_what_ended_it():
-    from analysis_lib.toy_runs import stalled_lines
+    from analysis_lib.toy.toy_runs import stalled_lines
 
     columns = ["variant", "seed", "stage", "passed at", "target", "budget spent"]
     rows = [("v", 0, "list", 300.0, 0.98, False), ("v", 0, "instructions", None, 0.95, False),

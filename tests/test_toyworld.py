@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analysis_lib import toyworld as tw
+from analysis_lib.data import toyworld as tw
 
 
 def object_centre(image: np.ndarray, colour: str) -> tuple[float, float]:

@@ -1,8 +1,8 @@
 import torch
 
-from analysis_lib.models import llava_tokenizer
-from analysis_lib.prompts import TOY_FORMAT
-from analysis_lib.training import conversation_batch, embed_with_features
+from analysis_lib.models.conversations import conversation_batch, embed_with_features
+from analysis_lib.models.prompts import TOY_FORMAT
+from analysis_lib.models.tiny import llava_tokenizer
 
 
 def test_only_answers_and_their_end_tokens_carry_labels():
@@ -35,7 +35,7 @@ def test_image_placeholders_receive_projected_features(tiny_models):
 def test_where_in_text_question_states_both_cells_and_asks_one(world):
     import numpy as np
 
-    from analysis_lib.toyworld import cell_words, instruction_example, sample_scenes
+    from analysis_lib.data.toyworld import cell_words, instruction_example, sample_scenes
 
     rng = np.random.default_rng(0)
     for scene in sample_scenes(20, world, seed=0):
@@ -48,9 +48,9 @@ def test_where_in_text_question_states_both_cells_and_asks_one(world):
 def test_answer_accuracy_counts_conversations_with_every_answer_word_right(tiny_models):
     import torch
 
-    from analysis_lib.models import LlavaSize, toy_llava_from_clip
-    from analysis_lib.prompts import TOY_FORMAT
-    from analysis_lib.training import answer_accuracy
+    from analysis_lib.models.prompts import TOY_FORMAT
+    from analysis_lib.models.tiny import LlavaSize, toy_llava_from_clip
+    from analysis_lib.training.clip_llava import answer_accuracy
 
     clip, clip_processor, _, _ = tiny_models
     llava, processor = toy_llava_from_clip(clip, clip_processor, LlavaSize(width=32, layers=1, heads=2), seed=0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis_lib import verdicts as v
+from analysis_lib.stats import verdicts as v
 
 ROOM = 0.7  # a baseline with room to spare
 

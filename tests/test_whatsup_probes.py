@@ -15,11 +15,10 @@ from transformers import (
     Dinov2Model,
 )
 
-from analysis_lib import whatsup_probes
-from analysis_lib.benchmarks import WhatsUpItem
-from analysis_lib.multilevel_features import prefix_tokens
-from analysis_lib.registry import UnsupportedModelError
-from analysis_lib.whatsup_probes import (
+from analysis_lib.data.benchmarks import WhatsUpItem
+from analysis_lib.full import whatsup_probes
+from analysis_lib.full.registry import UnsupportedModelError
+from analysis_lib.full.whatsup_probes import (
     TARGETS,
     VIEWS,
     clip_encoder,
@@ -32,6 +31,7 @@ from analysis_lib.whatsup_probes import (
     token_views,
     whatsup_layer_probes,
 )
+from analysis_lib.models.multilevel_features import prefix_tokens
 
 CELLS = {
     "left_of": ((1, 0), (1, 2)),

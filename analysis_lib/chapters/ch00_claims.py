@@ -1,7 +1,7 @@
 """Chapter 0, "The claims at a glance": every claim of the paper (REFERENCE numbering) as one paired effect
 measured by a chapter, read from that chapter's ``results/<chapter>/<scale>/metrics.csv``: how many seeds show it
 (k of n), its mean with a percentile bootstrap 95% interval over seeds, the controls that qualify it, and a verdict
-by the rule of ``analysis_lib.verdicts``."""
+by the rule of ``analysis_lib.stats.verdicts``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis_lib.book import chapter_title, chapters, read_chapter
+from analysis_lib.book.runner import chapter_title, chapters, read_chapter
 from analysis_lib.chapters import ch01_same_encoder as ch01
 from analysis_lib.chapters import ch02_tokens as ch02
 from analysis_lib.chapters import ch03_positions as ch03
@@ -20,8 +20,8 @@ from analysis_lib.chapters import ch04_prompt_weighting as ch04
 from analysis_lib.chapters import ch05_not_sufficient as ch05
 from analysis_lib.chapters import ch06_contrastive_conversion as ch06
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
-from analysis_lib.results import atomic_write, git_commit, package_versions, results_dir
-from analysis_lib.seed_stats import (
+from analysis_lib.core.results import atomic_write, git_commit, package_versions, results_dir
+from analysis_lib.stats.seed_stats import (
     INTERVAL,
     MARGIN,
     SHARE_INTERVAL,
@@ -30,8 +30,7 @@ from analysis_lib.seed_stats import (
     seed_interval,
     share_interval,
 )
-from analysis_lib.toy_runs import CHANCE, CLIP_NAME, LLAVA_NAME, headline
-from analysis_lib.verdicts import (
+from analysis_lib.stats.verdicts import (
     ALIKE,
     BETTER,
     CONFOUNDED,
@@ -46,6 +45,7 @@ from analysis_lib.verdicts import (
     shows,
     verdict,
 )
+from analysis_lib.toy.toy_runs import CHANCE, CLIP_NAME, LLAVA_NAME, headline
 
 CHAPTER = "00_claims"
 NOT_RUN = "not run"  # the chapter has no results at this scale

@@ -14,25 +14,25 @@ import torch
 from PIL import Image
 from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
 
-from analysis_lib.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
-from analysis_lib.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
-from analysis_lib.cache import cached_artifact
-from analysis_lib.compositional import compositional_sets, compositional_table_rows, score_compositional
-from analysis_lib.evaluation import whatsup_option_scores
-from analysis_lib.features import llava_selected_features
-from analysis_lib.metrics import opposite_option, unique_argmax
-from analysis_lib.models import load_language_model, toy_llava_from_clip
-from analysis_lib.negclip import NegClipConfig
-from analysis_lib.pipeline import ToyModels, toy_models, toy_negclip, training_log
-from analysis_lib.probing import chance_levels, encoder_probes
-from analysis_lib.progress import seed_progress
-from analysis_lib.results import results_dir, write_results
-from analysis_lib.score_cache import cached_scores
-from analysis_lib.scoring import ClipScorer
-from analysis_lib.seed_stats import MARGIN, k_of_n
-from analysis_lib.t2v_benchmarks import SUGARCREPE_SUBSETS
-from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, WINOGROUND_KINDS
-from analysis_lib.toy_recipe import (
+from analysis_lib.core.cache import cached_artifact
+from analysis_lib.core.progress import seed_progress
+from analysis_lib.core.results import results_dir, write_results
+from analysis_lib.data.benchmarks import load_image, load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.data.t2v_benchmarks import SUGARCREPE_SUBSETS
+from analysis_lib.data.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, WINOGROUND_KINDS
+from analysis_lib.data.toyworld import instruction_example, sample_scenes
+from analysis_lib.models.features import llava_selected_features
+from analysis_lib.models.tiny import load_language_model, toy_llava_from_clip
+from analysis_lib.scoring.attribution import clip_margin_fn, patch_attribution, vqa_margin_fn
+from analysis_lib.scoring.evaluation import whatsup_option_scores
+from analysis_lib.scoring.probing import chance_levels, encoder_probes
+from analysis_lib.scoring.score_cache import cached_scores
+from analysis_lib.scoring.scorers import ClipScorer
+from analysis_lib.stats.metrics import opposite_option, unique_argmax
+from analysis_lib.stats.seed_stats import MARGIN, k_of_n
+from analysis_lib.toy.compositional import compositional_sets, compositional_table_rows, score_compositional
+from analysis_lib.toy.pipeline import ToyModels, toy_models, toy_negclip, training_log
+from analysis_lib.toy.toy_recipe import (
     HELD_OUT,
     HELD_OUT_OBJECTS,
     MAIN,
@@ -40,7 +40,7 @@ from analysis_lib.toy_recipe import (
     VARIANTS,
     toy_setup,
 )
-from analysis_lib.toy_runs import (
+from analysis_lib.toy.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     VariantRun,
@@ -57,13 +57,13 @@ from analysis_lib.toy_runs import (
     variant_rows,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup, TrainingData, fresh_pixels
-from analysis_lib.toyworld import instruction_example, sample_scenes
-from analysis_lib.training import (
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup, TrainingData, fresh_pixels
+from analysis_lib.training.clip_llava import (
     Stage,
     answer_accuracy,
     train_llava,
 )
+from analysis_lib.training.negclip import NegClipConfig
 
 HELD_OUT_TESTS = {"relation 4-way": RELATION_FILE, "attribute 4-way": ATTRIBUTE_FILE}
 NAMES_HELD_OUT, TAUGHT_ONLY = "items naming a held-out object", "items naming taught objects only"

@@ -12,24 +12,19 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from analysis_lib.attribution import patch_attribution, vqa_margin_fn
-from analysis_lib.benchmarks import load_image, load_whatsup_controlled
-from analysis_lib.full_scale import FullScaleConfig, load_full_benchmarks, score_models
-from analysis_lib.image_tokens import ImageTokens
-from analysis_lib.layer_probes import PROBE_SCENES, SMOKE_PROBE_SCENES, layer_probes, probe_metrics
-from analysis_lib.metrics import opposite_option
-from analysis_lib.patch_contrastive import (
-    HEADS,
-    PACL,
-    SPARC,
-    smoke_heads,
-)
-from analysis_lib.pipeline import toy_models, toy_patch_heads
-from analysis_lib.progress import seed_progress
-from analysis_lib.scoring import VQAScorer
-from analysis_lib.toy_benchmarks import RELATION_FILE
-from analysis_lib.toy_recipe import chapter_setup
-from analysis_lib.toy_runs import (
+from analysis_lib.core.progress import seed_progress
+from analysis_lib.data.benchmarks import load_image, load_whatsup_controlled
+from analysis_lib.data.toy_benchmarks import RELATION_FILE
+from analysis_lib.full.full_scale import FullScaleConfig, load_full_benchmarks, score_models
+from analysis_lib.full.whatsup_probes import clip_encoder, probe_records, whatsup_layer_probes
+from analysis_lib.models.image_tokens import ImageTokens
+from analysis_lib.scoring.attribution import patch_attribution, vqa_margin_fn
+from analysis_lib.scoring.scorers import VQAScorer
+from analysis_lib.stats.metrics import opposite_option
+from analysis_lib.toy.layer_probes import PROBE_SCENES, SMOKE_PROBE_SCENES, layer_probes, probe_metrics
+from analysis_lib.toy.pipeline import toy_models, toy_patch_heads
+from analysis_lib.toy.toy_recipe import chapter_setup
+from analysis_lib.toy.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     budgeted,
@@ -44,8 +39,13 @@ from analysis_lib.toy_runs import (
     train_variants,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup
-from analysis_lib.whatsup_probes import clip_encoder, probe_records, whatsup_layer_probes
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup
+from analysis_lib.training.patch_contrastive import (
+    HEADS,
+    PACL,
+    SPARC,
+    smoke_heads,
+)
 
 ALL_PATCHES = "LLaVA: all patch tokens (LLaVA-1.5)"
 TOKEN_VARIANTS = {
@@ -205,7 +205,7 @@ PROBE_CLIP = "clip-l14-336"
 
 def probes_full(config: FullScaleConfig, clip_model: str = PROBE_CLIP) -> pd.DataFrame:
     """Layer-wise linear probes of the frozen CLIP on ``config``'s What'sUp Controlled images: the relation and the
-    object pair from its CLS token, mean patch token and pooled patch grid (``analysis_lib.whatsup_probes``)."""
+    object pair from its CLS token, mean patch token and pooled patch grid (``analysis_lib.full.whatsup_probes``)."""
     encoder = clip_encoder(clip_model, config.device, config.allow_download)
     return whatsup_layer_probes([encoder], load_full_benchmarks(config))
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis_lib.image_tokens import ImageTokens, ablated_at_test
-from analysis_lib.patch_contrastive import HEADS, PACL, smoke_heads
-from analysis_lib.pipeline import toy_models, toy_patch_heads
-from analysis_lib.progress import seed_progress
-from analysis_lib.toy_recipe import chapter_setup
-from analysis_lib.toy_runs import (
+from analysis_lib.core.progress import seed_progress
+from analysis_lib.models.image_tokens import ImageTokens, ablated_at_test
+from analysis_lib.toy.pipeline import toy_models, toy_patch_heads
+from analysis_lib.toy.toy_recipe import chapter_setup
+from analysis_lib.toy.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     condition_lines,
@@ -28,7 +27,8 @@ from analysis_lib.toy_runs import (
     train_variants,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED
+from analysis_lib.toy.toy_setup import EVAL_SEED
+from analysis_lib.training.patch_contrastive import HEADS, PACL, smoke_heads
 
 AS_USUAL = "LLaVA: raster positions, ViT position embeddings (LLaVA-1.5)"
 ABLATIONS = {

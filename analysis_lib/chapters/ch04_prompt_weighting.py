@@ -16,33 +16,34 @@ import torch
 from PIL import Image
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from analysis_lib.attribution import attribution_shares, patch_attributions
-from analysis_lib.benchmarks import WhatsUpItem, load_image, load_mmvp_vlm, load_whatsup_controlled
-from analysis_lib.evaluation import (
-    MMVP_TEXT_TEMPLATE,
-    mmvp_records,
-    mmvp_scores,
-    whatsup_option_scores,
-    whatsup_records,
-)
-from analysis_lib.full_scale import (
+from analysis_lib.core.progress import seed_progress
+from analysis_lib.data.benchmarks import WhatsUpItem, load_image, load_mmvp_vlm, load_whatsup_controlled
+from analysis_lib.data.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
+from analysis_lib.data.toyworld import VQA_QUESTION
+from analysis_lib.full.full_scale import (
     FullScaleConfig,
     benchmark_records,
     load_full_benchmarks,
     process_device,
     score_benchmark,
 )
-from analysis_lib.metrics import bootstrap_ci, mmvp_pair_units, option_correct
-from analysis_lib.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
-from analysis_lib.progress import seed_progress
-from analysis_lib.prompts import PromptFormat
-from analysis_lib.registry import load_scorer
-from analysis_lib.score_cache import cached_attributions, cached_scores
-from analysis_lib.scoring import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
-from analysis_lib.seed_stats import k_of_n
-from analysis_lib.toy_benchmarks import ATTRIBUTE_FILE, MMVP_FOLDER, RELATION_FILE, export_multi_object_set
-from analysis_lib.toy_recipe import chapter_setup
-from analysis_lib.toy_runs import (
+from analysis_lib.full.registry import load_scorer
+from analysis_lib.models.prompts import PromptFormat
+from analysis_lib.scoring.attribution import attribution_shares, patch_attributions
+from analysis_lib.scoring.evaluation import (
+    MMVP_TEXT_TEMPLATE,
+    mmvp_records,
+    mmvp_scores,
+    whatsup_option_scores,
+    whatsup_records,
+)
+from analysis_lib.scoring.score_cache import cached_attributions, cached_scores
+from analysis_lib.scoring.scorers import CaptionLikelihoodScorer, VQAScorer, mean_colour, score_options
+from analysis_lib.stats.metrics import bootstrap_ci, mmvp_pair_units, option_correct
+from analysis_lib.stats.seed_stats import k_of_n
+from analysis_lib.toy.pipeline import ToyModels, seed_jobs, toy_models, train_toy_models
+from analysis_lib.toy.toy_recipe import chapter_setup
+from analysis_lib.toy.toy_runs import (
     CHANCE,
     CLIP_NAME,
     LLAVA_NAME,
@@ -56,8 +57,7 @@ from analysis_lib.toy_runs import (
     variant_rows,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup
-from analysis_lib.toyworld import VQA_QUESTION
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup
 
 T2V = "VQAScore: t2v question (default)"
 TEMPLATES = {

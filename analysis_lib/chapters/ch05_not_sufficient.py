@@ -13,11 +13,10 @@ from pathlib import Path
 import pandas as pd
 from transformers import CLIPModel, LlamaForCausalLM
 
-from analysis_lib.cache import cached_artifact
-from analysis_lib.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, train_lm_tower
-from analysis_lib.negclip import NegClipConfig
-from analysis_lib.patch_contrastive import HEADS, PACL, SPARC, smoke_heads
-from analysis_lib.pipeline import (
+from analysis_lib.core.cache import cached_artifact
+from analysis_lib.core.progress import seed_progress
+from analysis_lib.scoring.scorers import ClipScorer
+from analysis_lib.toy.pipeline import (
     ToyModels,
     seed_jobs,
     toy_models,
@@ -26,10 +25,8 @@ from analysis_lib.pipeline import (
     train_toy_models,
     write_training_log,
 )
-from analysis_lib.progress import seed_progress
-from analysis_lib.scoring import ClipScorer
-from analysis_lib.toy_recipe import chapter_setup
-from analysis_lib.toy_runs import (
+from analysis_lib.toy.toy_recipe import chapter_setup
+from analysis_lib.toy.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     condition_lines,
@@ -40,7 +37,10 @@ from analysis_lib.toy_runs import (
     smoke_config,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup, TrainingData
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup, TrainingData
+from analysis_lib.training.llm_text_tower import LmTextTower, LmTowerConfig, LmTowerScorer, train_lm_tower
+from analysis_lib.training.negclip import NegClipConfig
+from analysis_lib.training.patch_contrastive import HEADS, PACL, SPARC, smoke_heads
 
 NEGCLIP_LOCKED = "(a) NegCLIP, image tower locked"
 NEGCLIP_UNLOCKED = "(a) NegCLIP, image tower unlocked"

@@ -15,13 +15,12 @@ import pandas as pd
 import seaborn as sns
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from analysis_lib import toy_recipe as recipe
-from analysis_lib.cache import cached_artifact
-from analysis_lib.embedding_conversion import TOY_QUERY, ConversionConfig, EmbeddingScorer, convert, toy_question
-from analysis_lib.full_scale import FullScaleConfig, score_models
-from analysis_lib.pipeline import toy_models, training_log
-from analysis_lib.progress import seed_progress
-from analysis_lib.toy_runs import (
+from analysis_lib.core.cache import cached_artifact
+from analysis_lib.core.progress import seed_progress
+from analysis_lib.full.full_scale import FullScaleConfig, score_models
+from analysis_lib.toy import toy_recipe as recipe
+from analysis_lib.toy.pipeline import toy_models, training_log
+from analysis_lib.toy.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     VariantRun,
@@ -35,7 +34,14 @@ from analysis_lib.toy_runs import (
     train_variants,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup
+from analysis_lib.training.embedding_conversion import (
+    TOY_QUERY,
+    ConversionConfig,
+    EmbeddingScorer,
+    convert,
+    toy_question,
+)
 
 VLM2VEC_ENTRY = "llava-1.5-7b-vlm2vec"
 UNCONVERTED = "LLaVA, not converted (cosine)"

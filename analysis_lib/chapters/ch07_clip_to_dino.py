@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis_lib.benchmarks import load_whatsup
-from analysis_lib.comm_merge import VisionSource, layer_weights, load_toy_llava
-from analysis_lib.layer_probes import cached_layer_probes, layer_probes, probe_metrics, probe_summary
-from analysis_lib.models import toy_image_processor
-from analysis_lib.pipeline import ssl_vision_model, toy_models
-from analysis_lib.plots import model_palette
-from analysis_lib.progress import seed_progress
-from analysis_lib.ssl_encoder import SSL_TRAIN, initial_encoder, smoke_ssl
-from analysis_lib.toy_recipe import toy_setup
-from analysis_lib.toy_runs import (
+from analysis_lib.book.plots import model_palette
+from analysis_lib.core.progress import seed_progress
+from analysis_lib.data.benchmarks import load_whatsup
+from analysis_lib.full.whatsup_probes import clip_encoder, dinov2_encoder, probe_records, whatsup_layer_probes
+from analysis_lib.models.comm_merge import VisionSource, layer_weights, load_toy_llava
+from analysis_lib.models.tiny import toy_image_processor
+from analysis_lib.toy.layer_probes import cached_layer_probes, layer_probes, probe_metrics, probe_summary
+from analysis_lib.toy.pipeline import ssl_vision_model, toy_models
+from analysis_lib.toy.toy_recipe import toy_setup
+from analysis_lib.toy.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
     condition_lines,
@@ -38,8 +38,8 @@ from analysis_lib.toy_runs import (
     variant_rows,
     variant_table,
 )
-from analysis_lib.toy_setup import EVAL_SEED, ToySetup, ssl_spec
-from analysis_lib.whatsup_probes import clip_encoder, dinov2_encoder, probe_records, whatsup_layer_probes
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup, ssl_spec
+from analysis_lib.training.ssl_encoder import SSL_TRAIN, initial_encoder, smoke_ssl
 
 PENULTIMATE = "LLaVA: CLIP layer -2 (LLaVA-1.5)"
 CLIP_COMM = "LLaVA: CLIP multi-level merge (COMM)"
@@ -365,7 +365,7 @@ def probes_full(
     allow_download: bool = False,
 ) -> pd.DataFrame:  # fmt: skip
     """Layer-wise linear probes of CLIP's and DINOv2's frozen layers on the What'sUp Controlled images under
-    ``whatsup_root`` (``analysis_lib.whatsup_probes``: relation and object pair from the CLS token, the mean patch
+    ``whatsup_root`` (``analysis_lib.full.whatsup_probes``: relation and object pair from the CLS token, the mean patch
     token and the pooled patch grid), ``encoder`` column."""
     encoders = [clip_encoder(clip_model, device, allow_download), dinov2_encoder(dino_model, device, allow_download)]
     return whatsup_layer_probes(encoders, load_whatsup(Path(whatsup_root), only_present=True))

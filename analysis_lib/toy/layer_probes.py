@@ -1,0 +1,69 @@
+"""Layer-wise probes of the frozen toy encoders (chapters 2 and 7): each encoder's probe table on fresh held-out
+scenes (``probing.layer_probe_table``), cached, and its summaries over seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis_lib.core.cache import cached_artifact
+from analysis_lib.scoring.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
+from analysis_lib.toy.pipeline import ToyModels
+from analysis_lib.toy.toy_runs import seed_row
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
+
+PROBE_SCENES = {"train": 3000, "test": 1000}
+SMOKE_PROBE_SCENES = {"train": 64, "test": 32}
+
+
+def cached_layer_probes(
+    kind: str, key: dict, setup: ToySetup, seed: int, smoke: bool, encoder: Callable[[], torch.nn.Module],
+    image_processor,
+) -> pd.DataFrame:  # fmt: skip
+    """The layer-wise probe table of ``encoder()`` (a frozen vision encoder) on fresh disjoint scenes preprocessed by
+    ``image_processor``, cached as ``kind`` under ``key`` and the probes' settings."""
+    sizes = SMOKE_PROBE_SCENES if smoke else PROBE_SCENES
+    steps = 5 if smoke else PROBE_STEPS
+    probe = {"mlp_hidden": MLP_HIDDEN, "steps": steps, "patch_scenes": PATCH_PROBE_SCENES}
+    spec = {**key, "scenes": sizes, "eval_seed": EVAL_SEED, "probe": probe, "probe_seed": seed}
+
+    def build(folder: Path) -> None:
+        train_scenes, train_pixels = fresh_pixels(setup, image_processor, sizes["train"], EVAL_SEED + 20)
+        test_scenes, test_pixels = fresh_pixels(setup, image_processor, sizes["test"], EVAL_SEED + 22)
+        train, test = (train_pixels, train_scenes), (test_pixels, test_scenes)
+        table = layer_probe_table(encoder(), train, test, setup.world.grid, seed=seed, steps=steps)
+        (folder / "probes.csv").write_text(table.to_csv(index=False))
+
+    folder, _ = cached_artifact(kind, spec, build)
+    return pd.read_csv(folder / "probes.csv").assign(seed=seed, n_test=sizes["test"])
+
+
+def layer_probes(setup: ToySetup, models: ToyModels, seed: int, smoke: bool) -> pd.DataFrame:
+    """Layer-wise probe table of one seed's frozen CLIP on fresh disjoint scenes (cached)."""
+    key, processor = {"clip": setup.clip_spec(seed)}, models.clip_processor.image_processor
+    return cached_layer_probes("layer-probes", key, setup, seed, smoke, lambda: models.clip, processor)
+
+
+def probe_summary(probes: pd.DataFrame) -> pd.DataFrame:
+    """Probe accuracy per layer, view, target and probe kind: ``seed_row`` (its chance: the majority class) and the
+    majority class."""
+    keys, rows = ["target", "view", "probe", "layer"], []
+    for values, group in probes.groupby(keys, sort=False):
+        majority = group["majority class"].mean()
+        summary = seed_row(group.rename(columns={"accuracy": "value"}), majority)
+        rows.append(dict(zip(keys, values)) | summary | {"majority class": majority})
+    return pd.DataFrame(rows)
+
+
+def probe_metrics(probes: pd.DataFrame) -> pd.DataFrame:
+    """The probe table in the tidy metrics format (model = the frozen encoder, one row per seed)."""
+    return pd.DataFrame({
+        "model": "toy CLIP vision encoder (frozen)",
+        "condition": [f"{p} probe on {v}, layer {n}" for p, v, n in zip(probes.probe, probes.view, probes.layer)],
+        "benchmark": "layer probes", "metric": probes.target, "seed": probes.seed, "value": probes.accuracy,
+        "ci_low": np.nan, "ci_high": np.nan, "n_units": probes.n_test,
+    })  # fmt: skip
