@@ -5,7 +5,7 @@ import json
 import pytest
 from upstream_fixtures import SUGARCREPE_FILES, level_text, write_csv, write_level_image, write_t2v_root
 
-from analysis_lib import t2v_benchmarks as tb
+from analysis_lib.data import t2v_benchmarks as tb
 from analysis_lib.data.benchmarks import BenchmarkError
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from upstream_fixtures import write_t2v_root
 
-from analysis_lib import t2v_evaluation as te
 from analysis_lib.data.t2v_benchmarks import T2VItem, load_t2v_benchmarks
+from analysis_lib.full import t2v_evaluation as te
 from analysis_lib.scoring.evaluation import NoVerdictWarning
 from analysis_lib.stats.retrieval_metrics import figure1_aggregate, figure1_inputs
 

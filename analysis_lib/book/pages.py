@@ -123,7 +123,7 @@ FRONT_PAGE_HOWTO = (
     "chapter's page names its parameters.</p><p><b>Probe a pair yourself</b>: two images and two statements, scored by "
     "the toy CLIP and LLaVA of a seed — <code>.venv/bin/python -m analysis_lib.book.pair_probe a.png b.png --text "
     '"..." --text "..."</code>, or in JupyterLab (<code>make lab</code>) '
-    "<code>from analysis_lib import pair_probe; pair_probe.widget(seed=0)</code>.</p></div>"
+    "<code>from analysis_lib.book import pair_probe; pair_probe.widget(seed=0)</code>.</p></div>"
 )
 """The front page's "re-run" and "probe a pair" sections."""
 
