@@ -30,7 +30,9 @@
 # 1. **Probes, layer by layer.** Linear and 2-layer MLP probes on the frozen toy CLIP's every layer
 #    (0 = embeddings; LLaVA reads layer 3 of 4): the CLS token, CLIP's pooled projected embedding
 #    (CLIP's own pooling applied at that layer), the mean patch token and all patch tokens flattened
-#    are probed for the scene's relation; each patch token for its object's colour, shape and cell.
+#    are probed for the scene's relation; each patch token for its object's colour, shape and cell,
+#    and an object's token for a detail smaller than a patch: the object's horizontal offset inside
+#    its cell (0-2 pixels, drawn at random when the scene is rendered, never named in any text).
 #    The relation label is image-level: the relation of the object whose colour comes first in the
 #    colour list to the other one. Probes train and test on disjoint fresh scenes.
 # 2. **Token usage in LLaVA.** The same curriculum (same stages, checks, caps and restarts; each
@@ -131,6 +133,7 @@ if scale == "toy":
     )
     fig = plots.probe_layers_figure(probe_table)
     plots.save(fig, "02_tokens_probes", figures_root or None)
+    display(Markdown(layer_probes.fine_reading(probe_table, chapter.LLAVA_LAYER)))
 
 # %% [markdown]
 # Every patch token carries its object's colour and shape and, from its content alone, its cell: the

@@ -112,8 +112,10 @@ else:
 #
 # Chapter 2's probes (held-out fresh scenes) on every layer of the frozen toy CLIP, of the SSL encoder
 # and of the same ViT at its initial weights (0 = embeddings; LLaVA reads layer 3 of 4): the scene's
-# relation from all patch tokens flattened or from the CLS token, and each patch token's own cell and
-# shape (the figure; the table below has every view, probe and target). Error bars: 95% CI over seeds.
+# relation from all patch tokens flattened or from the CLS token, each patch token's own cell and
+# shape, and a detail smaller than a patch, where a deep layer need not be at its ceiling: an object's
+# horizontal offset inside its cell (0-2 pixels; the figure's last panel; the table below has every
+# view, probe and target). Error bars: 95% CI over seeds.
 
 # %%
 if scale == "toy":
@@ -122,6 +124,7 @@ if scale == "toy":
     plots.save(fig, "07_clip_to_dino_probes", figures_root or None)
     compared = probe_table.pivot_table(index=["target", "view", "probe"], columns=["encoder", "layer"], values="mean")
     display(compared)
+    display(Markdown(chapter.fine_readings(probe_table)))
 
 # %% [markdown]
 # Every probe of the SSL encoder (views and probe kinds as in chapter 2):

@@ -1,9 +1,11 @@
+import numpy as np
 import torch
 
-from analysis_lib.data.toyworld import COLOURS, RELATIONS, Obj, Scene, render_all, sample_scenes
+from analysis_lib.data.toyworld import COLOURS, RELATIONS, Obj, Scene, object_offsets, render_all, sample_scenes
 from analysis_lib.models.features import pixel_tensor
 from analysis_lib.scoring.probing import (
     EMPTY,
+    FINE_TARGET,
     IMAGE_VIEWS,
     PATCH_TARGETS,
     canonical_relation,
@@ -13,6 +15,7 @@ from analysis_lib.scoring.probing import (
     layer_probe_table,
     layer_views,
     linear_probe,
+    patch_labels,
     token_labels,
 )
 
@@ -71,6 +74,17 @@ def test_layer_probe_table_covers_every_layer_view_and_target(tiny_models, world
     assert len(table) == layers * (len(IMAGE_VIEWS) + len(PATCH_TARGETS)) * 2
     assert set(table.layer) == set(range(layers)) and table.accuracy.between(0, 1).all()
     assert table["majority class"].between(0, 1).all()
+    offsets = object_offsets(data(48, 0)[1], world, 1), object_offsets(data(16, 5)[1], world, 6)
+    fine = layer_probe_table(clip, data(48, 0), data(16, 5), world.grid, steps=3, offsets=offsets)
+    assert len(fine) == len(table) + layers * 2 and set(fine.target) == {*table.target, FINE_TARGET}
+    assert fine[fine.target != FINE_TARGET].reset_index(drop=True).equals(table)  # nothing else changes
+
+
+def test_the_fine_target_is_each_object_tokens_horizontal_offset(world):
+    scenes = [Scene(Obj("red", "circle"), Obj("blue", "square"), (0, 0), (2, 1), "above")]
+    labels = patch_labels(scenes, world.grid, np.array([[[0, 2], [1, 0]]]))
+    assert labels[FINE_TARGET].tolist() == [[2, -1, -1, -1, -1, -1, -1, 0, -1]]
+    assert FINE_TARGET not in patch_labels(scenes, world.grid)
 
 
 def test_layer_views_of_a_bare_vision_model_pool_without_projection(tiny_models, world):

@@ -53,6 +53,21 @@ def test_objects_stay_inside_their_patch(world):
         assert (int(row // world.cell), int(col // world.cell)) == scene.first_cell
 
 
+def test_object_offsets_are_where_render_all_drew_the_objects(world):
+    scenes = tw.sample_scenes(40, world, seed=1)
+    images, offsets = tw.render_all(scenes, world, seed=2), tw.object_offsets(scenes, world, seed=2)
+    assert offsets.shape == (40, 2, 2) and set(np.unique(offsets)) == set(range(world.cell - world.object_size + 1))
+    for scene, image, (first, _) in zip(scenes, images, offsets):
+        if scene.first.shape != "square":  # a square's centroid sits where its window does
+            continue
+        row, col = object_centre(image, scene.first.colour)
+        top, left = (cell * world.cell + shift for cell, shift in zip(scene.first_cell, first))
+        assert (
+            abs(row - (top + world.object_size / 2 - 0.5)) < 0.5
+            and abs(col - (left + world.object_size / 2 - 0.5)) < 0.5
+        )
+
+
 def foil_kind(scene: tw.Scene, caption: str) -> str:
     """Which kind of foil a false relational caption is, read back from its words."""
     words = caption.split()

@@ -20,7 +20,14 @@ from analysis_lib.data.benchmarks import load_whatsup
 from analysis_lib.full.whatsup_probes import clip_encoder, dinov2_encoder, probe_records, whatsup_layer_probes
 from analysis_lib.models.comm_merge import VisionSource, layer_weights, load_toy_llava
 from analysis_lib.models.tiny import toy_image_processor
-from analysis_lib.toy.layer_probes import cached_layer_probes, layer_probes, probe_metrics, probe_summary
+from analysis_lib.scoring.probing import FINE_TARGET
+from analysis_lib.toy.layer_probes import (
+    cached_layer_probes,
+    fine_reading,
+    layer_probes,
+    probe_metrics,
+    probe_summary,
+)
 from analysis_lib.toy.pipeline import ssl_vision_model, toy_models
 from analysis_lib.toy.toy_recipe import toy_setup
 from analysis_lib.toy.toy_runs import (
@@ -61,6 +68,7 @@ COMPARED_PROBES = (
     ("relation", "CLS token", "mlp"),
     ("cell", "patch token", "mlp"),
     ("shape", "patch token", "linear"),
+    (FINE_TARGET, "patch token", "mlp"),  # a detail smaller than a patch: where deep layers are not at ceiling
 )
 """The probes drawn side by side for the encoders (target, view, probe kind; the notebook tabulates every one)."""
 LLAVA_LAYER = 3  # hidden_states index of LLaVA's feature layer (-2 of 4 blocks)
@@ -300,6 +308,13 @@ def probe_lines(probe_table: pd.DataFrame) -> list[str]:
                          f"({best['mean']:.1%}), at LLaVA's layer {LLAVA_LAYER} {at['mean']:.1%} "
                          f"(95% CI {at['ci95_low']:.1%}-{at['ci95_high']:.1%}).")  # fmt: skip
     return lines
+
+
+def fine_readings(probe_table: pd.DataFrame) -> str:
+    """``layer_probes.fine_reading`` for each encoder: what its layers keep of a detail smaller than a patch."""
+    encoders = (CLIP_ENCODER, SSL_ENCODER, UNTRAINED)
+    lines = [fine_reading(probe_table[probe_table.encoder == e], LLAVA_LAYER, e) for e in encoders]
+    return "\n\n".join(line for line in lines if line)
 
 
 def passed_seed_lines(metrics: pd.DataFrame, transition_table: pd.DataFrame) -> list[str]:

@@ -164,18 +164,27 @@ def render_objects(
     objects: list[tuple[Obj, tuple[int, int]]], config: WorldConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """Render any placed objects (one per cell) the way ``render`` renders a scene's two."""
+    return render_with_offsets(objects, config, rng)[0]
+
+
+def render_with_offsets(
+    objects: list[tuple[Obj, tuple[int, int]]], config: WorldConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``render_objects``'s image and each object's offset ``(dy, dx)`` in pixels inside its cell (0 to
+    ``cell - object_size``): a detail smaller than a patch, drawn at random and never named in text."""
     side = config.image_size
     image = np.full((side, side, 3), 128.0) + rng.normal(0, config.noise_std, (side, side, 3))
     masks = _shape_masks(config.object_size)
-    slack = config.cell - config.object_size
+    slack, offsets = config.cell - config.object_size, []
     for obj, (row, col) in objects:
         dy, dx = rng.integers(0, slack + 1, size=2)
+        offsets.append((dy, dx))
         top, left = row * config.cell + dy, col * config.cell + dx
         window = image[top : top + config.object_size, left : left + config.object_size]
         colour = np.array(COLOURS[obj.colour], dtype=float) + rng.normal(0, 10, 3)
         window[masks[obj.shape]] = colour
     image += rng.uniform(-config.brightness_jitter, config.brightness_jitter)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8), np.array(offsets, dtype=np.int64).reshape(len(objects), 2)
 
 
 @dataclass(frozen=True)
@@ -371,6 +380,13 @@ def render_all(scenes: list[Scene], config: WorldConfig, seed: int) -> np.ndarra
     """Render scenes to an ``N x H x W x 3`` uint8 array, deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
     return np.stack([render(s, config, rng) for s in scenes])
+
+
+def object_offsets(scenes: list[Scene], config: WorldConfig, seed: int) -> np.ndarray:
+    """Each scene's objects' offsets in their cells (``N x 2 x 2``: first / second object, dy / dx) in the images
+    ``render_all(scenes, config, seed)`` renders."""
+    rng = np.random.default_rng(seed)
+    return np.stack([render_with_offsets(placed_objects(s), config, rng)[1] for s in scenes])
 
 
 def vocabulary() -> list[str]:

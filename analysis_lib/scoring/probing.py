@@ -21,6 +21,8 @@ EMPTY = len(COLOURS)
 PROBE_KINDS = ("linear", "mlp")
 IMAGE_VIEWS = ("CLS token", "pooled embedding", "mean patch token", "patch tokens (flattened)")
 PATCH_TARGETS = ("colour", "shape", "cell")
+FINE_TARGET = "offset in cell"  # an object's horizontal offset inside its cell (0-2 px): a detail below a patch
+OBJECT_TARGETS = ("cell", FINE_TARGET)  # probed on object tokens only
 MLP_HIDDEN = 128
 PATCH_PROBE_SCENES = 1000  # per-patch-token probes train on the first 1000 scenes (9 tokens each)
 PROBE_STEPS = 300
@@ -85,17 +87,22 @@ def token_labels(scenes: list[Scene], grid: int) -> tuple[torch.Tensor, torch.Te
     return labels["colour"], labels["cell"]
 
 
-def patch_labels(scenes: list[Scene], grid: int) -> dict[str, torch.Tensor]:
+def patch_labels(scenes: list[Scene], grid: int, offsets: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """Per scene and patch token: its object's colour and shape (``EMPTY`` / ``len(SHAPES)`` where no
-    object is) and the token's cell index."""
+    object is) and the token's cell index; given the objects' ``offsets`` in their cells (``object_offsets``),
+    also ``FINE_TARGET``: the horizontal offset of the object in that token's cell (-1 where no object is)."""
     colours = list(COLOURS)
     colour = torch.full((len(scenes), grid * grid), EMPTY)
     shape = torch.full((len(scenes), grid * grid), len(SHAPES))
+    offset = torch.full((len(scenes), grid * grid), -1)
     for n, scene in enumerate(scenes):
-        for obj, (row, col) in ((scene.first, scene.first_cell), (scene.second, scene.second_cell)):
+        for k, (obj, (row, col)) in enumerate(((scene.first, scene.first_cell), (scene.second, scene.second_cell))):
             colour[n, row * grid + col] = colours.index(obj.colour)
             shape[n, row * grid + col] = SHAPES.index(obj.shape)
-    return {"colour": colour, "shape": shape, "cell": torch.arange(grid * grid).repeat(len(scenes), 1)}
+            if offsets is not None:
+                offset[n, row * grid + col] = int(offsets[n, k, 1])
+    labels = {"colour": colour, "shape": shape, "cell": torch.arange(grid * grid).repeat(len(scenes), 1)}
+    return labels | ({FINE_TARGET: offset} if offsets is not None else {})
 
 
 def _pooling(encoder: CLIPModel | CLIPVisionModel) -> torch.nn.Module:
@@ -143,27 +150,35 @@ def layer_probe_table(
     kinds: tuple[str, ...] = PROBE_KINDS,
     seed: int = 0,
     steps: int = PROBE_STEPS,
+    offsets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Probe accuracy per layer, view / target and probe kind, beside the majority-class rate.
 
     ``train`` and ``test`` are ``(pixel_values, scenes)`` of disjoint scenes. Image views are probed for
     the canonical relation (4-way); each patch token for its object's colour, shape (empty tokens
-    included) and, on object tokens only, its cell; these train on the first ``PATCH_PROBE_SCENES`` scenes.
+    included) and, on object tokens only, its cell and, given the objects' ``offsets`` in their cells (train,
+    test), ``FINE_TARGET``; patch-token probes train on the first ``PATCH_PROBE_SCENES`` scenes.
     """
     (train_px, train_scenes), (test_px, test_scenes) = train, test
     rel_train = torch.tensor([canonical_relation(s) for s in train_scenes])
     rel_test = torch.tensor([canonical_relation(s) for s in test_scenes])
-    labels_train, labels_test = patch_labels(train_scenes, grid), patch_labels(test_scenes, grid)
+    offsets_train, offsets_test = offsets or (None, None)
+    labels_train, labels_test = (
+        patch_labels(train_scenes, grid, offsets_train),
+        patch_labels(test_scenes, grid, offsets_test),
+    )
+    targets = PATCH_TARGETS + ((FINE_TARGET,) if offsets else ())
     first = torch.arange(min(PATCH_PROBE_SCENES, len(train_scenes)))
     rows = []
     for layer, (tr, te) in enumerate(zip(layer_views(clip, train_px), layer_views(clip, test_px))):
         tasks = [(view, "relation", tr[view], rel_train, te[view], rel_test, len(RELATIONS)) for view in IMAGE_VIEWS]
         object_tr, object_te = labels_train["colour"] != EMPTY, labels_test["colour"] != EMPTY
         object_tr[PATCH_PROBE_SCENES:] = False  # patch tokens are many: a subset of scenes suffices
-        for target in PATCH_TARGETS:
-            keep_tr = object_tr if target == "cell" else torch.zeros_like(object_tr).index_fill_(0, first, True)
-            keep_te = object_te if target == "cell" else torch.ones_like(object_te)
-            n_classes = {"colour": EMPTY + 1, "shape": len(SHAPES) + 1, "cell": grid * grid}[target]
+        for target in targets:
+            on_objects = target in OBJECT_TARGETS
+            keep_tr = object_tr if on_objects else torch.zeros_like(object_tr).index_fill_(0, first, True)
+            keep_te = object_te if on_objects else torch.ones_like(object_te)
+            n_classes = int(max(labels_train[target].max(), labels_test[target].max())) + 1
             tasks.append(("patch token", target, tr["patch tokens"][keep_tr], labels_train[target][keep_tr],
                           te["patch tokens"][keep_te], labels_test[target][keep_te], n_classes))  # fmt: skip
         for view, target, x_tr, y_tr, x_te, y_te, n_classes in tasks:

@@ -11,10 +11,17 @@ import pandas as pd
 import torch
 
 from analysis_lib.core.cache import cached_artifact
-from analysis_lib.scoring.probing import MLP_HIDDEN, PATCH_PROBE_SCENES, PROBE_STEPS, layer_probe_table
+from analysis_lib.scoring.probing import (
+    FINE_TARGET,
+    MLP_HIDDEN,
+    PATCH_PROBE_SCENES,
+    PATCH_TARGETS,
+    PROBE_STEPS,
+    layer_probe_table,
+)
 from analysis_lib.toy.pipeline import ToyModels
-from analysis_lib.toy.toy_runs import seed_row
-from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup, fresh_pixels
+from analysis_lib.toy.toy_runs import ABOVE_CHANCE, seed_row
+from analysis_lib.toy.toy_setup import EVAL_SEED, ToySetup, fresh_offsets, fresh_pixels
 
 PROBE_SCENES = {"train": 3000, "test": 1000}
 SMOKE_PROBE_SCENES = {"train": 64, "test": 32}
@@ -29,13 +36,15 @@ def cached_layer_probes(
     sizes = SMOKE_PROBE_SCENES if smoke else PROBE_SCENES
     steps = 5 if smoke else PROBE_STEPS
     probe = {"mlp_hidden": MLP_HIDDEN, "steps": steps, "patch_scenes": PATCH_PROBE_SCENES}
-    spec = {**key, "scenes": sizes, "eval_seed": EVAL_SEED, "probe": probe, "probe_seed": seed}
+    targets = [*PATCH_TARGETS, FINE_TARGET]
+    spec = {**key, "scenes": sizes, "eval_seed": EVAL_SEED, "probe": probe, "probe_seed": seed, "targets": targets}
 
     def build(folder: Path) -> None:
         train_scenes, train_pixels = fresh_pixels(setup, image_processor, sizes["train"], EVAL_SEED + 20)
         test_scenes, test_pixels = fresh_pixels(setup, image_processor, sizes["test"], EVAL_SEED + 22)
         train, test = (train_pixels, train_scenes), (test_pixels, test_scenes)
-        table = layer_probe_table(encoder(), train, test, setup.world.grid, seed=seed, steps=steps)
+        offsets = fresh_offsets(setup, train_scenes, EVAL_SEED + 20), fresh_offsets(setup, test_scenes, EVAL_SEED + 22)
+        table = layer_probe_table(encoder(), train, test, setup.world.grid, seed=seed, steps=steps, offsets=offsets)
         (folder / "probes.csv").write_text(table.to_csv(index=False))
 
     folder, _ = cached_artifact(kind, spec, build)
@@ -67,3 +76,23 @@ def probe_metrics(probes: pd.DataFrame) -> pd.DataFrame:
         "benchmark": "layer probes", "metric": probes.target, "seed": probes.seed, "value": probes.accuracy,
         "ci_low": np.nan, "ci_high": np.nan, "n_units": probes.n_test,
     })  # fmt: skip
+
+
+def fine_reading(summary: pd.DataFrame, llava_layer: int, encoder: str = "the frozen CLIP") -> str:
+    """What ``encoder``'s layers keep of a detail smaller than a patch (``FINE_TARGET``), from ``probe_summary``'s
+    rows: per probe kind, the embeddings (layer 0), the best layer and LLaVA's layer, with k of n seeds past the
+    majority class + 10 points."""
+    fine = summary[summary.target == FINE_TARGET]
+    if fine.empty:
+        return ""
+    parts = []
+    for kind, rows in fine.groupby("probe", sort=False):
+        at = rows.set_index("layer")
+        best = int(at["mean"].idxmax())
+        cells = [f"layer {n} {at.loc[n, 'mean']:.1%} ({at.loc[n, ABOVE_CHANCE]})"
+                 for n in dict.fromkeys((0, best, llava_layer))]  # fmt: skip
+        parts.append(f"{kind} probe: {', '.join(cells)}, best layer {best}")
+    majority = fine["majority class"].mean()
+    return (f"A detail smaller than a patch: the {FINE_TARGET} of an object (its horizontal offset, 0-2 pixels, drawn "
+            f"at random and never named in any text), probed from the object's token of {encoder} (majority class "
+            f"{majority:.1%}; in brackets, seeds past it by 10 points): {'; '.join(parts)}.")  # fmt: skip

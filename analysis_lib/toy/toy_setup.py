@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
-from analysis_lib.data.toyworld import WorldConfig, render_all, sample_scenes
+from analysis_lib.data.toyworld import WorldConfig, object_offsets, render_all, sample_scenes
 from analysis_lib.models.comm_merge import VisionSource
 from analysis_lib.models.features import pixel_tensor
 from analysis_lib.models.image_tokens import ImageTokens
@@ -123,7 +124,15 @@ class TrainingData:
         return self._pixels
 
 
+RENDER_SHIFT = 1  # fresh scenes drawn with seed s are rendered with seed s + RENDER_SHIFT
+
+
 def fresh_pixels(setup: ToySetup, image_processor, n_scenes: int, seed: int) -> tuple[list, torch.Tensor]:
     """``n_scenes`` new scenes (``seed``) and their pixels, preprocessed by ``image_processor``."""
     scenes = sample_scenes(n_scenes, setup.world, seed=seed)
-    return scenes, pixel_tensor(render_all(scenes, setup.world, seed + 1), image_processor)
+    return scenes, pixel_tensor(render_all(scenes, setup.world, seed + RENDER_SHIFT), image_processor)
+
+
+def fresh_offsets(setup: ToySetup, scenes: list, seed: int) -> np.ndarray:
+    """The objects' offsets in their cells (``object_offsets``) in the images ``fresh_pixels(..., seed)`` made."""
+    return object_offsets(scenes, setup.world, seed + RENDER_SHIFT)
