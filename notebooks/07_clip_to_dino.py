@@ -113,9 +113,9 @@ else:
 # Chapter 2's probes (held-out fresh scenes) on every layer of the frozen toy CLIP, of the SSL encoder
 # and of the same ViT at its initial weights (0 = embeddings; LLaVA reads layer 3 of 4): the scene's
 # relation from all patch tokens flattened or from the CLS token, each patch token's own cell and
-# shape, and a detail smaller than a patch, where a deep layer need not be at its ceiling: an object's
-# horizontal offset inside its cell (0-2 pixels; the figure's last panel; the table below has every
-# view, probe and target). Error bars: 95% CI over seeds.
+# shape, and a detail smaller than a patch: an object's horizontal offset inside its cell (0-2
+# pixels; the figure's last panel shows its linear probe, the lines below the table both probes; the
+# table has every view, probe and target). Error bars: 95% CI over seeds.
 
 # %%
 if scale == "toy":

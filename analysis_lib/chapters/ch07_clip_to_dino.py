@@ -68,7 +68,7 @@ COMPARED_PROBES = (
     ("relation", "CLS token", "mlp"),
     ("cell", "patch token", "mlp"),
     ("shape", "patch token", "linear"),
-    (FINE_TARGET, "patch token", "mlp"),  # a detail smaller than a patch: where deep layers are not at ceiling
+    (FINE_TARGET, "patch token", "linear"),  # below a patch: the MLP probe reads it at ceiling at every layer
 )
 """The probes drawn side by side for the encoders (target, view, probe kind; the notebook tabulates every one)."""
 LLAVA_LAYER = 3  # hidden_states index of LLaVA's feature layer (-2 of 4 blocks)
