@@ -199,8 +199,8 @@ if scale == "toy":
 # image with far more capacity, and real benchmarks also reward what a summary holds (objects,
 # attributes). PACL/SPARC are scored here with PACL's text-conditioned pooling for both, so the two
 # differ only by SPARC's per-word loss. At full scale the chapter scores the paper's released
-# patch-token / CLS-only pair (above); the mean-token and CLS + patch variants, the layer probes and
-# the heads run in the toy only.
+# patch-token / CLS-only pair and probes the real CLIP's layers on What'sUp images (above); the
+# mean-token and CLS + patch variants, the heads and the sub-patch offset probe run in the toy only.
 
 # %%
 total = time.perf_counter() - started

@@ -109,3 +109,23 @@ def test_zeroed_vit_positions_and_test_time_ablations_restore_the_model(tiny_mod
     assert not torch.allclose(plain, ablated)
     torch.testing.assert_close(plain, again)
     assert torch.equal(table, before) and model_variant(usual) == ImageTokens()
+
+
+def test_shuffled_order_at_test_permutes_each_images_tokens_and_is_keyed_and_undone(tiny_models, pixels):
+    from analysis_lib.models.image_tokens import SHUFFLE_KEY
+    from analysis_lib.scoring.score_cache import scorer_fingerprint
+
+    usual, processor = _fresh_llava(tiny_models, ImageTokens())
+    scorer = VQAScorer(usual, processor, TOY_FORMAT, prefix_cache=False)
+    plain_key = scorer_fingerprint(scorer)
+    with torch.no_grad():
+        plain = torch.stack(list(usual.model.get_image_features(pixels)))
+        with ablated_at_test(usual, shuffle_order=True):
+            assert scorer_fingerprint(scorer) != plain_key  # a cached score of the usual order is never reused
+            shuffled = torch.stack(list(usual.model.get_image_features(pixels)))
+        again = torch.stack(list(usual.model.get_image_features(pixels)))
+    assert not torch.allclose(plain, shuffled)
+    for row in range(len(plain)):  # the same tokens, in another order
+        torch.testing.assert_close(plain[row].sort(0).values, shuffled[row].sort(0).values)
+    torch.testing.assert_close(plain, again)
+    assert not hasattr(usual.config, SHUFFLE_KEY)  # (the key differs still: the shuffle drew from its generator)

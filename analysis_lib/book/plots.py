@@ -96,6 +96,7 @@ def accuracy_bars(
     handles, labels = ax.get_legend_handles_labels()
     if chance:
         handles, labels = [*handles, chance_handle()], [*labels, CHANCE_LABEL]
+    labels = [textwrap.fill(label, 60) for label in labels]  # long condition names wrap rather than widen the figure
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title)
     fig.tight_layout()

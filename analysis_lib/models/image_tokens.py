@@ -10,6 +10,10 @@ A variant is stored in the model's config (``toy_image_tokens``), so a saved mod
   ``equal`` (all the first image token's id: RoPE gives them no order) or ``permuted`` (shuffled among
   themselves, afresh per image and forward pass); the text's position ids never change;
 * ``vit_positions``: False zeroes the ViT's own position embeddings (the raster order is kept).
+
+At test time only, ``ablated_at_test(..., shuffle_order=True)`` also shuffles the image tokens themselves in the
+sequence (per image and forward pass): with equal LM positions the language model's causal mask still tells
+token i from token j by their order, and this takes that route away too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from transformers import LlavaForConditionalGeneration
 TOKEN_CHOICES = ("patches", "cls", "mean", "cls+patches")
 POSITION_CHOICES = ("raster", "equal", "permuted")
 CONFIG_KEY = "toy_image_tokens"
+SHUFFLE_KEY = "toy_image_order_shuffled_at_test"  # set in the config only inside ``ablated_at_test``
 EVAL_PERMUTATION_SEED = 0
 
 
@@ -72,6 +77,17 @@ def select_tokens(features: torch.Tensor, tokens: str) -> torch.Tensor:
     if tokens == "mean":
         return features[:, 1:].mean(1, keepdim=True)
     return features
+
+
+def projector_inputs(model: LlavaForConditionalGeneration, features: torch.Tensor) -> torch.Tensor:
+    """The features the projector receives: the variant's tokens, their order shuffled per image while
+    ``ablated_at_test(..., shuffle_order=True)`` holds."""
+    features = select_tokens(features, model_variant(model).tokens)
+    if not getattr(model.config, SHUFFLE_KEY, False):
+        return features
+    generator = model.model.image_position_generator
+    order = torch.stack([torch.randperm(features.shape[1], generator=generator) for _ in range(len(features))])
+    return features.gather(1, order.to(features.device).unsqueeze(-1).expand_as(features))
 
 
 def image_position_ids(
@@ -128,7 +144,7 @@ def install_hooks(model: LlavaForConditionalGeneration) -> LlavaForConditionalGe
     inner.image_position_generator = torch.Generator().manual_seed(EVAL_PERMUTATION_SEED)
     inner.register_forward_pre_hook(_position_hook, with_kwargs=True)
     inner.multi_modal_projector.register_forward_pre_hook(
-        lambda _module, args: (select_tokens(args[0], model_variant(model).tokens), *args[1:])
+        lambda _module, args: (projector_inputs(model, args[0]), *args[1:])
     )
     return model
 
@@ -151,9 +167,13 @@ def apply_variant(model: LlavaForConditionalGeneration, variant: ImageTokens) ->
 
 
 @contextmanager
-def ablated_at_test(model: LlavaForConditionalGeneration, positions: str | None = None, vit_positions: bool = True):
-    """Within the block, score ``model`` with its image positions changed and/or the ViT's position
-    embeddings zeroed, at test time only (weights and config are restored afterwards)."""
+def ablated_at_test(
+    model: LlavaForConditionalGeneration, positions: str | None = None, vit_positions: bool = True,
+    shuffle_order: bool = False,
+):  # fmt: skip
+    """Within the block, score ``model`` with its image positions changed, the ViT's position embeddings zeroed
+    and/or its image tokens' order in the sequence shuffled, at test time only (weights and config are restored
+    afterwards; the changes live in the config and weights, so the score cache keys them)."""
     install_hooks(model)
     before = model_variant(model)
     changed = replace(before, positions=positions or before.positions)
@@ -163,8 +183,12 @@ def ablated_at_test(model: LlavaForConditionalGeneration, positions: str | None 
         if not vit_positions:
             with torch.no_grad():
                 _vit_position_weight(model).zero_()
+        if shuffle_order:
+            setattr(model.config, SHUFFLE_KEY, True)
         yield model
     finally:
         setattr(model.config, CONFIG_KEY, asdict(before))
+        if hasattr(model.config, SHUFFLE_KEY):
+            delattr(model.config, SHUFFLE_KEY)
         with torch.no_grad():
             _vit_position_weight(model).copy_(saved)
