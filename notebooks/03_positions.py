@@ -35,7 +35,13 @@
 # * **both routes removed** (a control) — the ViT's position table zeroed *and* equal LM positions:
 #   nothing left says where a token is, so a LLaVA trained this way that still read relations would
 #   read them from something other than position, and the size of each single ablation's effect is
-#   read against it.
+#   read against it;
+# * **the tokens' order shuffled** (at test only) — the image tokens themselves are shuffled in the
+#   sequence, per image and forward pass. Equal position ids take RoPE's order away, but a causal
+#   language model still tells its tokens apart by their order (each token attends only to those
+#   before it; language models without any position encoding learn positions this way, Haviv et al.
+#   2022). Applied to chapter 1's LLaVA and to the LLaVA trained with both routes removed, it says
+#   whether that last route carried the relation.
 #
 # Each is applied in two regimes that the paper's question needs apart: **ablated at test only**
 # (chapter 1's LLaVA, trained as usual, scored with the ablation) and **trained that way** (the LLaVA
@@ -122,8 +128,12 @@ display(Markdown(chapter.findings(table, transitions)))
 # %% [markdown]
 # **Where the toy differs from the paper.** In the toy, every object fills one ViT patch and the
 # frozen encoder writes each token's cell into its content (chapter 2's probes read the cell from a
-# single patch token almost perfectly), so position reaches the LM through two routes, and taking one
-# away at training time leaves the other. The paper's 576-token images make the LM's order a much
+# single patch token almost perfectly), so position reaches the LM through more than one route, and
+# taking one away at training time leaves the others: the ViT's table, RoPE's position ids, and the
+# tokens' order itself, which a causal LM reads even when every image token has the same position id.
+# What the retrained ablations measure is therefore whether a LLaVA *needs* a given route when the
+# others remain, not whether the LLM's order carries position; the shuffled-order control is the
+# test of the latter (above). The paper's 576-token images make the LM's order a much
 # richer signal than our 9 tokens. The RoPE here rotates the frozen patch tokens inside PACL's head,
 # as the paper's ablation adds RoPE over the patch sequence; a text embedding has no position, so
 # RoPE can only make patches' matches position-dependent, not compare two objects' positions.
