@@ -34,7 +34,7 @@ def is_llava_as_usual(name: str) -> bool:
 def model_palette(names: list[str]) -> dict[str, tuple]:
     """Colours that mean the same across the book: CLIP blue, the usual LLaVA orange, every other model or
     condition the next colour of the colour-blind palette, in the order given."""
-    others = iter(PALETTE[2:] * (1 + len(names) // 8))
+    others = iter(PALETTE[2:] + sns.color_palette("tab20", 20)[1::2] + sns.color_palette("tab20b", 20))  # no repeats
     palette = {}
     for name in names:
         palette[name] = CLIP_COLOUR if is_clip(name) else LLAVA_COLOUR if is_llava_as_usual(name) else next(others)
@@ -97,6 +97,8 @@ def accuracy_bars(
     if chance:
         handles, labels = [*handles, chance_handle()], [*labels, CHANCE_LABEL]
     labels = [textwrap.fill(label, 60) for label in labels]  # long condition names wrap rather than widen the figure
+    legend_lines = sum(label.count("\n") + 1 for label in labels) / 2  # two columns
+    fig.set_figheight(3.0 + 0.17 * legend_lines)  # the axes keep their height however long the legend
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title)
     fig.tight_layout()
