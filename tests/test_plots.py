@@ -24,6 +24,16 @@ def _accuracy() -> plots.plt.Figure:
     return plots.accuracy_bars(pd.DataFrame(rows), {t: 0.25 for t in TESTS}, "A long title of the accuracy figure")
 
 
+def _many_conditions() -> plots.plt.Figure:
+    """Sixteen long condition names (chapter 3's figure): the legend must not squash the axes or repeat colours."""
+    names = [f"LLaVA: ablation number {i} with a long description (ablated at test only)" for i in range(16)]
+    rows = [{"test": t, "model": m, "seed": s, "value": 0.5} for t in TESTS[:2] for m in names for s in range(2)]
+    fig = plots.accuracy_bars(pd.DataFrame(rows), {t: 0.25 for t in TESTS}, "Many conditions")
+    assert fig.axes[0].get_window_extent().height >= 1.5 * fig.dpi  # inches: the bars stay readable
+    assert len(set(plots.model_palette(names).values())) == len(names)
+    return fig
+
+
 def _attribution() -> plots.plt.Figure:
     maps = {"CLIP: cos(true) - cos(foil)": np.full((3, 3), 1.5e-5), "LLaVA: VQAScore(true) - VQAScore(foil)":
             np.linspace(-2e-4, 3e-4, 9).reshape(3, 3)}  # fmt: skip
@@ -67,7 +77,8 @@ def _forest() -> plots.plt.Figure:
     return plots.effect_forest(pd.DataFrame(rows), 0.1, "The claims at a glance (toy scale)")
 
 
-FIGURES = {"accuracy_bars": _accuracy, "attribution_figure": _attribution, "transition_figure": _transitions,
+FIGURES = {"accuracy_bars": _accuracy, "accuracy_bars_many": _many_conditions, "attribution_figure": _attribution,
+           "transition_figure": _transitions,
            "probe_layers_figure": _probes, "share_bars": _shares, "effect_forest": _forest}  # fmt: skip
 
 

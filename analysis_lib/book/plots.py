@@ -98,7 +98,7 @@ def accuracy_bars(
         handles, labels = [*handles, chance_handle()], [*labels, CHANCE_LABEL]
     labels = [textwrap.fill(label, 60) for label in labels]  # long condition names wrap rather than widen the figure
     legend_lines = sum(label.count("\n") + 1 for label in labels) / 2  # two columns
-    fig.set_figheight(3.0 + 0.17 * legend_lines)  # the axes keep their height however long the legend
+    fig.set_figheight(max(3.8, 3.0 + 0.25 * legend_lines))  # the axes keep their height however long the legend
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title)
     fig.tight_layout()
