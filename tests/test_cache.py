@@ -7,7 +7,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from analysis_lib.core.cache import BrokenEntryError, cache_root, cached_artifact, move_aside
+from analysis_lib.core.cache import (
+    BrokenEntryError,
+    build_seconds,
+    cache_root,
+    cached_artifact,
+    move_aside,
+    take_used,
+    use_record,
+)
 
 
 def _writer(calls):
@@ -28,6 +36,33 @@ def test_reuse_same_spec_and_retrain_on_change():
     assert not reused and other != first and len(calls) == 2
     stored = json.loads((first / "spec.json").read_text())
     assert stored["lr"] == 1e-3 and "transformers" in stored["versions"]
+
+
+def test_a_run_knows_what_it_built_reused_and_what_building_it_all_took(tmp_path):
+    take_used()
+    built, _ = cached_artifact("model", {"seed": 0}, _writer([]))
+    record = json.loads((built / "build.json").read_text())
+    assert record["seconds"] >= 0 and record["cpu_count"] == os.cpu_count()
+    cached_artifact("model", {"seed": 0}, _writer([]))  # reused after building it: still built by this run
+    cached_artifact("probe", {"seed": 0}, _writer([]))
+    used = take_used()
+    assert {name.split("/")[0]: was_built for name, (_, was_built) in used.items()} == {"model": True, "probe": True}
+    assert take_used() == {}  # taken: the next run starts afresh
+    cached_artifact("model", {"seed": 0}, _writer([]))
+    used = take_used()
+    assert [was_built for _, was_built in used.values()] == [False]
+    used["probe/old"] = (tmp_path, False)  # an entry with no build record: counted apart
+    record = use_record(used)
+    assert record["used"] == 2 and record["built"] == 0 and record["no_record"] == 1
+    assert record["build_seconds"] == pytest.approx(build_seconds(built))
+    assert record["kinds"]["probe"] == {"used": 1, "built": 0, "build_seconds": 0.0, "no_record": 1}
+
+
+def test_entries_built_before_build_records_count_their_training_time(tmp_path):
+    (tmp_path / "training_log.json").write_text(json.dumps({"train_seconds": 210.5, "stages": []}))
+    assert build_seconds(tmp_path) == 210.5
+    (tmp_path / "build.json").write_text(json.dumps({"seconds": 3.0}))
+    assert build_seconds(tmp_path) == 3.0
 
 
 def test_interrupted_build_leaves_nothing_loadable():
@@ -110,7 +145,7 @@ def test_broken_entry_is_named_moved_aside_and_rebuilt(console_lines, damage, pr
         _save_tensor(folder)
 
     folder, _ = cached_artifact("model", {"seed": 5}, build)
-    assert json.loads((folder / "manifest.json").read_text()).keys() == {"model.safetensors", "spec.json"}
+    assert json.loads((folder / "manifest.json").read_text()).keys() == {"build.json", "model.safetensors", "spec.json"}
     damage(folder)
     again, reused = cached_artifact("model", {"seed": 5}, build)
     assert again == folder and not reused and len(calls) == 2

@@ -100,6 +100,25 @@ def test_every_page_has_navigation_folded_code_and_a_relative_footer(tmp_path):
     assert "make book BOOK_ARGS='--chapter 01_demo'" in demo and "<code>smoke = False</code>" in demo
     assert "Probe a pair yourself" in rendered["index.html"] and "pair_probe.widget(seed=0)" in rendered["index.html"]
     assert "Re-run this chapter" not in rendered["reference.html"]
+    assert "Time: this run took 47 s (it recorded no cache use)" in demo  # this fixture has no run.json
+
+
+def _record(seconds: float, cache: dict | None) -> pages.Bookkeeping:
+    """A chapter run's bookkeeping with only its wall time and cache use filled in."""
+    return pages.Bookkeeping({}, seconds, None, None, [], None, cache)
+
+
+def test_each_chapter_opening_says_its_warm_or_partial_and_its_cold_time():
+    warm = {"used": 40, "built": 0, "build_seconds": 7830.0, "no_record": 0}
+    note = pages.time_note(_record(25.4, warm))
+    assert "this run took 25 s, warm (every one of the 40 models and scores it uses was cached)" in note
+    assert "building all 40 took 2 h 10 min" in note and "recorded no build time" not in note
+    partial = {**warm, "built": 12, "build_seconds": 1250.0, "no_record": 3}
+    note = pages.time_note(_record(3725.0, partial))
+    assert "this run took 1 h 2 min and built 12 of the 40 models and scores it uses" in note
+    assert "took 20 min 50 s" in note and "3 of them recorded no build time" in note
+    assert "uses no cached model" in pages.time_note(_record(20.0, {**warm, "used": 0}))
+    assert pages.time_note(_record(None, warm)) == "" and pages.time_note(None) == ""
 
 
 PANDAS_REPR = '<table border="1" class="dataframe">'  # a DataFrame displayed before analysis_lib.book.tables existed

@@ -115,6 +115,41 @@ def rerun_note(stem: str, parameters: dict[str, object]) -> str:
     )
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as a reader reads a duration: ``25 s``, ``3 min 10 s``, ``5 h 12 min``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def time_note(record: Bookkeeping | None) -> str:
+    """How long a chapter takes, from its run: the run's wall time, warm (nothing built) or not, and how long
+    building every model and score it uses took on the machine that ran it (cold)."""
+    if record is None or record.seconds is None:
+        return ""
+    took = duration(record.seconds)
+    cache = record.cache
+    if not cache:
+        return f'<p class="book-time">Time: this run took {took} (it recorded no cache use).</p>'
+    used, built = cache["used"], cache["built"]
+    if used == 0:
+        return f'<p class="book-time">Time: this run took {took}; it uses no cached model or score.</p>'
+    if built == 0:
+        now = f"this run took {took}, warm (every one of the {used} models and scores it uses was cached)"
+    else:
+        now = f"this run took {took} and built {built} of the {used} models and scores it uses (the rest cached)"
+    unknown = f"; {cache['no_record']} of them recorded no build time" if cache["no_record"] else ""
+    return (
+        f'<p class="book-time">Time: {now}. Cold, from an empty cache: building all {used} took '
+        f"{duration(cache['build_seconds'])} on the machine that ran it (one torch thread each, summed{unknown}); "
+        "the book trains models in up to two worker processes, so a cold run on two cores takes about half of "
+        "that.</p>"
+    )
+
+
 FRONT_PAGE_HOWTO = (
     '<div class="book-rerun"><p><b>Re-run the book</b>: <code>make book</code> (it sets up <code>.venv</code>, '
     "executes every chapter at toy scale and renders this book); one chapter: "
@@ -156,6 +191,7 @@ class Bookkeeping:
     results: str | None  # its results folder, relative to the repository
     files: list[str]  # the files in it
     commit: str | None  # the commit the run recorded in run.json
+    cache: dict | None = None  # the cache entries the run used (run.json's "cache": core.cache.use_record)
 
 
 def footer(pages: list[Page], current: str, record: Bookkeeping | None) -> str:

@@ -31,7 +31,8 @@ from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
 from analysis_lib.core.images import image_from_bytes, load_image
-from analysis_lib.stats.metrics import NO_CHOICE, unique_argmax
+from analysis_lib.data.tokenization import is_word_level, unknown_words, vocabulary_warnings, word_tokenizer
+from analysis_lib.data.toyworld import COLOURS, RELATION_PHRASES, SHAPES, WorldConfig
 from analysis_lib.full.registry import (
     ModelNotFoundError,
     RegistryError,
@@ -41,8 +42,7 @@ from analysis_lib.full.registry import (
     resolve_device,
 )
 from analysis_lib.scoring.scorers import ImageLike
-from analysis_lib.data.tokenization import is_word_level, unknown_words, vocabulary_warnings, word_tokenizer
-from analysis_lib.data.toyworld import COLOURS, RELATION_PHRASES, SHAPES, WorldConfig
+from analysis_lib.stats.metrics import NO_CHOICE, unique_argmax
 
 TOY_WORLD = WorldConfig()  # the world chapter 1's toy models learn (toy_setup.ToySetup's default)
 TOY_TEXT_POSITIONS = 32  # the toy CLIP's text positions (models.toy_clip), <s> and </s> included
@@ -180,8 +180,8 @@ def scored_pair(
 def toy_scorers(seed: int = 0, device: str = "cpu") -> dict:
     """Chapter 1's toy CLIP and LLaVA of ``seed`` (trained and cached on first use)."""
     from analysis_lib.book.runner import declared_parameters, find_chapter, read_chapter
-    from analysis_lib.toy.toy_recipe import toy_setup
     from analysis_lib.toy.pipeline import toy_models
+    from analysis_lib.toy.toy_recipe import toy_setup
     from analysis_lib.toy.toy_runs import model_scorers
 
     chapter = declared_parameters(read_chapter(find_chapter("01")))  # the chapter's default recipe

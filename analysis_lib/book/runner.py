@@ -35,8 +35,8 @@ from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
 from analysis_lib.book import pages
-from analysis_lib.core.leftovers import remove_dead
 from analysis_lib.book.pages import FRONT_PAGE
+from analysis_lib.core.leftovers import remove_dead
 from analysis_lib.core.progress import PROGRESS_ENV
 from analysis_lib.core.results import results_dir
 
@@ -366,10 +366,11 @@ def render_book(notebooks: list[Path], out_dir: Path = BOOK_DIR, reference: Path
         sources[pages.REFERENCE_STEM] = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
     contents = [pages.Page(stem, chapter_title(nb, stem)) for stem, nb in sources.items()]
     for stem, nb in sources.items():
+        record = bookkeeping(nb, stem)
         resources = {
             "metadata": {"name": stem},
-            "book_nav": pages.navigation(contents, stem) + how_to_rerun(nb, stem),
-            "book_footer": pages.footer(contents, stem, bookkeeping(nb, stem)),
+            "book_nav": pages.navigation(contents, stem) + how_to_rerun(nb, stem) + pages.time_note(record),
+            "book_footer": pages.footer(contents, stem, record),
         }
         shown = pages.for_the_book(nb)
         shown.metadata["title"] = chapter_title(nb, stem)
@@ -399,7 +400,7 @@ def how_to_rerun(nb: nbformat.NotebookNode, stem: str) -> str:
 
 def bookkeeping(nb: nbformat.NotebookNode, chapter: str) -> pages.Bookkeeping | None:
     """What the executed ``chapter`` (``nb``) records about its run (None for a page that is no chapter): its
-    parameters, wall time, and results folder with the commit its ``run.json`` names."""
+    parameters, wall time, and results folder with the commit and the cache use its ``run.json`` records."""
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         return None
     papermill_record = nb.metadata.get("papermill", {})
@@ -410,14 +411,15 @@ def bookkeeping(nb: nbformat.NotebookNode, chapter: str) -> pages.Bookkeeping | 
         folder = results_dir(chapter, scale, parameters["results_root"] or None)
     files = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder and folder.is_dir() else []
     run_json = folder / "run.json" if folder else None
-    commit = json.loads(run_json.read_text()).get("git_commit") if run_json and run_json.is_file() else None
+    run = json.loads(run_json.read_text()) if run_json and run_json.is_file() else {}
     return pages.Bookkeeping(
         parameters=parameters,
         seconds=papermill_record.get("duration"),
         finished=papermill_record.get("end_time"),
         results=pages.shown_path(folder, REPO_ROOT) if files else None,
         files=files,
-        commit=commit,
+        commit=run.get("git_commit"),
+        cache=run.get("cache"),
     )
 
 

@@ -20,6 +20,7 @@ from analysis_lib.chapters import ch04_prompt_weighting as ch04
 from analysis_lib.chapters import ch05_not_sufficient as ch05
 from analysis_lib.chapters import ch06_contrastive_conversion as ch06
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
+from analysis_lib.core.cache import take_used, use_record
 from analysis_lib.core.results import atomic_write, git_commit, package_versions, results_dir
 from analysis_lib.stats.seed_stats import (
     INTERVAL,
@@ -505,7 +506,7 @@ def save_results(board: pd.DataFrame, scale: str, smoke: bool, seeds: list[int],
     atomic_write(folder / "scoreboard.csv", board.to_csv(index=False, float_format="%.6g"))
     record = {"chapter": CHAPTER, "scale": scale, "parameters": {"scale": scale, "seeds": seeds, "smoke": smoke},
               "margin": MARGIN, "verdict_rule": RULE, "interval": INTERVAL, "share_interval": SHARE_INTERVAL,
-              "total_wall_seconds": seconds,
+              "total_wall_seconds": seconds, "cache": use_record(take_used()),
               "versions": package_versions(), "git_commit": git_commit()}  # fmt: skip
     atomic_write(folder / "run.json", json.dumps(record, indent=2, sort_keys=True, default=str))
     return folder

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -38,11 +39,49 @@ from analysis_lib.core.progress import console
 CACHE_ENV = "ANALYSIS_LIB_CACHE"
 SPEC_FILE = "spec.json"
 MANIFEST_FILE = "manifest.json"
+BUILD_FILE = "build.json"  # how long the entry took to build, and on how many cores
+LEGACY_SECONDS = "training_log.json"  # entries built before build.json was written keep their training time here
 SIDE_FOLDER = re.compile(r"^\..+\.(?:tmp|broken)-(?P<pid>\d+)-[0-9a-f]{8}$")  # builds and broken entries
 
 
 class BrokenEntryError(RuntimeError):
     """A broken cache entry that could not be moved aside to be rebuilt."""
+
+
+_used: dict[str, tuple[Path, bool]] = {}  # "kind/key" -> (folder, built by this process) since the last take_used()
+
+
+def take_used() -> dict[str, tuple[Path, bool]]:
+    """The entries this process has used (built or reused) since the last call, each with whether it built it."""
+    used = dict(_used)
+    _used.clear()
+    return used
+
+
+def use_record(used: dict[str, tuple[Path, bool]]) -> dict:
+    """What ``used`` (``take_used()``) says a run cost: per kind and in all, the entries it used, those it built
+    itself, and the build seconds recorded for them all (summed; entries with no record counted apart)."""
+    kinds: dict[str, dict] = {}
+    for name, (folder, built) in sorted(used.items()):
+        row = kinds.setdefault(name.split("/")[0], {"used": 0, "built": 0, "build_seconds": 0.0, "no_record": 0})
+        seconds = build_seconds(folder)
+        row["used"] += 1
+        row["built"] += int(built)
+        row["build_seconds"] += seconds or 0.0
+        row["no_record"] += int(seconds is None)
+    total = {key: sum(row[key] for row in kinds.values()) for key in ("used", "built", "build_seconds", "no_record")}
+    return {**total, "kinds": kinds}
+
+
+def build_seconds(folder: Path) -> float | None:
+    """How long the entry in ``folder`` took to build (its build record, else its training log's time; None if
+    neither says)."""
+    for name, field in ((BUILD_FILE, "seconds"), (LEGACY_SECONDS, "train_seconds")):
+        try:
+            return float(json.loads((folder / name).read_text())[field])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def cache_root() -> Path:
@@ -173,12 +212,17 @@ def cached_artifact(
     if inode is not None:
         problem = entry_problem(final, spec)
         if problem is None:
+            _used.setdefault(f"{kind}/{final.name}", (final, False))
             return final, True
         move_aside(final, problem, inode)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
+        start = time.perf_counter()
         build(tmp)
+        seconds = time.perf_counter() - start
+        record = {"seconds": seconds, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+        (tmp / BUILD_FILE).write_text(json.dumps(record))
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
         write_manifest(tmp)
         try:
@@ -189,4 +233,5 @@ def cached_artifact(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+    _used[f"{kind}/{final.name}"] = (final, True)
     return final, False

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis_lib.core.cache import take_used, use_record
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
     "analysis_lib",
@@ -62,10 +64,11 @@ def results_dir(chapter: str, scale: str, root: Path | None = None) -> Path:
 
 
 def write_results(folder: Path, metrics: pd.DataFrame, run: dict) -> None:
-    """Write ``metrics.csv`` (tidy, one row per model/condition/benchmark/metric/seed) and ``run.json``."""
+    """Write ``metrics.csv`` (tidy, one row per model/condition/benchmark/metric/seed) and ``run.json`` (``run``, the
+    versions, the commit, and the cache entries this process used since its last ``run.json``: ``use_record``)."""
     missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
     if missing:
         raise ValueError(f"metrics table lacks columns {missing}")
     atomic_write(folder / "metrics.csv", metrics[METRIC_COLUMNS].to_csv(index=False, float_format="%.6g"))
-    record = {**run, "versions": package_versions(), "git_commit": git_commit()}
+    record = {**run, "cache": use_record(take_used()), "versions": package_versions(), "git_commit": git_commit()}
     atomic_write(folder / "run.json", json.dumps(record, indent=2, sort_keys=True, default=str))
