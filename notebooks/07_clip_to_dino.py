@@ -57,8 +57,11 @@
 # relation probe on flattened patch tokens at LLaVA's layer reaches 80% (it holds the relation without
 # text); the CLIP multi-level merge is at least as good as layer -2 on relation 4-way; the SSL encoder
 # is at least as good as CLIP layer -2 on MMVP-style spatial pairs; adding the SSL stream to the CLIP
-# merge does not lower relation 4-way. What the toy can show: chapter 1's LLaVA already reads relations
-# near its ceiling from layer -2, so "multi-level >= penultimate" can only be a tie or a small loss here,
+# merge does not lower relation 4-way; the CLIP + SSL merge passes at least as much of a sub-patch detail (an
+# object's offset in its cell) to the LM as layer -2 does (section 4; this target was added once the encoders'
+# offset probes had been seen on one seed, before any LLaVA's image tokens were probed). What the toy can
+# show: chapter 1's LLaVA already reads relations near its ceiling from layer -2, so "multi-level >=
+# penultimate" can only be a tie or a small loss here,
 # not the paper's gain; differences within a few points are inside the seed intervals.
 
 # %% tags=["parameters"]
@@ -174,11 +177,27 @@ if scale == "toy":
     plots.save(fig, "07_clip_to_dino_merge_weights", figures_root or None)
 
 # %% [markdown]
+# ## 4. What reaches the language model: a detail smaller than a patch
+#
+# The tests above ask about colour, shape and place, which every source's image tokens carry. COMM's claim is
+# about finer detail. The toy's finest detail is an object's offset inside its cell (0-2 pixels, drawn at
+# random, never named in any text; section 1 probes it in the encoders). Here the same per-token probes
+# read it, and the object's cell, from the image tokens each LLaVA's language model receives (its selected
+# vision features through its trained projector or merge), on the same fresh scenes. This says what reaches
+# the LLM, not what the LLaVA perceives: no toy question asks about the offset, so no answer can show it.
+
+# %%
+if scale == "toy":
+    lm_summary = chapter.lm_probe_summary(run)
+    display(lm_summary.pivot_table(index=["target", "probe"], columns="condition", values="mean", sort=False))
+    display(Markdown("\n".join(chapter.lm_probe_lines(lm_summary))))
+
+# %% [markdown]
 # ## Targets
 
 # %%
 if scale == "toy":
-    targets = chapter.target_checks(table, probe_table)
+    targets = chapter.target_checks(table, probe_table, lm_summary)
     display(targets)
 
 # %% [markdown]
@@ -223,7 +242,8 @@ if scale == "toy":
 # %%
 total = time.perf_counter() - started
 if scale == "toy":
-    tables = {"comparison": table, "probe_summary": probe_table, "merge_weights": weights, "targets": targets}
+    tables = {"comparison": table, "probe_summary": probe_table, "merge_weights": weights, "targets": targets,
+              "lm_probe_summary": lm_summary}
     folder = chapter.save_results(run, scale, results_root or None, total, tables)
 else:
     parameters = {"whatsup_root": whatsup_root, "clip_model": clip_model, "dino_model": dino_model, "device": device}

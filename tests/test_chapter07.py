@@ -14,6 +14,7 @@ from upstream_fixtures import add_whatsup_pair
 
 from analysis_lib.book import runner as book
 from analysis_lib.chapters import ch07_clip_to_dino as ch07
+from analysis_lib.scoring.probing import FINE_TARGET
 from analysis_lib.toy.toy_runs import CLIP_NAME
 
 
@@ -53,8 +54,11 @@ def test_targets_read_the_variants_and_probes():
     table = _table(
         {CLIP_NAME: 0.3, ch07.PENULTIMATE: 0.9, ch07.CLIP_COMM: 0.92, ch07.SSL_ONLY: 0.8, ch07.CLIP_SSL: 0.9}
     )
-    targets = ch07.target_checks(table, _probes()).set_index("target")
-    assert targets["met"].tolist() == [True, True, True, False, False]
+    lm = pd.DataFrame({"condition": list(ch07.SOURCES), "target": FINE_TARGET, "probe": "linear",
+                       "mean": [0.6, 0.7, 0.8, 0.55]})  # fmt: skip
+    targets = ch07.target_checks(table, _probes(), lm).set_index("target")
+    assert targets["met"].tolist() == [True, True, True, False, False, False]
+    assert targets["value"].iloc[5] == pytest.approx(-0.05)
     assert targets["value"].iloc[2] == pytest.approx(0.02) and targets["value"].iloc[4] == pytest.approx(-0.02)
 
 

@@ -17,6 +17,7 @@ from analysis_lib.scoring.probing import (
     linear_probe,
     patch_labels,
     token_labels,
+    token_probe_table,
 )
 
 
@@ -78,6 +79,26 @@ def test_layer_probe_table_covers_every_layer_view_and_target(tiny_models, world
     fine = layer_probe_table(clip, data(48, 0), data(16, 5), world.grid, steps=3, offsets=offsets)
     assert len(fine) == len(table) + layers * 2 and set(fine.target) == {*table.target, FINE_TARGET}
     assert fine[fine.target != FINE_TARGET].reset_index(drop=True).equals(table)  # nothing else changes
+
+
+def test_token_probes_read_what_ready_made_tokens_carry_and_nothing_else(world):
+    """Tokens that carry each object's offset (one-hot, plus noise) give it up to a linear probe; noise does not."""
+
+    def tokens(n, seed, carry):
+        scenes = sample_scenes(n, world, seed=seed)
+        offsets = object_offsets(scenes, world, seed + 1)
+        noise = torch.randn(n, world.grid**2, 8, generator=torch.Generator().manual_seed(seed))
+        labels = patch_labels(scenes, world.grid, offsets)[FINE_TARGET]
+        signal = torch.nn.functional.one_hot(labels + 1, 4).float() * (3.0 if carry else 0.0)
+        return torch.cat([signal, noise], -1), scenes, offsets
+
+    carried = token_probe_table(tokens(400, 0, True), tokens(200, 9, True), world.grid, "ready-made", steps=150)
+    noise = token_probe_table(tokens(400, 0, False), tokens(200, 9, False), world.grid, "ready-made", steps=150)
+    assert set(carried.target) == {*PATCH_TARGETS, FINE_TARGET} and set(carried.view) == {"ready-made"}
+    read = carried.set_index(["target", "probe"])["accuracy"]
+    guess = noise.set_index(["target", "probe"])
+    assert read[(FINE_TARGET, "linear")] > 0.98
+    assert guess.loc[(FINE_TARGET, "linear"), "accuracy"] < guess.loc[(FINE_TARGET, "linear"), "majority class"] + 0.1
 
 
 def test_the_fine_target_is_each_object_tokens_horizontal_offset(world):

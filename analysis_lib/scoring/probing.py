@@ -142,6 +142,43 @@ def majority_accuracy(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
     return (test_y == torch.bincount(train_y).argmax()).float().mean().item()
 
 
+def _fitted_rows(tasks: list[tuple], kinds: tuple[str, ...], seed: int, steps: int) -> list[dict]:
+    """One row per task ``(view, target, x_train, y_train, x_test, y_test, n_classes)`` and probe kind: its test
+    accuracy beside the majority-class rate."""
+    rows = []
+    for view, target, x_tr, y_tr, x_te, y_te, n_classes in tasks:
+        for kind in kinds:
+            rows.append({"view": view, "target": target, "probe": kind,
+                         "accuracy": fit_probe(x_tr, y_tr, x_te, y_te, n_classes, kind, seed, steps),
+                         "majority class": majority_accuracy(y_tr, y_te)})  # fmt: skip
+    return rows
+
+
+def token_tasks(
+    train_tokens: torch.Tensor,
+    test_tokens: torch.Tensor,
+    labels_train: dict[str, torch.Tensor],
+    labels_test: dict[str, torch.Tensor],
+    targets: tuple[str, ...],
+    view: str = "patch token",
+) -> list[tuple]:
+    """Probe tasks on per-patch tokens (``N x P x D``, P = grid cells): each target of ``targets`` from each
+    token's own feature; ``OBJECT_TARGETS`` on object tokens only, the others on every token of the first
+    ``PATCH_PROBE_SCENES`` training scenes."""
+    object_tr, object_te = labels_train["colour"] != EMPTY, labels_test["colour"] != EMPTY
+    object_tr[PATCH_PROBE_SCENES:] = False  # patch tokens are many: a subset of scenes suffices
+    first = torch.arange(min(PATCH_PROBE_SCENES, len(train_tokens)))
+    tasks = []
+    for target in targets:
+        on_objects = target in OBJECT_TARGETS
+        keep_tr = object_tr if on_objects else torch.zeros_like(object_tr).index_fill_(0, first, True)
+        keep_te = object_te if on_objects else torch.ones_like(object_te)
+        n_classes = int(max(labels_train[target].max(), labels_test[target].max())) + 1
+        tasks.append((view, target, train_tokens[keep_tr], labels_train[target][keep_tr],
+                      test_tokens[keep_te], labels_test[target][keep_te], n_classes))  # fmt: skip
+    return tasks
+
+
 def layer_probe_table(
     clip: CLIPModel | CLIPVisionModel,
     train: tuple[torch.Tensor, list[Scene]],
@@ -168,25 +205,32 @@ def layer_probe_table(
         patch_labels(test_scenes, grid, offsets_test),
     )
     targets = PATCH_TARGETS + ((FINE_TARGET,) if offsets else ())
-    first = torch.arange(min(PATCH_PROBE_SCENES, len(train_scenes)))
     rows = []
     for layer, (tr, te) in enumerate(zip(layer_views(clip, train_px), layer_views(clip, test_px))):
         tasks = [(view, "relation", tr[view], rel_train, te[view], rel_test, len(RELATIONS)) for view in IMAGE_VIEWS]
-        object_tr, object_te = labels_train["colour"] != EMPTY, labels_test["colour"] != EMPTY
-        object_tr[PATCH_PROBE_SCENES:] = False  # patch tokens are many: a subset of scenes suffices
-        for target in targets:
-            on_objects = target in OBJECT_TARGETS
-            keep_tr = object_tr if on_objects else torch.zeros_like(object_tr).index_fill_(0, first, True)
-            keep_te = object_te if on_objects else torch.ones_like(object_te)
-            n_classes = int(max(labels_train[target].max(), labels_test[target].max())) + 1
-            tasks.append(("patch token", target, tr["patch tokens"][keep_tr], labels_train[target][keep_tr],
-                          te["patch tokens"][keep_te], labels_test[target][keep_te], n_classes))  # fmt: skip
-        for view, target, x_tr, y_tr, x_te, y_te, n_classes in tasks:
-            for kind in kinds:
-                rows.append({"layer": layer, "view": view, "target": target, "probe": kind,
-                             "accuracy": fit_probe(x_tr, y_tr, x_te, y_te, n_classes, kind, seed, steps),
-                             "majority class": majority_accuracy(y_tr, y_te)})  # fmt: skip
+        tasks += token_tasks(tr["patch tokens"], te["patch tokens"], labels_train, labels_test, targets)
+        rows += [{"layer": layer, **row} for row in _fitted_rows(tasks, kinds, seed, steps)]
     return pd.DataFrame(rows)
+
+
+def token_probe_table(
+    train: tuple[torch.Tensor, list[Scene], np.ndarray],
+    test: tuple[torch.Tensor, list[Scene], np.ndarray],
+    grid: int,
+    view: str,
+    kinds: tuple[str, ...] = PROBE_KINDS,
+    seed: int = 0,
+    steps: int = PROBE_STEPS,
+) -> pd.DataFrame:
+    """Per-token probes (``token_tasks``: colour, shape, cell and ``FINE_TARGET``) of ready-made tokens, e.g. the
+    image tokens a LLaVA's language model receives; ``train`` and ``test`` are ``(tokens N x P x D, scenes, the
+    objects' offsets in their cells)`` of disjoint scenes, the rows named ``view``."""
+    (train_tokens, train_scenes, train_offsets), (test_tokens, test_scenes, test_offsets) = train, test
+    labels_train = patch_labels(train_scenes, grid, train_offsets)
+    labels_test = patch_labels(test_scenes, grid, test_offsets)
+    targets = (*PATCH_TARGETS, FINE_TARGET)
+    tasks = token_tasks(train_tokens, test_tokens, labels_train, labels_test, targets, view)
+    return pd.DataFrame(_fitted_rows(tasks, kinds, seed, steps))
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ from analysis_lib.data.toy_benchmarks import (
     export_toy_benchmarks,
 )
 from analysis_lib.scoring.evaluation import mmvp_records, mmvp_scores, whatsup_option_scores, whatsup_records
+from analysis_lib.scoring.probing import FINE_TARGET
 from analysis_lib.scoring.score_cache import cached_scores
 from analysis_lib.scoring.scorers import ClipScorer, VQAScorer
 from analysis_lib.stats.seed_stats import MARGIN, k_of_n, seed_interval, seeds_above
@@ -50,6 +51,9 @@ COMPOSITIONAL_TESTS = {
 }  # fmt: skip
 """Chapter 1's compositional tests (``analysis_lib.toy.compositional``), part of the headline tests."""
 HEADLINE |= COMPOSITIONAL_TESTS
+LM_TOKENS = "image tokens the LM receives"  # chapter 7's per-token probes of each LLaVA's projected image tokens
+LM_TOKENS_TEST = "sub-patch offset in the LM's image tokens (linear probe)"
+HEADLINE[(LM_TOKENS, f"{FINE_TARGET}, linear probe")] = LM_TOKENS_TEST
 VARIANT_TESTS = ("relation 4-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
 CHANCE = {
     "relation 4-way": 0.25,
@@ -62,6 +66,7 @@ CHANCE = {
     **{f"Winoground-style {kind}: {score}": chance for kind in WINOGROUND_KINDS
        for score, chance in WINOGROUND_CHANCE.items()},
     **{f"SugarCREPE-style {subset}": 0.5 for subset in SUGARCREPE_SUBSETS},
+    LM_TOKENS_TEST: 1 / 3,  # three offsets, drawn uniformly
 }  # fmt: skip
 
 
