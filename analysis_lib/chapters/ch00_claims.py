@@ -269,26 +269,19 @@ CLAIMS: tuple[ClaimEffect, ...] = (
         "07_clip_to_dino", "relation 4-way",
         Side(LLAVA_NAME, ch07.CLIP_SSL, "CLIP + SSL merged"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
     ),
-    ClaimEffect(
-        "7", "Merging every CLIP layer (COMM) passes more fine detail to the LLM than the last-but-one layer",
-        "COMM: shallow CLIP layers keep fine-grained and localisation detail that the penultimate layer loses",
-        "07_clip_to_dino", LM_TOKENS_TEST,
-        Side(LLAVA_NAME, ch07.CLIP_COMM, "CLIP multi-level merge"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
-        controls=(LM_INPUT_ONLY,),
-    ),
-    ClaimEffect(
-        "7", "A self-supervised encoder passes more fine detail to the LLM than CLIP",
-        "DINOv2 beats CLIP on fine-grained perception (COMM, MMVP)",
-        "07_clip_to_dino", LM_TOKENS_TEST,
-        Side(LLAVA_NAME, ch07.SSL_ONLY, "SSL encoder"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
-        controls=(LM_INPUT_ONLY,),
-    ),
-    ClaimEffect(
-        "7", "Merging CLIP's and the SSL encoder's layers (COMM) passes more fine detail to the LLM",
-        "COMM (CLIP + DINOv2 multi-level) beats LLaVA-1.5's CLIP features on fine-grained perception",
-        "07_clip_to_dino", LM_TOKENS_TEST,
-        Side(LLAVA_NAME, ch07.CLIP_SSL, "CLIP + SSL merged"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
-        controls=(LM_INPUT_ONLY,),
+    *(
+        ClaimEffect("7", statement, paper, "07_clip_to_dino", LM_TOKENS_TEST, Side(LLAVA_NAME, condition, label),
+                    _same(ch07.PENULTIMATE, "CLIP layer -2"), controls=(LM_INPUT_ONLY,))
+        for statement, paper, condition, label in (
+            ("Merging every CLIP layer (COMM) passes more fine detail to the LLM than the last-but-one layer",
+             "COMM: shallow CLIP layers keep fine-grained and localisation detail that the penultimate layer loses",
+             ch07.CLIP_COMM, "CLIP multi-level merge"),
+            ("A self-supervised encoder passes more fine detail to the LLM than CLIP",
+             "DINOv2 beats CLIP on fine-grained perception (COMM, MMVP)", ch07.SSL_ONLY, "SSL encoder"),
+            ("Merging CLIP's and the SSL encoder's layers (COMM) passes more fine detail to the LLM",
+             "COMM (CLIP + DINOv2 multi-level) beats LLaVA-1.5's CLIP features on fine-grained perception",
+             ch07.CLIP_SSL, "CLIP + SSL merged"),
+        )
     ),
 )  # fmt: skip
 """Every claim the book measures, in REFERENCE order, each read from the chapter that measures it."""
