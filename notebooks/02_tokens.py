@@ -70,7 +70,6 @@ probe_clip_model = "clip-l14-336"  # full scale: the transformers CLIP whose lay
 # %%
 import time
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis_lib.book import plots
@@ -111,7 +110,6 @@ if scale == "full":
 # %%
 if scale == "toy":
     run = chapter.tokens_experiment(seeds, device, clip_steps, smoke, workers=workers)
-    display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## 1. What the frozen encoder holds, layer by layer

@@ -69,7 +69,6 @@ figures_root = ""  # folder for figures; empty means the repository figures fold
 # %%
 import time
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis_lib.book import plots
@@ -80,7 +79,6 @@ FULL_SCALE = "its trained variants retrain LLaVA (at full scale: LLaVA-1.5-7B pe
 started = toy_runs.start_toy_chapter("3", scale, torch_threads, FULL_SCALE)
 
 run = chapter.positions_experiment(seeds, device, clip_steps, smoke, workers=workers)
-display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## Results across seeds

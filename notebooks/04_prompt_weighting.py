@@ -75,7 +75,6 @@ batch_size = 32  # full scale: captions scored per forward pass
 # %%
 import time
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis_lib.book import plots
@@ -118,7 +117,6 @@ if scale == "full":
 # %%
 if scale == "toy":
     run = chapter.prompt_experiment(seeds, device, clip_steps, smoke, workers=workers)
-    display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## 1. One model, several ways of asking

@@ -67,7 +67,6 @@ figures_root = ""  # folder for figures; empty means the repository figures fold
 # %%
 import time
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis_lib.book import plots
@@ -78,7 +77,6 @@ FULL_SCALE = "its variants train CLIPs, heads and text towers (at full scale: Vi
 started = toy_runs.start_toy_chapter("5", scale, torch_threads, FULL_SCALE)
 
 run = chapter.not_sufficient_experiment(seeds, device, clip_steps, smoke, workers=workers)
-display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## Each variant against CLIP and LLaVA

@@ -90,7 +90,6 @@ batch_size = 32  # full scale: queries / captions embedded per forward pass
 # %%
 import time
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis_lib.book import plots
@@ -122,7 +121,6 @@ if scale == "full":
 # %%
 if scale == "toy":
     run = chapter.conversion_experiment(seeds, device, clip_steps, smoke, workers=workers)
-    display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## Results across seeds

@@ -81,7 +81,6 @@ dino_model = "dinov2-large"  # full scale: the DINOv2 encoder (registry name or 
 # %%
 import time
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis_lib.book import plots
@@ -108,7 +107,6 @@ if scale == "full":
     display(whatsup_probes.probe_pivot(full_probes))
 else:
     run = chapter.clip_to_dino_experiment(seeds, device, clip_steps, smoke, workers=workers)
-    display(pd.DataFrame(run.seconds).round(1).rename_axis("seed"))
 
 # %% [markdown]
 # ## 1. What each encoder holds, layer by layer
