@@ -58,6 +58,25 @@ def test_a_run_knows_what_it_built_reused_and_what_building_it_all_took(tmp_path
     assert record["kinds"]["probe"] == {"used": 1, "built": 0, "build_seconds": 0.0, "no_record": 1}
 
 
+def test_an_entry_built_inside_another_is_its_dependency_and_its_time_its_own():
+    take_used()
+
+    def outer(folder):
+        cached_artifact("inner", {"seed": 7}, _writer([]))  # built during the outer build
+        (folder / "weights.txt").write_text("outer")
+
+    built, _ = cached_artifact("outer", {"seed": 7}, outer)
+    inner = next(iter(entry for name, (entry, _) in take_used().items() if name.startswith("inner/")))
+    record = json.loads((built / "build.json").read_text())
+    assert record["uses"] == [f"inner/{inner.name}"]
+    cached_artifact("outer", {"seed": 7}, outer)  # a later, warm run loads the outer entry only
+    used = take_used()
+    assert [name.split("/")[0] for name in used] == ["outer"]
+    cold = use_record(used)
+    assert cold["used"] == 2 and cold["direct"] == 1 and cold["built"] == 0 and cold["no_record"] == 0
+    assert cold["build_seconds"] == pytest.approx(build_seconds(built) + build_seconds(inner))
+
+
 def test_entries_built_before_build_records_count_their_training_time(tmp_path):
     (tmp_path / "training_log.json").write_text(json.dumps({"train_seconds": 210.5, "stages": []}))
     assert build_seconds(tmp_path) == 210.5

@@ -138,15 +138,15 @@ def time_note(record: Bookkeeping | None) -> str:
     if used == 0:
         return f'<p class="book-time">Time: this run took {took}; it uses no cached model or score.</p>'
     if built == 0:
-        now = f"this run took {took}, warm (every one of the {used} models and scores it uses was cached)"
+        now = f"this run took {took}, warm (every model and score it uses was cached)"
     else:
         now = f"this run took {took} and built {built} of the {used} models and scores it uses (the rest cached)"
     unknown = f"; {cache['no_record']} of them recorded no build time" if cache["no_record"] else ""
     return (
-        f'<p class="book-time">Time: {now}. Cold, from an empty cache: building all {used} took '
-        f"{duration(cache['build_seconds'])} on the machine that ran it (one torch thread each, summed{unknown}); "
-        "the book trains models in up to two worker processes, so a cold run on two cores takes about half of "
-        "that.</p>"
+        f'<p class="book-time">Time: {now}. Cold, from an empty cache: building all {used} (those it loads and '
+        f"those they are built from) took {duration(cache['build_seconds'])} on the machine that ran it (each "
+        f"its own time, one torch thread, summed{unknown}); the book trains models in up to two worker processes, "
+        "so a cold run on two cores takes about half of that.</p>"
     )
 
 

@@ -49,6 +49,15 @@ class BrokenEntryError(RuntimeError):
 
 
 _used: dict[str, tuple[Path, bool]] = {}  # "kind/key" -> (folder, built by this process) since the last take_used()
+_building: list[dict] = []  # this process's builds in progress, innermost last: the entries each uses, nested time
+
+
+def _note_use(name: str, folder: Path, built: bool) -> None:
+    """Record that this process used the entry ``name`` (and, inside a build, that the build uses it)."""
+    if built or name not in _used:
+        _used[name] = (folder, built)
+    if _building:
+        _building[-1]["uses"].add(name)
 
 
 def take_used() -> dict[str, tuple[Path, bool]]:
@@ -58,11 +67,26 @@ def take_used() -> dict[str, tuple[Path, bool]]:
     return used
 
 
+def with_dependencies(used: dict[str, tuple[Path, bool]]) -> dict[str, tuple[Path, bool]]:
+    """``used`` and every entry they were built from, as their build records name them (recursively; an entry
+    found only as a dependency counts as not built by this run)."""
+    closure, queue = dict(used), list(used.items())
+    while queue:
+        _, (folder, _) = queue.pop()
+        for name in build_record(folder).get("uses", []):
+            if name not in closure:
+                closure[name] = (folder.parents[1] / name, False)
+                queue.append((name, closure[name]))
+    return closure
+
+
 def use_record(used: dict[str, tuple[Path, bool]]) -> dict:
-    """What ``used`` (``take_used()``) says a run cost: per kind and in all, the entries it used, those it built
-    itself, and the build seconds recorded for them all (summed; entries with no record counted apart)."""
+    """What ``used`` (``take_used()``) says a run cost: per kind and in all, the entries it used and those they were
+    built from (``with_dependencies``), those it built itself, and their own build seconds (summed, each entry's
+    nested builds counted once, as their own; entries with no record counted apart). ``direct``: how many of them
+    the run used itself."""
     kinds: dict[str, dict] = {}
-    for name, (folder, built) in sorted(used.items()):
+    for name, (folder, built) in sorted(with_dependencies(used).items()):
         row = kinds.setdefault(name.split("/")[0], {"used": 0, "built": 0, "build_seconds": 0.0, "no_record": 0})
         seconds = build_seconds(folder)
         row["used"] += 1
@@ -70,12 +94,20 @@ def use_record(used: dict[str, tuple[Path, bool]]) -> dict:
         row["build_seconds"] += seconds or 0.0
         row["no_record"] += int(seconds is None)
     total = {key: sum(row[key] for row in kinds.values()) for key in ("used", "built", "build_seconds", "no_record")}
-    return {**total, "kinds": kinds}
+    return {**total, "direct": len(used), "kinds": kinds}
+
+
+def build_record(folder: Path) -> dict:
+    """The entry's build record (``build.json``: its own build seconds, the entries its build used), or {}."""
+    try:
+        return json.loads((folder / BUILD_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def build_seconds(folder: Path) -> float | None:
-    """How long the entry in ``folder`` took to build (its build record, else its training log's time; None if
-    neither says)."""
+    """How long the entry in ``folder`` took to build, the entries built inside its build not counted (its build
+    record, else its training log's time; None if neither says)."""
     for name, field in ((BUILD_FILE, "seconds"), (LEGACY_SECONDS, "train_seconds")):
         try:
             return float(json.loads((folder / name).read_text())[field])
@@ -212,16 +244,23 @@ def cached_artifact(
     if inode is not None:
         problem = entry_problem(final, spec)
         if problem is None:
-            _used.setdefault(f"{kind}/{final.name}", (final, False))
+            _note_use(f"{kind}/{final.name}", final, False)
             return final, True
         move_aside(final, problem, inode)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        start = time.perf_counter()
-        build(tmp)
+        frame, start = {"uses": set(), "nested": 0.0}, time.perf_counter()
+        _building.append(frame)
+        try:
+            build(tmp)
+        finally:
+            _building.pop()
         seconds = time.perf_counter() - start
-        record = {"seconds": seconds, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+        if _building:  # a build inside another: its time is its own, not the outer one's
+            _building[-1]["nested"] += seconds
+        record = {"seconds": seconds - frame["nested"], "uses": sorted(frame["uses"]), "cpu_count": os.cpu_count(),
+                  "torch_threads": torch.get_num_threads()}  # fmt: skip
         (tmp / BUILD_FILE).write_text(json.dumps(record))
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
         write_manifest(tmp)
@@ -233,5 +272,5 @@ def cached_artifact(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    _used[f"{kind}/{final.name}"] = (final, True)
+    _note_use(f"{kind}/{final.name}", final, True)
     return final, False
