@@ -406,9 +406,9 @@ def save_results(run: DinoRun, scale: str, root: Path | None, total_seconds: flo
         "metric": [f"{s} block {n} share" for s, n in zip(run.weights.stream, run.weights.layer)],
         "seed": run.weights.seed, "value": run.weights.share,
     }) if len(run.weights) else pd.DataFrame()  # fmt: skip
-    lm = run.lm_probes
+    lm, models = run.lm_probes, run.metrics.drop_duplicates("condition").set_index("condition")["model"]
     lm_probes = pd.DataFrame({
-        "model": LLAVA_NAME, "condition": lm.condition, "benchmark": LM_TOKENS,
+        "model": lm.condition.map(models), "condition": lm.condition, "benchmark": LM_TOKENS,
         "metric": [f"{target}, {kind} probe" for target, kind in zip(lm.target, lm.probe)], "seed": lm.seed,
         "value": lm.accuracy, "ci_low": np.nan, "ci_high": np.nan, "n_units": lm.n_test,
     })  # fmt: skip
