@@ -23,7 +23,7 @@ from analysis_lib.models.tiny import toy_clip
 from analysis_lib.scoring.scorers import VQAScorer
 from analysis_lib.toy import pipeline
 from analysis_lib.toy.toy_setup import ToySetup, ssl_spec
-from analysis_lib.training.clip_llava import fold_standardisation
+from analysis_lib.training.clip_llava import fold_standardisation, reinitialise_projector
 from analysis_lib.training.ssl_encoder import SSL_TRAIN, smoke_ssl
 
 COMM = VisionSource(merge="comm")
@@ -93,6 +93,29 @@ def test_per_layer_linears_stay_block_diagonal_and_folding_standardisation_is_ex
         expected = projector((x - mean) / std)
         fold_standardisation(model, mean, std)
         assert torch.allclose(projector(x), expected, atol=1e-5)
+
+
+def test_a_restart_initialises_any_projector_afresh_as_its_constructor_does():
+    """A restarted training needs a new projector: COMM's merge exactly as a seeded __init__ builds it (block-diagonal
+    per-layer linears, every layer weight 1/n); LLaVA's MLP projector each Linear in order, as before COMM existed."""
+    torch.manual_seed(1)
+    projector = CommProjector(4, 6, [(2, False), (1, True)])
+    with torch.no_grad():
+        for parameter in projector.parameters():
+            parameter.add_(1.0)  # as if trained
+    torch.manual_seed(2)
+    reinitialise_projector(projector)
+    torch.manual_seed(2)
+    fresh = CommProjector(4, 6, [(2, False), (1, True)])
+    assert all(torch.equal(a, b) for a, b in zip(projector.state_dict().values(), fresh.state_dict().values()))
+    assert [w.tolist() for w in projector.layer_weights] == [[0.5, 0.5], [1.0]]
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.GELU(), torch.nn.Linear(6, 6))
+    torch.manual_seed(3)
+    mlp[0].reset_parameters(), mlp[2].reset_parameters()
+    expected = [parameter.clone() for parameter in mlp.parameters()]
+    torch.manual_seed(3)
+    reinitialise_projector(mlp)
+    assert all(torch.equal(a, b) for a, b in zip(mlp.parameters(), expected))
 
 
 @pytest.mark.parametrize("source", [COMM, BOTH])

@@ -118,6 +118,16 @@ class CommProjector(nn.Module):
             nn.Linear(len(streams) * width, text_width), nn.GELU(), nn.Linear(text_width, text_width)
         )
 
+    def reset_parameters(self) -> None:
+        """Initialise every layer afresh as ``__init__`` does (a restarted training's new projector)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        with torch.no_grad():
+            self.linear_1.weight.mul_(self.block_mask())
+            for weights, n in zip(self.layer_weights, self.stream_sizes):
+                weights.fill_(1.0 / n)
+
     def block_mask(self) -> torch.Tensor:
         """The block-diagonal pattern of ``linear_1``: layer i's channels map only to layer i's."""
         n = sum(self.stream_sizes)

@@ -374,8 +374,7 @@ def train_llava(
         if attempt:
             model.load_state_dict(start)
             torch.manual_seed(attempt_seed(seed, attempt))
-            for layer in (model.model.multi_modal_projector.linear_1, model.model.multi_modal_projector.linear_2):
-                layer.reset_parameters()
+            reinitialise_projector(model.model.multi_modal_projector)
         last = attempt == cfg.restarts
         stages = curriculum_attempt(model, tokenizer, scenes, standardised, prompt_format, cfg,
                                     attempt_seed(seed, attempt), progress, not last, budget)  # fmt: skip
@@ -386,6 +385,17 @@ def train_llava(
     model.eval()
     fold_standardisation(model, mean, std)
     return {"stages": stages, "restarts": len(abandoned), "abandoned": abandoned}
+
+
+def reinitialise_projector(projector: torch.nn.Module) -> None:
+    """Initialise a LLaVA projector afresh from torch's generator: its own ``reset_parameters`` where it has one
+    (COMM's merge), else each of its Linear layers in order (LLaVA's two-layer MLP)."""
+    if hasattr(projector, "reset_parameters"):
+        projector.reset_parameters()
+        return
+    for module in projector.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.reset_parameters()
 
 
 def untold(draw: Callable[[], Turn], held_out: tuple[str, ...], tries: int = 1000) -> Turn:
