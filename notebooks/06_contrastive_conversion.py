@@ -63,7 +63,8 @@
 # `paper_question`). The paper trains 1000 steps at lr 2e-5 (warm-up 100) on a 7B model with batches
 # gathered across GPUs; the toy adapter needs a higher rate (1e-3, warm-up 50, at most 400 steps of 64
 # pairs) to move a 64-wide, 3-layer LM. The recipe was fixed on seed 0's held-out check before the
-# chapter's first three seeds ran (seed 0 is one of the seeds reported, so the pilot was not held out): at
+# chapter's first three seeds ran (seed 0 is one of the seeds reported, so the pilot was not held out; the section
+# "The pilot, repeated" re-runs its choices on a seed that is not reported): at
 # 300 steps lr 1e-3 reached 73% relation retrieval and 3e-3 63%; the final recipe runs 400 steps with a
 # larger share of relative questions (0.6, describe 0.2, list 0.2).
 #
@@ -75,6 +76,7 @@
 # %% tags=["parameters"]
 scale = "toy"  # "toy" (synthetic world, CPU) or "full" (the paper's converted checkpoint on the real benchmarks)
 seeds = [0, 1, 2, 3, 4]  # chapter 1's seeds: the same toy CLIP and LLaVA per seed (cached)
+pilot_seeds = [5]  # seeds the chapter does not report, on which the recipe's pilot choices are re-run
 device = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 torch_threads = 1  # CPU threads for torch: 1 stays fast on a shared machine; 0 is torch's default (one per core)
 workers = 0  # processes that train the models not cached yet (one torch thread each): 0 is min(2, cores); 1 is this one
@@ -160,6 +162,24 @@ if scale == "toy":
     plots.save(fig, "06_contrastive_conversion_checks", figures_root or None)
 
 # %% [markdown]
+# ## The pilot, repeated on a seed the chapter does not report
+#
+# The recipe's learning rate and its batches of relation groups were chosen on seed 0's held-out check,
+# and seed 0 is reported above, so the choice could fit that seed. The same choices run here on
+# `pilot_seeds` (chapter 1's LLaVA of each, trained the same way; no number of theirs enters a mean
+# above): the chapter's recipe, the learning rate the pilot rejected (3e-3), and random batches. The
+# rule, set before this run: the choice replicates on a seed if the chapter's recipe passes its held-out
+# check no later than each alternative or, where none passes, reaches at least the same relation
+# retrieval at the step cap.
+
+# %%
+if scale == "toy":
+    pilot = chapter.pilot_checks(pilot_seeds, device, clip_steps, smoke, workers=workers)
+    pilot_table = chapter.pilot_table(pilot)
+    display(pilot_table)
+    display(Markdown(chapter.pilot_reading(pilot)))
+
+# %% [markdown]
 # ## Targets
 
 # %%
@@ -199,6 +219,6 @@ if scale == "toy":
 # %%
 total = time.perf_counter() - started
 if scale == "toy":
-    tables = {"comparison": table, "targets": targets, "transitions": transitions}
+    tables = {"comparison": table, "targets": targets, "transitions": transitions, "pilot": pilot_table}
     folder = chapter.save_results(run, scale, results_root or None, total, tables)
     print(f"results in {folder}; total wall time {total:.0f} s")

@@ -212,6 +212,18 @@ def test_smoke_is_refused_at_full_scale(tmp_path):
     book.chapter_parameters([src], {"smoke": True, "scale": "toy"})
 
 
+def test_a_pilot_seed_that_the_chapter_reports_is_refused(tmp_path):
+    src = tmp_path / "06_demo.py"
+    src.write_text('# %% tags=["parameters"]\nseeds = [0, 1]\npilot_seeds = [5]\n\n# %%\nprint(seeds)\n')
+    with pytest.raises(book.BookError, match=r"pilot_seeds \[1\] share seed\(s\) \[1\] with seeds \[0, 1\]"):
+        book.chapter_parameters([src], {"pilot_seeds": [1]})
+    with pytest.raises(book.BookError, match=r"share seed\(s\) \[5\]"):
+        book.chapter_parameters([src], {"seeds": [4, 5]})
+    assert book.chapter_parameters([src], {"seeds": [0, 1, 2], "pilot_seeds": [6]}) == {
+        src: {"seeds": [0, 1, 2], "pilot_seeds": [6]}
+    }
+
+
 def _chapter_with_roots(tmp_path):
     src = tmp_path / "06_demo.py"
     src.write_text(

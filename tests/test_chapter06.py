@@ -75,3 +75,37 @@ def test_the_projector_only_control_stops_after_the_projector_stage():
     assert control.llava_train.curriculum == main.llava_train.curriculum[:1]
     assert [stage.name for stage in control.llava_train.curriculum] == ["projector"]
     assert control.clip_spec(0) == main.clip_spec(0) and control.lm_spec(0) == main.lm_spec(0)
+
+
+def _pilot_checks(runs: dict[tuple[int, str], tuple[int | None, list[float]]]) -> pd.DataFrame:
+    """Held-out checks every 50 steps: (seed, recipe) -> (passed at, relation retrieval per check); attribute 1.0."""
+    rows = []
+    for (seed, name), (passed, relation) in runs.items():
+        rows += [{"seed": seed, "recipe": name, "passed at": passed, "step": 50 * (i + 1), "value": r,
+                  "relation 4-way": r, "attribute": 1.0} for i, r in enumerate(relation)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_pilot_replicates_only_where_the_recipe_is_not_beaten():
+    lr, random = list(ch06.PILOT)[1:]
+    checks = _pilot_checks({
+        (5, ch06.MAIN): (100, [0.6, 0.99]),         # passed first
+        (5, lr): (150, [0.5, 0.7, 0.99]),
+        (5, random): (None, [0.3, 0.4, 0.5, 0.6]),  # ran to the cap
+        (6, ch06.MAIN): (None, [0.5, 0.8]),         # no run passes on seed 6: relation at the cap decides
+        (6, lr): (None, [0.5, 0.9]),
+        (6, random): (None, [0.4, 0.7]),
+    })  # fmt: skip
+    table = ch06.pilot_table(checks)
+    assert table.ended.tolist() == ["passed at 100", "passed at 150", "cap (200 steps)"] + ["cap (100 steps)"] * 3
+    assert table["relation 4-way"].tolist() == [0.99, 0.99, 0.6, 0.8, 0.9, 0.7]
+    seed5, seed6 = ch06.pilot_reading(checks).splitlines()
+    assert seed5.startswith("* Seed 5:") and "replicate on this seed" in seed5 and "does not" not in seed5
+    assert seed6 == (f"* Seed 6: {lr} did better than the chapter's recipe: the pilot's choice does not replicate "
+                     "on this seed.")  # fmt: skip
+
+
+def test_the_pilot_recipes_are_the_chapters_own_on_other_seeds():
+    assert ch06.PILOT[ch06.MAIN] == ch06.RECIPES[ch06.MAIN][1]
+    assert ch06.PILOT[ch06.RANDOM_BATCHES] == ch06.RECIPES[ch06.RANDOM_BATCHES][1]
+    assert [cfg.lr for cfg in ch06.PILOT.values()] == [1e-3, 3e-3, 1e-3]

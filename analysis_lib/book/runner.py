@@ -149,6 +149,7 @@ def _workers_problem(name: str, workers: int) -> str | None:
 # Parameter name -> a check of a well-typed value beyond its type: why it cannot be used, or None.
 VALUE_CHECKS: dict[str, Callable[[str, object], str | None]] = {
     "seeds": _seeds_problem,
+    "pilot_seeds": _seeds_problem,
     "workers": _workers_problem,
     "results_root": _output_folder_problem,
     "figures_root": _output_folder_problem,
@@ -176,6 +177,10 @@ def _problems(parameters: dict[str, object], declared: dict[str, object]) -> lis
     if not problems and values.get("smoke") is True and values.get("scale") == "full":
         problems.append("smoke=True is a toy-world plumbing check and cannot run at scale='full': "
                         "drop -p smoke True for a full-scale run, or use scale 'toy' for a smoke run")  # fmt: skip
+    shared = sorted(set(values.get("seeds") or []) & set(values.get("pilot_seeds") or []))
+    if not problems and shared:
+        problems.append(f"pilot_seeds {values['pilot_seeds']!r} share seed(s) {shared} with seeds {values['seeds']!r}: "
+                        "a pilot must run on seeds the chapter does not report; pass other pilot_seeds")  # fmt: skip
     return problems
 
 

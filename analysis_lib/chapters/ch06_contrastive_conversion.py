@@ -19,7 +19,7 @@ from analysis_lib.core.cache import cached_artifact
 from analysis_lib.core.progress import seed_progress
 from analysis_lib.full.full_scale import FullScaleConfig, score_models
 from analysis_lib.toy import toy_recipe as recipe
-from analysis_lib.toy.pipeline import toy_models, training_log
+from analysis_lib.toy.pipeline import seed_jobs, toy_models, train_toy_models, training_log
 from analysis_lib.toy.toy_runs import (
     CLIP_NAME,
     LLAVA_NAME,
@@ -50,17 +50,25 @@ MAIN = "converted LLaVA: DoRA r=8, t=0.02 (cosine)"
 PROJECTOR_ONLY = "projector only"
 """Chapter 1's LLaVA stopped after its projector stage: LLaVA's stage 1, no instruction training (a control)."""
 PROJECTOR_CONVERTED = "converted from the projector-only LLaVA (no instruction training)"
+RANDOM_BATCHES = "converted: random batches (no relation groups)"
 RECIPES = {
     MAIN: (recipe.MAIN, ConversionConfig()),
     "converted: LoRA r=8, t=0.02": (recipe.MAIN, ConversionConfig(use_dora=False)),
     "converted: DoRA r=32, t=0.02": (recipe.MAIN, ConversionConfig(rank=32)),
     "converted: DoRA r=8, t=0.07": (recipe.MAIN, ConversionConfig(temperature=0.07)),
     "converted from the LM-from-scratch LLaVA": (recipe.FROM_SCRATCH, ConversionConfig()),
-    "converted: random batches (no relation groups)": (recipe.MAIN, ConversionConfig(relation_groups=False)),
+    RANDOM_BATCHES: (recipe.MAIN, ConversionConfig(relation_groups=False)),
     PROJECTOR_CONVERTED: (PROJECTOR_ONLY, ConversionConfig()),
 }
 """Each converted model: the LLaVA it starts from (a chapter-1 variant or ``PROJECTOR_ONLY``) and the recipe."""
 ORDER = [CLIP_NAME, LLAVA_NAME, UNCONVERTED, *RECIPES, SCRATCH_VQA]
+PILOT = {
+    MAIN: RECIPES[MAIN][1],
+    "converted: lr 3e-3": ConversionConfig(lr=3e-3),
+    RANDOM_BATCHES: RECIPES[RANDOM_BATCHES][1],
+}
+"""The choices the recipe's pilot made (learning rate; batches of relation groups), re-run on seeds the chapter does
+not report, each from chapter 1's LLaVA of that seed."""
 TESTS = ("relation 4-way", "relation 2-way", "attribute 4-way", "MMVP-style spatial pairs", "MMVP-style colour pairs")
 MARGIN = 0.2  # the converted model "beats CLIP" on relations if its seed mean is this far above CLIP's
 RECIPE_TOLERANCE = 0.1  # a recipe choice "matters little" if it moves relation 4-way by less than this
@@ -170,6 +178,53 @@ def conversion_experiment(
         },
     }
     return ConversionRun(metrics, folders, seconds, config)
+
+
+def pilot_checks(
+    seeds: list[int], device: str, clip_steps: int, smoke: bool, progress: bool = True, workers: int = 0
+) -> pd.DataFrame:
+    """Each ``PILOT`` recipe converted on each of ``seeds`` (seeds the chapter does not report; their chapter-1
+    LLaVAs trained first in ``workers`` processes when not cached): every held-out check, one row each."""
+    setup = recipe.toy_setup(clip_steps, smoke, recipe.MAIN)
+    train_toy_models(seed_jobs([setup], seeds), workers, device, progress)
+    rows = []
+    for seed in seeds:
+        for name, cfg in PILOT.items():
+            folder, _ = converted_llava(setup, smoke_recipe(cfg, smoke), seed, device, progress)
+            (stage,) = training_log(folder)["stages"]
+            rows += [{"seed": seed, "recipe": name, "passed at": stage["passed_at"], **check}
+                     for check in stage["checks"]]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def pilot_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """Per pilot seed and recipe: the step whose held-out check passed (or the cap) and that last check's
+    relation 4-way and attribute retrieval."""
+    last = checks.groupby(["seed", "recipe"], sort=False).tail(1)
+    ended = [
+        f"passed at {int(p)}" if pd.notna(p) else f"cap ({int(s)} steps)" for p, s in zip(last["passed at"], last.step)
+    ]
+    return last.assign(ended=ended)[["seed", "recipe", "ended", "relation 4-way", "attribute"]].reset_index(drop=True)
+
+
+def _pilot_rank(row: pd.Series) -> tuple[float, float]:
+    """Order of two pilot runs: passed earlier, else higher relation retrieval at the last check."""
+    return (row["passed at"] if pd.notna(row["passed at"]) else float("inf"), -row["relation 4-way"])
+
+
+def pilot_reading(checks: pd.DataFrame) -> str:
+    """Per pilot seed, whether the chapter's recipe did at least as well as each alternative (passed no later or, none
+    passing, no lower relation retrieval at the cap): the pilot's choices replicated or not."""
+    last = checks.groupby(["seed", "recipe"], sort=False).tail(1).set_index(["seed", "recipe"])
+    lines = []
+    for seed in dict.fromkeys(last.index.get_level_values("seed")):
+        ours = _pilot_rank(last.loc[(seed, MAIN)])
+        beaten = [name for name in PILOT if name != MAIN and _pilot_rank(last.loc[(seed, name)]) < ours]
+        lines.append(f"* Seed {seed}: " + ("the chapter's recipe did at least as well as every alternative the pilot "
+                     "weighed: the pilot's choices replicate on this seed." if not beaten else
+                     f"{', '.join(beaten)} did better than the chapter's recipe: the pilot's choice does not replicate "
+                     "on this seed."))  # fmt: skip
+    return "\n".join(lines)
 
 
 def comparison(run: ConversionRun) -> pd.DataFrame:
