@@ -496,4 +496,3 @@ def execute_plan(plan: RunPlan) -> None:
         start = time.perf_counter()
         execute_chapter(path, plan.shares[path], output)
         print(f"[{i}/{len(plan.outputs)}] {path.stem}: done in {time.perf_counter() - start:.0f} s", flush=True)
-
