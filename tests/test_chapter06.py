@@ -95,14 +95,20 @@ def test_the_pilot_replicates_only_where_the_recipe_is_not_beaten():
         (6, ch06.MAIN): (None, [0.5, 0.8]),         # no run passes on seed 6: relation at the cap decides
         (6, lr): (None, [0.5, 0.9]),
         (6, random): (None, [0.4, 0.7]),
+        (7, ch06.MAIN): (100, [0.6, 0.99]),         # a tie in the step passed at is not a loss ...
+        (7, lr): (100, [0.7, 1.0]),                 # ... however high the other's last check
+        (7, random): (None, [0.4, 0.7]),
     })  # fmt: skip
     table = ch06.pilot_table(checks)
-    assert table.ended.tolist() == ["passed at 100", "passed at 150", "cap (200 steps)"] + ["cap (100 steps)"] * 3
-    assert table["relation 4-way"].tolist() == [0.99, 0.99, 0.6, 0.8, 0.9, 0.7]
-    seed5, seed6 = ch06.pilot_reading(checks).splitlines()
-    assert seed5.startswith("* Seed 5:") and "replicate on this seed" in seed5 and "does not" not in seed5
-    assert seed6 == (f"* Seed 6: {lr} did better than the chapter's recipe: the pilot's choice does not replicate "
-                     "on this seed.")  # fmt: skip
+    assert table.ended.tolist()[:6] == ["passed at 100", "passed at 150", "cap (200 steps)"] + ["cap (100 steps)"] * 3
+    assert table["relation 4-way"].tolist()[:6] == [0.99, 0.99, 0.6, 0.8, 0.9, 0.7]
+    seed5, seed6, seed7 = ch06.pilot_reading(checks).splitlines()
+    assert seed5.startswith(f"* Seed 5: {ch06.MAIN}: passed at 100, relation 99.0%; {lr}: passed at 150")
+    assert seed5.endswith("the chapter's recipe did at least as well as every alternative: the pilot's choices "
+                          "replicate on this seed.")  # fmt: skip
+    assert seed6.endswith(f"By the rule, {lr} did better than the chapter's recipe: the pilot's choice does not "
+                          "replicate on this seed.")  # fmt: skip
+    assert "did at least as well" in seed7 and f"{random}: cap (100 steps), relation 70.0%" in seed7
 
 
 def test_the_pilot_recipes_are_the_chapters_own_on_other_seeds():

@@ -197,33 +197,40 @@ def pilot_checks(
     return pd.DataFrame(rows)
 
 
-def pilot_table(checks: pd.DataFrame) -> pd.DataFrame:
-    """Per pilot seed and recipe: the step whose held-out check passed (or the cap) and that last check's
-    relation 4-way and attribute retrieval."""
+def _pilot_ends(checks: pd.DataFrame) -> pd.DataFrame:
+    """Each pilot run's last check, with ``ended``: the step its check passed at, or the cap it ran to."""
     last = checks.groupby(["seed", "recipe"], sort=False).tail(1)
-    ended = [
-        f"passed at {int(p)}" if pd.notna(p) else f"cap ({int(s)} steps)" for p, s in zip(last["passed at"], last.step)
-    ]
-    return last.assign(ended=ended)[["seed", "recipe", "ended", "relation 4-way", "attribute"]].reset_index(drop=True)
+    ended = [f"passed at {int(p)}" if pd.notna(p) else f"cap ({int(s)} steps)"
+             for p, s in zip(last["passed at"], last.step)]  # fmt: skip
+    return last.assign(ended=ended).reset_index(drop=True)
 
 
-def _pilot_rank(row: pd.Series) -> tuple[float, float]:
-    """Order of two pilot runs: passed earlier, else higher relation retrieval at the last check."""
-    return (row["passed at"] if pd.notna(row["passed at"]) else float("inf"), -row["relation 4-way"])
+def pilot_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """Per pilot seed and recipe: how it ended (passed at a step, or the cap) and its last check's relation 4-way and
+    attribute retrieval."""
+    return _pilot_ends(checks)[["seed", "recipe", "ended", "relation 4-way", "attribute"]]
+
+
+def _pilot_rank(row: dict) -> float:
+    """A pilot run's standing by the chapter's rule: the step it passed at (lower is better); a run that did not
+    pass ranks after every one that did, by its relation retrieval at the cap."""
+    passed = row["passed at"]
+    return float(passed) if pd.notna(passed) else 1e9 - row["relation 4-way"]
 
 
 def pilot_reading(checks: pd.DataFrame) -> str:
-    """Per pilot seed, whether the chapter's recipe did at least as well as each alternative (passed no later or, none
-    passing, no lower relation retrieval at the cap): the pilot's choices replicated or not."""
-    last = checks.groupby(["seed", "recipe"], sort=False).tail(1).set_index(["seed", "recipe"])
+    """Per pilot seed, how each run ended and whether the chapter's recipe did at least as well as each alternative
+    (passed no later or, none passing, no lower relation retrieval at the cap): the pilot's choices replicate or not."""
     lines = []
-    for seed in dict.fromkeys(last.index.get_level_values("seed")):
-        ours = _pilot_rank(last.loc[(seed, MAIN)])
-        beaten = [name for name in PILOT if name != MAIN and _pilot_rank(last.loc[(seed, name)]) < ours]
-        lines.append(f"* Seed {seed}: " + ("the chapter's recipe did at least as well as every alternative the pilot "
-                     "weighed: the pilot's choices replicate on this seed." if not beaten else
-                     f"{', '.join(beaten)} did better than the chapter's recipe: the pilot's choice does not replicate "
-                     "on this seed."))  # fmt: skip
+    for seed, runs in _pilot_ends(checks).groupby("seed", sort=False):
+        rows = {r["recipe"]: r for r in runs.to_dict("records")}
+        ends = "; ".join(f"{name}: {r['ended']}, relation {r['relation 4-way']:.1%}" for name, r in rows.items())
+        beaten = [name for name in PILOT if name != MAIN and _pilot_rank(rows[name]) < _pilot_rank(rows[MAIN])]
+        verdict = ("the chapter's recipe did at least as well as every alternative: the pilot's choices replicate on "
+                   "this seed" if not beaten else
+                   f"{', '.join(beaten)} did better than the chapter's recipe: the pilot's choice does not "
+                   "replicate on this seed")  # fmt: skip
+        lines.append(f"* Seed {seed}: {ends}. By the rule, {verdict}.")
     return "\n".join(lines)
 
 
