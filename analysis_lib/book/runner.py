@@ -177,8 +177,8 @@ def _problems(parameters: dict[str, object], declared: dict[str, object]) -> lis
     if not problems and values.get("smoke") is True and values.get("scale") == "full":
         problems.append("smoke=True is a toy-world plumbing check and cannot run at scale='full': "
                         "drop -p smoke True for a full-scale run, or use scale 'toy' for a smoke run")  # fmt: skip
-    shared = sorted(set(values.get("seeds") or []) & set(values.get("pilot_seeds") or []))
-    if not problems and shared:
+    shared = [] if problems else sorted(set(values.get("seeds") or []) & set(values.get("pilot_seeds") or []))
+    if shared:
         problems.append(f"pilot_seeds {values['pilot_seeds']!r} share seed(s) {shared} with seeds {values['seeds']!r}: "
                         "a pilot must run on seeds the chapter does not report; pass other pilot_seeds")  # fmt: skip
     return problems
