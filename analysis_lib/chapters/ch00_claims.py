@@ -46,7 +46,7 @@ from analysis_lib.stats.verdicts import (
     shows,
     verdict,
 )
-from analysis_lib.toy.toy_runs import CHANCE, CLIP_NAME, LLAVA_NAME, LM_TOKENS_TEST, headline
+from analysis_lib.toy.toy_runs import CHANCE, CLIP_NAME, LLAVA_NAME, headline
 
 CHAPTER = "00_claims"
 NOT_RUN = "not run"  # the chapter has no results at this scale
@@ -118,10 +118,6 @@ FAIR_CONTRASTIVE = Control(
     "the fair contrastive baseline: CLIP's locked tower given LLaVA's relational supervision "
     "(NegCLIP, image tower locked)",
     where="chapter 1, its fair contrastive baseline, and claim 5a",
-)
-LM_INPUT_ONLY = Control(
-    "the detail asked about in a question the toy LLaVA answers: here it is read by a linear probe of the image "
-    "tokens the LM receives, which says what reaches the LLM, not what the LLaVA perceives"
 )
 UNCONVERTED_RECIPE = Control(
     "the conversion recipe on a LLaVA without instruction training (projector only)",
@@ -274,20 +270,6 @@ CLAIMS: tuple[ClaimEffect, ...] = (
         "COMM (CLIP + DINOv2 multi-level) beats LLaVA-1.5's CLIP features",
         "07_clip_to_dino", "relation 4-way",
         Side(LLAVA_NAME, ch07.CLIP_SSL, "CLIP + SSL merged"), _same(ch07.PENULTIMATE, "CLIP layer -2"),
-    ),
-    *(
-        ClaimEffect("7", statement, paper, "07_clip_to_dino", LM_TOKENS_TEST, Side(LLAVA_NAME, condition, label),
-                    _same(ch07.PENULTIMATE, "CLIP layer -2"), controls=(LM_INPUT_ONLY,))
-        for statement, paper, condition, label in (
-            ("Merging every CLIP layer (COMM) passes more fine detail to the LLM than the last-but-one layer",
-             "COMM: shallow CLIP layers keep fine-grained and localisation detail that the penultimate layer loses",
-             ch07.CLIP_COMM, "CLIP multi-level merge"),
-            ("A self-supervised encoder passes more fine detail to the LLM than CLIP",
-             "DINOv2 beats CLIP on fine-grained perception (COMM, MMVP)", ch07.SSL_ONLY, "SSL encoder"),
-            ("Merging CLIP's and the SSL encoder's layers (COMM) passes more fine detail to the LLM",
-             "COMM (CLIP + DINOv2 multi-level) beats LLaVA-1.5's CLIP features on fine-grained perception",
-             ch07.CLIP_SSL, "CLIP + SSL merged"),
-        )
     ),
 )  # fmt: skip
 """Every claim the book measures, in REFERENCE order, each read from the chapter that measures it."""
