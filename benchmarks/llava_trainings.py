@@ -19,7 +19,7 @@ import sys
 import time
 
 from analysis_lib.models.tiny import LlavaSize
-from analysis_lib.training.clip_llava import GROUNDED_CURRICULUM, LlavaTrainConfig
+from analysis_lib.training.clip_llava import GROUNDED_CURRICULUM, LlavaTrainConfig, Stage
 from analysis_lib.training.lm_pretraining import LmPretrainConfig
 
 PREVIOUS_CURRICULUM = (
@@ -28,6 +28,13 @@ PREVIOUS_CURRICULUM = (
     dataclasses.replace(GROUNDED_CURRICULUM[2], max_steps=1500),
     dataclasses.replace(GROUNDED_CURRICULUM[3], max_steps=4000),
 )
+INTERLEAVED_CURRICULUM = (
+    GROUNDED_CURRICULUM[0],
+    Stage("interleaved", (("list", 0.3), ("describe", 0.2), ("yes/no", 0.3), ("relative", 0.1), ("where", 0.1)),
+          "vqascore", 0.95, 5500),
+)  # fmt: skip
+"""The grounding, describe and instruction tasks mixed from the first LM step, one check (the instruction stage's),
+the three stages' caps summed."""
 RECIPES: dict[str, dict] = {
     "book": {},
     "previous": {
@@ -41,6 +48,7 @@ RECIPES: dict[str, dict] = {
     "b32": {"llava_train": LlavaTrainConfig(batch_size=32)},
     "L4": {"llava_size": LlavaSize(layers=4)},
     "quote": {"lm_pretrain": LmPretrainConfig(quote_steps=3000)},
+    "interleaved": {"llava_train": LlavaTrainConfig(curriculum=INTERLEAVED_CURRICULUM)},
 }
 """Candidate recipes: ``ToySetup`` fields that differ from the book's."""
 DEVELOPMENT_SEEDS = (0, 1, 2, 3, 4)  # recipes are tuned on these only; seeds 5-9 are held out
